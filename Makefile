@@ -1,0 +1,64 @@
+# Gateway appliance: build, run and test. `make run` and `make test` work on a
+# fresh machine: they install what they need (scripts/deps.sh) first.
+SHELL := /bin/bash
+BUILD := build
+CARGO ?= cargo
+ACCEL ?= tcg
+MEM ?= 256
+DISK_SIZE ?= 40GiB
+RELEASE := target/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# Runtime files of the image come from these Debian packages (see image/).
+DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
+
+.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot clean
+
+all: image
+
+deps:
+	@scripts/deps.sh
+
+# Cached outside the checkout by the hash of kernel-config/ and the kernel
+# version (~/.cache/gateway-appliance/kernel): a rebuild only when they change.
+kernel: deps
+	@kernel-config/build.sh $(BUILD)/bzImage
+
+debs: deps
+	@scripts/debs.sh $(BUILD)/debs $(DEBS)
+
+binaries:
+	$(CARGO) build --release --locked -p gateway-init -p gateway-image
+
+rootfs: debs binaries
+	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
+
+image: kernel rootfs
+	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \
+		--size $(DISK_SIZE) --out $(BUILD)/gateway.raw --cmdline-out $(BUILD)/cmdline
+
+# Boots the appliance with its serial console on this terminal (Ctrl-A X quits).
+# The proxy and cache ports are forwarded to the host. ACCEL=kvm where KVM works.
+run: image
+	@echo "Booting $(BUILD)/gateway.raw ($(ACCEL)); console below, Ctrl-A X quits QEMU."
+	qemu-system-x86_64 -machine pc -accel $(ACCEL) -smp 2 -m $(MEM) \
+		-drive file=$(BUILD)/gateway.raw,format=raw,if=virtio \
+		-nic user,model=virtio-net-pci,hostfwd=tcp::1080-:1080,hostfwd=tcp::8080-:8080 \
+		-nographic
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+unit-test:
+	$(CARGO) test --locked --workspace --exclude qemu-tests
+
+qemu-test: image
+	$(CARGO) test --locked -p qemu-tests
+
+test: deps lint unit-test qemu-test
+
+bench-boot: image
+	$(CARGO) run --release --locked -p qemu-tests --bin bench-boot
+
+clean:
+	rm -rf $(BUILD) target/qemu-tests

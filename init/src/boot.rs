@@ -1,0 +1,101 @@
+//! The boot sequence: small steps with one job each, in this order. A step that
+//! fails (or panics) is logged with the reason and the boot goes on: the
+//! appliance must reach its console whatever happens.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use tracing::{error, info, warn};
+
+use crate::blockdev::Sysfs;
+use crate::cmdline::GatewayArgs;
+use crate::mounts::{self, MountOutcome};
+use crate::uptime::uptime;
+use crate::{console, loopback, statefs};
+
+const DEFAULT_HOSTNAME: &str = "gateway";
+
+/// Runs one step, logging its failure or panic; returns its value if any.
+pub fn step<T, E: std::fmt::Display>(name: &str, f: impl FnOnce() -> Result<T, E>) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            error!("{name}: {e}");
+            None
+        }
+        Err(_) => {
+            error!("{name}: panicked; continuing the boot");
+            None
+        }
+    }
+}
+
+/// The whole sequence; returns the command line's settings for what follows.
+pub fn run() -> GatewayArgs {
+    // Mount first, log after: the consoles and /dev/kmsg need /dev and /sys.
+    let mounted: Vec<_> = mounts::early_mounts()
+        .into_iter()
+        .map(|spec| {
+            let r = catch_unwind(AssertUnwindSafe(|| mounts::apply(&spec)));
+            (spec.target, r)
+        })
+        .collect();
+    console::init();
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let pretty = os
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| "Gateway Appliance".into());
+    info!("{pretty}: init starting");
+    for (target, r) in mounted {
+        match r {
+            Ok(Ok(MountOutcome::Mounted)) => info!("mounted {target}"),
+            Ok(Ok(MountOutcome::AlreadyMounted)) => info!("{target} already mounted"),
+            Ok(Err(e)) => error!("{e}"),
+            Err(_) => error!("mount {target}: panicked"),
+        }
+    }
+    let args = GatewayArgs::read();
+
+    step("root filesystem", || {
+        nix::sys::statvfs::statvfs("/").map(|st| {
+            if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                info!("root filesystem: read-only");
+            } else {
+                warn!("root filesystem: writable (the command line lacks `ro`)");
+            }
+        })
+    });
+    step("ctrl-alt-del", || {
+        // The kernel then sends SIGINT to init instead of rebooting at once.
+        nix::sys::reboot::set_cad_enabled(false).map(|()| info!("ctrl-alt-del: orderly reboot"))
+    });
+    step("state partition", || {
+        statefs::prepare(&Sysfs::default());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    step("hostname", || {
+        let name = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOSTNAME.into());
+        nix::unistd::sethostname(&name).map(|()| info!("hostname: {name}"))
+    });
+    step("loopback", || {
+        loopback::up().map(|()| info!("loopback: up"))
+    });
+    if !Path::new(statefs::MOUNT_POINT).join("lost+found").exists() {
+        warn!(
+            "state: {} holds no filesystem of ours",
+            statefs::MOUNT_POINT
+        );
+    }
+    args
+}
+
+/// The line the tests and the benchmark wait for.
+pub fn announce_ready() {
+    console::announce(&format!("gateway: ready in {} ms", uptime().as_millis()));
+}

@@ -1,0 +1,133 @@
+//! Init's log: every message goes to each active console (VGA and serial) and
+//! to the kernel log (/dev/kmsg), prefixed with the uptime.
+//!
+//! The kernel runs `quiet`, so our kmsg records (info level) are not echoed to
+//! the consoles by the kernel; we write the consoles ourselves. That keeps one
+//! copy of each line on each console, and `dmesg` still has them all.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+use crate::uptime::uptime;
+
+struct Sinks {
+    consoles: Vec<File>,
+    kmsg: Option<File>,
+}
+
+static SINKS: Mutex<Option<Sinks>> = Mutex::new(None);
+
+/// Opens the consoles listed in /sys/class/tty/console/active and /dev/kmsg,
+/// and installs the tracing subscriber. Until then (and if nothing opens),
+/// lines go to stderr, which the kernel set to /dev/console.
+pub fn init() {
+    let names = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    let consoles = names
+        .split_whitespace()
+        .filter_map(|name| {
+            OpenOptions::new()
+                .write(true)
+                // Never make a console our controlling terminal: a hang-up or
+                // ^C on the serial line must not signal PID 1.
+                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+                .open(format!("/dev/{name}"))
+                .ok()
+        })
+        .collect();
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
+    if let Ok(mut s) = SINKS.lock() {
+        *s = Some(Sinks { consoles, kmsg });
+    }
+    let subscriber = tracing_subscriber::registry().with(ConsoleLayer);
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// Writes one line as it is (no uptime prefix) to the consoles and the kernel log.
+pub fn announce(line: &str) {
+    emit(Level::INFO, line);
+}
+
+fn emit(level: Level, line: &str) {
+    let Ok(mut guard) = SINKS.lock() else { return };
+    match guard.as_mut() {
+        Some(sinks) if !sinks.consoles.is_empty() || sinks.kmsg.is_some() => {
+            let console_line = format!("{line}\r\n");
+            for c in &mut sinks.consoles {
+                let _ = c.write_all(console_line.as_bytes());
+            }
+            if let Some(k) = sinks.kmsg.as_mut() {
+                // One write() is one kmsg record; the <N> prefix is its priority.
+                let _ = k.write_all(format!("<{}>init: {line}\n", kmsg_priority(level)).as_bytes());
+            }
+        }
+        _ => eprintln!("{line}"),
+    }
+}
+
+fn kmsg_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+struct ConsoleLayer;
+
+impl<S: Subscriber> Layer<S> for ConsoleLayer {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        *metadata.level() <= Level::INFO
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        let tag = match level {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            _ => "",
+        };
+        let t = uptime();
+        let line = format!(
+            "[{:5}.{:03}] {tag}{}{}",
+            t.as_secs(),
+            t.subsec_millis(),
+            fields.message,
+            fields.rest
+        );
+        emit(level, &line);
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.rest, " {}={}", field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={:?}", field.name(), value);
+        }
+    }
+}

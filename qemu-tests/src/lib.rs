@@ -1,0 +1,15 @@
+//! A harness that boots the built appliance under QEMU and looks at it the way
+//! a hypervisor user would: the serial console, QMP (power button, keys),
+//! the disks after power-off.
+//!
+//! Every [`Vm`] kills its QEMU when dropped, so a failing test (a panic)
+//! leaves no process behind. Serial logs are kept under
+//! `target/qemu-tests/<name>.serial.log` for reading after a failure.
+//! TCG by default (nested KVM hangs on the build machines); `ACCEL=kvm` opts in.
+
+pub mod artifacts;
+pub mod qmp;
+pub mod vm;
+
+pub use artifacts::Artifacts;
+pub use vm::{Bus, Vm, VmConfig};

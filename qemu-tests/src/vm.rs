@@ -1,0 +1,274 @@
+//! One QEMU virtual machine: started with the disk on a chosen controller,
+//! its serial console written to a log file, its QMP socket connected, and
+//! killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::qmp::{Qmp, QmpError};
+
+/// The disk controller the boot disk hangs on, as hypervisors attach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    /// virtio-blk (KVM, Proxmox).
+    Virtio,
+    /// IDE on the PIIX controller (Hyper-V Generation 1).
+    Ide,
+    /// LSI Logic SAS 1068 (VMware "LSI Logic SAS"; Linux mptsas).
+    Mptsas,
+    /// VMware Paravirtual SCSI.
+    Pvscsi,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub name: String,
+    pub disk: PathBuf,
+    pub bus: Bus,
+    pub memory_mib: u32,
+    /// Boot this kernel with this command line instead of the disk's
+    /// bootloader (the disk stays attached as the root disk).
+    pub direct_kernel: Option<(PathBuf, String)>,
+    pub extra_args: Vec<String>,
+}
+
+impl VmConfig {
+    pub fn new(name: &str, disk: &Path) -> VmConfig {
+        VmConfig {
+            name: name.into(),
+            disk: disk.into(),
+            bus: Bus::Virtio,
+            memory_mib: 256,
+            direct_kernel: None,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    pub fn direct_kernel(mut self, kernel: &Path, cmdline: &str) -> Self {
+        self.direct_kernel = Some((kernel.into(), cmdline.into()));
+        self
+    }
+
+    fn disk_args(&self) -> Vec<String> {
+        let file = format!("file={},format=raw", self.disk.display());
+        let scsi = |controller: &str, disk_opts: &str| {
+            vec![
+                "-device".into(),
+                format!("{controller},id=scsi0"),
+                "-drive".into(),
+                format!("{file},if=none,id=disk0"),
+                "-device".into(),
+                format!("scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0{disk_opts}"),
+            ]
+        };
+        match self.bus {
+            Bus::Virtio => vec!["-drive".into(), format!("{file},if=virtio")],
+            Bus::Ide => vec!["-drive".into(), format!("{file},if=ide")],
+            // A SAS disk has a SAS address (its WWN); QEMU's default is 0,
+            // and Linux's mptsas ignores a device whose address is 0.
+            Bus::Mptsas => scsi("mptsas1068", ",wwn=0x5000c50000000001"),
+            Bus::Pvscsi => scsi("pvscsi", ""),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("start qemu-system-x86_64: {0}")]
+    Spawn(std::io::Error),
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("{name}: {what} not seen within {timeout:?}; serial log {log}:\n{tail}")]
+    Timeout {
+        name: String,
+        what: String,
+        timeout: Duration,
+        log: String,
+        tail: String,
+    },
+    #[error("{name}: QEMU exited ({status}) while waiting for {what}; serial log {log}:\n{tail}")]
+    Exited {
+        name: String,
+        what: String,
+        status: ExitStatus,
+        log: String,
+        tail: String,
+    },
+}
+
+pub struct Vm {
+    name: String,
+    child: Child,
+    qmp: Qmp,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Where serial logs are kept: target/qemu-tests/.
+pub fn log_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qemu-tests");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+impl Vm {
+    pub fn start(cfg: &VmConfig) -> Result<Vm, VmError> {
+        let dir = tempfile::tempdir().map_err(VmError::Spawn)?;
+        let qmp_path = dir.path().join("qmp.sock");
+        let log = log_dir().join(format!("{}.serial.log", cfg.name));
+        let _ = std::fs::remove_file(&log);
+        let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-machine",
+            "pc",
+            "-accel",
+            &accel,
+            "-smp",
+            "1",
+            "-m",
+            &cfg.memory_mib.to_string(),
+        ])
+        .args(["-display", "none", "-monitor", "none", "-nic", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
+        .args(cfg.disk_args())
+        .args(&cfg.extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        if let Some((kernel, cmdline)) = &cfg.direct_kernel {
+            cmd.arg("-kernel").arg(kernel).arg("-append").arg(cmdline);
+        }
+        let mut child = cmd.spawn().map_err(VmError::Spawn)?;
+        let qmp = match Qmp::connect(&qmp_path, Duration::from_secs(20)) {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+        Ok(Vm {
+            name: cfg.name.clone(),
+            child,
+            qmp,
+            log,
+            _dir: dir,
+        })
+    }
+
+    pub fn serial(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    fn tail(&self) -> String {
+        let s = self.serial();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits until `pattern` appears at least `count` times on the serial
+    /// console; returns the whole log then.
+    pub fn wait_for_count(
+        &mut self,
+        pattern: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String, VmError> {
+        let what = if count == 1 {
+            format!("{pattern:?}")
+        } else {
+            format!("{pattern:?} x{count}")
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.serial();
+            if s.matches(pattern).count() >= count {
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(VmError::Exited {
+                    name: self.name.clone(),
+                    what,
+                    status,
+                    log: self.log.display().to_string(),
+                    tail: self.tail(),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(VmError::Timeout {
+                    name: self.name.clone(),
+                    what,
+                    timeout,
+                    log: self.log.display().to_string(),
+                    tail: self.tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String, VmError> {
+        self.wait_for_count(pattern, 1, timeout)
+    }
+
+    /// Presses the ACPI power button.
+    pub fn power_button(&mut self) -> Result<(), VmError> {
+        self.qmp.execute("system_powerdown", json!({}))?;
+        Ok(())
+    }
+
+    /// Ctrl-Alt-Del on the VM's keyboard.
+    pub fn ctrl_alt_del(&mut self) -> Result<(), VmError> {
+        let keys: Vec<_> = ["ctrl", "alt", "delete"]
+            .iter()
+            .map(|k| json!({"type": "qcode", "data": k}))
+            .collect();
+        self.qmp.execute("send-key", json!({ "keys": keys }))?;
+        Ok(())
+    }
+
+    /// Waits for QEMU to exit by itself (the guest powered off).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(VmError::Timeout {
+                    name: self.name.clone(),
+                    what: "QEMU exiting (guest power-off)".into(),
+                    timeout,
+                    log: self.log.display().to_string(),
+                    tail: self.tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
