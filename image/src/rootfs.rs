@@ -169,6 +169,9 @@ pub fn build_rootfs(spec: &RootfsSpec) -> Result<RootfsReport, RootfsError> {
             .args(["-q", "-F", "-d"])
             .arg(&root)
             .args(["-L", layout::ROOT_LABEL, "-O", "^has_journal", "-b", "4096"])
+            // A few dozen files: 4096 inodes instead of the default 65,536
+            // keep 15 MiB of empty inode tables out of the root.
+            .args(["-N", "4096"])
             .args(["-U", layout::ROOT_FS_UUID])
             .arg("-E")
             .arg(format!("root_owner=0:0,hash_seed={}", layout::ROOT_FS_UUID))
