@@ -53,7 +53,7 @@ unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
 qemu-test: image
-	$(CARGO) test --locked -p qemu-tests
+	$(CARGO) test --locked -p qemu-tests --test boot
 
 test: deps lint unit-test qemu-test
 

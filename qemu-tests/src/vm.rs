@@ -21,6 +21,10 @@ pub enum Bus {
     Mptsas,
     /// VMware Paravirtual SCSI.
     Pvscsi,
+    /// SATA on an AHCI controller (VMware's SATA disks, many KVM defaults).
+    Sata,
+    /// NVMe (VMware's NVMe controller, cloud hypervisors).
+    Nvme,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +36,8 @@ pub struct VmConfig {
     /// Boot this kernel with this command line instead of the disk's
     /// bootloader (the disk stays attached as the root disk).
     pub direct_kernel: Option<(PathBuf, String)>,
+    /// UEFI firmware (OVMF) instead of SeaBIOS.
+    pub uefi: bool,
     pub extra_args: Vec<String>,
 }
 
@@ -43,12 +49,18 @@ impl VmConfig {
             bus: Bus::Virtio,
             memory_mib: 256,
             direct_kernel: None,
+            uefi: false,
             extra_args: Vec::new(),
         }
     }
 
     pub fn bus(mut self, bus: Bus) -> Self {
         self.bus = bus;
+        self
+    }
+
+    pub fn uefi(mut self) -> Self {
+        self.uefi = true;
         self
     }
 
@@ -76,6 +88,20 @@ impl VmConfig {
             // and Linux's mptsas ignores a device whose address is 0.
             Bus::Mptsas => scsi("mptsas1068", ",wwn=0x5000c50000000001"),
             Bus::Pvscsi => scsi("pvscsi", ""),
+            Bus::Sata => vec![
+                "-device".into(),
+                "ahci,id=ahci0".into(),
+                "-drive".into(),
+                format!("{file},if=none,id=disk0"),
+                "-device".into(),
+                "ide-hd,drive=disk0,bus=ahci0.0,bootindex=0".into(),
+            ],
+            Bus::Nvme => vec![
+                "-drive".into(),
+                format!("{file},if=none,id=disk0"),
+                "-device".into(),
+                "nvme,drive=disk0,serial=gateway0,bootindex=0".into(),
+            ],
         }
     }
 }
@@ -112,6 +138,10 @@ pub struct Vm {
     _dir: tempfile::TempDir,
 }
 
+/// Debian's OVMF (package ovmf): UEFI firmware for QEMU.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
 /// Where serial logs are kept: target/qemu-tests/.
 pub fn log_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qemu-tests");
@@ -147,6 +177,15 @@ impl Vm {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+        if cfg.uefi {
+            // The variable store is written by the firmware: each VM its own copy.
+            let vars = dir.path().join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars).map_err(VmError::Spawn)?;
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
         if let Some((kernel, cmdline)) = &cfg.direct_kernel {
             cmd.arg("-kernel").arg(kernel).arg("-append").arg(cmdline);
         }

@@ -61,6 +61,28 @@ fn boots_from_vmware_pvscsi() {
     assert_healthy_boot(&log, "/dev/sda4");
 }
 
+#[test]
+fn boots_from_sata_ahci() {
+    let (_d, _vm, log) = boot_to_ready("sata", Bus::Sata);
+    assert_healthy_boot(&log, "/dev/sda4");
+}
+
+#[test]
+fn boots_from_nvme() {
+    let (_d, _vm, log) = boot_to_ready("nvme", Bus::Nvme);
+    assert_healthy_boot(&log, "/dev/nvme0n1p4");
+}
+
+#[test]
+fn boots_with_uefi_firmware() {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let mut vm = Vm::start(&VmConfig::new("uefi", &disk).uefi()).unwrap();
+    let log = vm.wait_for(READY, BOOT).unwrap();
+    assert_healthy_boot(&log, "/dev/vda4");
+}
+
 /// e2fsck -f -n on the state partition inside the disk image.
 fn fsck_state(disk: &Path) -> (bool, String) {
     let parts = inspect::partitions(disk).unwrap();
