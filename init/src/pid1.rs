@@ -20,8 +20,14 @@ pub fn run() -> ! {
     std::panic::set_hook(Box::new(|info| {
         error!("panic: {info}");
     }));
+    // Outside the main loop, so the power button still reaches a loop that
+    // was restarted after a failure.
+    let (press_tx, mut presses) = mpsc::unbounded_channel();
+    let mut booted = false;
     let request = loop {
-        match catch_unwind(AssertUnwindSafe(life)) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            life(&mut booted, &press_tx, &mut presses)
+        })) {
             Ok(Ok(request)) => break request,
             Ok(Err(e)) => error!("init: {e}; retrying in 1 s"),
             Err(_) => error!("init: main loop panicked; restarting it in 1 s"),
@@ -31,10 +37,13 @@ pub fn run() -> ! {
     shutdown::shutdown(request)
 }
 
-static BOOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Boots (once), then serves signals until a power-off or reboot request.
-fn life() -> std::io::Result<Request> {
+/// Boots (the first time), then serves signals until a power-off or reboot
+/// request.
+fn life(
+    booted: &mut bool,
+    press_tx: &mpsc::UnboundedSender<()>,
+    presses: &mut mpsc::UnboundedReceiver<()>,
+) -> std::io::Result<Request> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -46,14 +55,14 @@ fn life() -> std::io::Result<Request> {
         let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut pwr = signal(SignalKind::from_raw(Signal::SIGPWR as i32))?;
         let mut child = signal(SignalKind::child())?;
-        let (press_tx, mut presses) = mpsc::unbounded_channel();
-
-        if !BOOTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if !*booted {
+            *booted = true;
             let args = boot::run();
             let buttons = power_button::find(Path::new("/sys/class/input"));
             if buttons.is_empty() {
                 warn!("no ACPI power button found");
             }
+            let press_tx = press_tx.clone();
             power_button::watch(buttons, move || {
                 let _ = press_tx.send(());
             });

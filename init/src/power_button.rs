@@ -41,21 +41,26 @@ pub fn find(sys_class_input: &Path) -> Vec<PathBuf> {
 }
 
 /// Watches each power button on its own thread and calls `on_press` for
-/// every press. Blocking reads on a thread keep this independent of the
-/// async runtime.
+/// every press. The devices are opened here, before returning: a press is
+/// only queued for a reader that has the device open, so from the moment the
+/// boot says "ready", no press is lost. Blocking reads on a thread keep this
+/// independent of the async runtime.
 pub fn watch(devices: Vec<PathBuf>, on_press: impl Fn() + Send + Clone + 'static) {
     for dev in devices {
+        let mut f = match std::fs::File::open(&dev) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot open {}: {e}: this power button is not watched",
+                    dev.display()
+                );
+                continue;
+            }
+        };
         let on_press = on_press.clone();
         let spawned = std::thread::Builder::new()
             .name("power-button".into())
             .spawn(move || {
-                let Ok(mut f) = std::fs::File::open(&dev) else {
-                    tracing::warn!(
-                        "cannot open {}: the power button is not watched",
-                        dev.display()
-                    );
-                    return;
-                };
                 let mut buf = [0u8; EVENT_LEN * 16];
                 loop {
                     match f.read(&mut buf) {

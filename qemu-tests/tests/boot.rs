@@ -144,6 +144,37 @@ fn ctrl_alt_del_reboots() {
 }
 
 #[test]
+fn boot_goes_on_without_a_state_partition() {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    // Wipe the state filesystem's superblock: no partition is labelled STATE.
+    let state = inspect::partitions(&disk)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.number == STATE_PARTITION)
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 64 * 1024], state.start).unwrap();
+    drop(f);
+
+    let mut vm = Vm::start(&VmConfig::new("no-state", &disk)).unwrap();
+    let log = vm.wait_for(READY, BOOT).unwrap();
+    assert!(
+        log.contains(
+            "warning: state partition unavailable (no partition labelled STATE on /dev/vda)"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("settings and logs will not persist"), "{log}");
+    assert!(log.contains("loopback: up"), "{log}");
+    // And it still powers off in order, with /var (a tmpfs) unmounted.
+    vm.power_button().unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
+    assert!(vm.serial().contains("power-off: /var unmounted"));
+}
+
+#[test]
 fn state_partition_grows_with_the_disk() {
     let a = Artifacts::get();
     let dir = tempfile::tempdir().unwrap();
