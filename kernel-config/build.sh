@@ -25,7 +25,7 @@ if [ -f "$cache/bzImage" ]; then
     exit 0
 fi
 
-echo "kernel: building linux-source $version, config $key (about 5 minutes on 2 cores)"
+echo "kernel: building linux-source $version, config $key (about 10 minutes on 2 cores)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/gateway-kernel.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xf "$tarball"

@@ -57,7 +57,14 @@ fn main() {
     }
     let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
     println!();
-    println!("boot ({accel}, median of {RUNS}): {:.0} ms from QEMU start to ready; guest uptime at ready {:.0} ms (target: 3000 ms under TCG)", median(host_ms), median(guest_ms));
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "boot ({accel}, median of {RUNS}): {:.0} ms from QEMU start to ready (best {:.0}); guest uptime at ready {:.0} ms (best {:.0}); target: 3000 ms under TCG",
+        median(host_ms.clone()),
+        best(&host_ms),
+        median(guest_ms.clone()),
+        best(&guest_ms)
+    );
 
     let kernel = std::fs::metadata(&a.kernel).map(|m| m.len()).unwrap_or(0);
     println!("kernel: {} ({} bytes)", mib(kernel), kernel);
