@@ -99,3 +99,18 @@ pub fn run() -> GatewayArgs {
 pub fn announce_ready() {
     console::announce(&format!("gateway: ready in {} ms", uptime().as_millis()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_or_panicking_step_returns_none_and_does_not_unwind() {
+        assert_eq!(step("ok", || Ok::<_, String>(7)), Some(7));
+        assert_eq!(step("err", || Err::<u8, _>("broken")), None);
+        let panicked: Option<u8> = step("panics", || -> Result<u8, String> {
+            panic!("step panicked")
+        });
+        assert_eq!(panicked, None);
+    }
+}

@@ -4,6 +4,9 @@
 //!
 //! `poweroff`: runs /sbin/poweroff, as the kernel does for a Hyper-V shutdown.
 //!
+//! `stubborn`: leaves a child that ignores SIGTERM, then asks for power-off:
+//! init must kill it after its stop timeout and still power off.
+//!
 //! `orphans`: double-forks children so that their grandchildren are
 //! re-parented to PID 1, plus children that exit while their own children are
 //! already zombies (re-parented as zombies); waits, then counts the zombies
@@ -26,6 +29,7 @@ pub fn run(name: &str) -> ExitCode {
     match name {
         "orphans" => orphans(),
         "diag" => diag(),
+        "stubborn" => stubborn(),
         // What a hypervisor's shutdown request does through the kernel's
         // orderly_poweroff: run /sbin/poweroff, which signals PID 1.
         "poweroff" => match std::process::Command::new("/sbin/poweroff").status() {
@@ -40,7 +44,9 @@ pub fn run(name: &str) -> ExitCode {
             }
         },
         other => {
-            eprintln!("selftest: unknown test {other:?} (known: orphans, poweroff, diag)");
+            eprintln!(
+                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag)"
+            );
             ExitCode::from(2)
         }
     }
@@ -164,4 +170,19 @@ fn diag() -> ExitCode {
     }
     println!("--- diag done");
     ExitCode::SUCCESS
+}
+
+fn stubborn() -> ExitCode {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    if let ForkResult::Child = fork_or_exit() {
+        // SAFETY: SIG_IGN installs no handler code; nothing else runs in this
+        // freshly forked single-threaded child.
+        let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) };
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    println!("selftest stubborn: a child ignores SIGTERM; asking for power-off");
+    crate::signals::request(crate::signals::Request::Poweroff)
 }

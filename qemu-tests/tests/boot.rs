@@ -133,6 +133,29 @@ fn sigterm_from_sbin_poweroff_powers_off() {
 }
 
 #[test]
+fn power_off_kills_a_process_that_ignores_sigterm() {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let cmdline = format!("{} gateway.selftest=stubborn", a.cmdline);
+    let mut vm =
+        Vm::start(&VmConfig::new("stubborn", &disk).direct_kernel(&a.kernel, &cmdline)).unwrap();
+    let status = vm.wait_exit(BOOT).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let log = vm.serial();
+    assert!(
+        log.contains("selftest stubborn: a child ignores SIGTERM"),
+        "{log}"
+    );
+    assert!(
+        log.contains("power-off: 1 processes still running after 5s: killing them"),
+        "{log}"
+    );
+    assert!(log.contains("power-off: /var unmounted"), "{log}");
+    assert!(fsck_state(&disk).0, "state partition not clean");
+}
+
+#[test]
 fn ctrl_alt_del_reboots() {
     let (_d, mut vm, _) = boot_to_ready("ctrl-alt-del", Bus::Virtio);
     vm.ctrl_alt_del().unwrap();
