@@ -3,7 +3,6 @@
 //! appliance must reach its console whatever happens.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 use tracing::{error, info, warn};
 
@@ -86,12 +85,6 @@ pub fn run() -> GatewayArgs {
     step("loopback", || {
         loopback::up().map(|()| info!("loopback: up"))
     });
-    if !Path::new(statefs::MOUNT_POINT).join("lost+found").exists() {
-        warn!(
-            "state: {} holds no filesystem of ours",
-            statefs::MOUNT_POINT
-        );
-    }
     args
 }
 
