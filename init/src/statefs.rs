@@ -229,14 +229,29 @@ pub fn fsck_outcome(code: i32) -> FsckOutcome {
     }
 }
 
+/// Runs a tool and logs what it printed, one line at a time with the tool's
+/// name, so its report sits in the log with the uptime like every step.
 fn run(command: &str, args: &[&str]) -> Result<i32, StatefsError> {
-    let status = Command::new(command)
+    let out = Command::new(command)
         .args(args)
-        .status()
+        .stdin(std::process::Stdio::null())
+        .output()
         .map_err(|source| StatefsError::Spawn {
             command: command.to_owned(),
             source,
         })?;
+    let name = Path::new(command)
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| !l.trim().is_empty())
+    {
+        info!("{name}: {line}");
+    }
+    let status = out.status;
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
