@@ -10,6 +10,8 @@ packages=(
     e2fsprogs dosfstools mtools fdisk syslinux syslinux-common syslinux-efi
     # boot tests and `make run`
     qemu-system-x86 qemu-utils ovmf
+    # service tests: real clients
+    curl
 )
 
 missing=()

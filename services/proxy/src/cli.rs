@@ -1,0 +1,117 @@
+//! `gateway-proxy`: runs the proxy with settings from its command line (init
+//! passes them from the configuration store). Errors name the option.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
+use crate::server::{serve, ProxyConfig};
+use crate::stats::Stats;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway-proxy",
+    version,
+    about = "The gateway appliance's explicit forward proxy"
+)]
+struct Args {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:1080")]
+    listen: SocketAddr,
+    /// An allowed destination domain beyond the platform's, `name` or
+    /// `name:port` (the port then may be used too); up to 10.
+    #[arg(long = "allow", value_name = "DOMAIN[:PORT]")]
+    allowed: Vec<String>,
+    /// A static host entry `name=ip`, used instead of DNS.
+    #[arg(long = "host", value_name = "NAME=IP", value_parser = parse_host_entry)]
+    hosts: Vec<(String, IpAddr)>,
+    /// Patch mode: any destination, clients limited to the agent networks.
+    #[arg(long)]
+    patch: bool,
+    /// Agent networks (CIDR) allowed in patch mode; default RFC 1918 + loopback.
+    #[arg(long = "agent-network", value_name = "CIDR")]
+    agent_networks: Vec<ipnet::IpNet>,
+    /// Seconds a client has to send its request head.
+    #[arg(long, default_value_t = 10)]
+    head_timeout: u64,
+    /// Seconds a tunnel may stay without traffic.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout: u64,
+    /// Connections served at once; above it clients get 503.
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+}
+
+fn parse_host_entry(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--host {s:?}: expected name=ip"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("--host {s:?}: {ip:?} is not an IP address"))?;
+    if name.is_empty() {
+        return Err(format!("--host {s:?}: the name is empty"));
+    }
+    Ok((name.to_ascii_lowercase(), ip))
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+    let allowed = match AllowedDomains::parse(args.allowed.iter().map(String::as_str)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gateway-proxy: --allow: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = if args.patch { Mode::Patch } else { Mode::Cache };
+    let networks = if args.agent_networks.is_empty() {
+        default_agent_networks()
+    } else {
+        args.agent_networks
+    };
+    let config = ProxyConfig {
+        policy: Policy::new(mode, allowed, networks),
+        hosts: args.hosts.into_iter().collect::<HashMap<_, _>>(),
+        head_timeout: Duration::from_secs(args.head_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: args.max_connections,
+        ..ProxyConfig::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway-proxy: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gateway-proxy: listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!("listening on {}", args.listen);
+        match serve(listener, Arc::new(config), Arc::new(Stats::default())).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gateway-proxy: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,15 @@
+//! The proxy service (port 1080): an explicit HTTP/1.1 forward proxy for the
+//! endpoint agents, with the appliance's connection security.
+//!
+//! This crate owns the proxy's protocol logic, written sans-IO so it is tested
+//! without sockets: parsing a request head with its size limits ([`head`]) and
+//! deciding whether a destination and a client are allowed ([`policy`]). The
+//! network layer (accepting, tunnelling, upstream chaining) is built on these.
+//! It does not read the appliance configuration store: its settings are
+//! handed to it.
+
+pub mod cli;
+pub mod head;
+pub mod policy;
+pub mod server;
+pub mod stats;

@@ -1,0 +1,616 @@
+//! The network side of the proxy: accept clients, read and check each
+//! request head, then tunnel (CONNECT) or forward one plain-HTTP request.
+//!
+//! Every refusal is answered with a status and a one-line body that names the
+//! reason, and counted in [`Stats`]; every connection ends with one access-log
+//! line (client, destination, result, bytes, duration; never credentials).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+
+use crate::head::{self, HeadError, Limits, RequestHead, Target};
+use crate::policy::{Decision, Method, Policy};
+use crate::stats::Stats;
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub policy: Policy,
+    pub limits: Limits,
+    /// Static name -> address map; consulted before DNS.
+    pub hosts: HashMap<String, IpAddr>,
+    /// Time a client has to send a complete request head (slow-loris guard).
+    pub head_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// A tunnel with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; above it a client gets 503.
+    pub max_connections: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            policy: Policy::default(),
+            limits: Limits::default(),
+            hosts: HashMap::new(),
+            head_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 16_384,
+        }
+    }
+}
+
+/// Accepts clients until the listener fails; each connection is its own task.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ProxyConfig>,
+    stats: Arc<Stats>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(c) => c,
+            // Out of file descriptors or similar: back off rather than spin.
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let config = config.clone();
+        let stats = stats.clone();
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    handle(client, peer, &config, &stats).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut client = client;
+                    stats.refused("capacity");
+                    let body = format!(
+                        "gateway proxy: too many connections (limit {})",
+                        config.max_connections
+                    );
+                    let _ = respond(&mut client, 503, "Service Unavailable", &body).await;
+                });
+            }
+        }
+    }
+}
+
+/// What happened to one connection, for the access log.
+struct Outcome {
+    destination: String,
+    result: String,
+    up: u64,
+    down: u64,
+}
+
+impl Outcome {
+    fn refused(destination: &str, status: u16, reason: &str) -> Outcome {
+        Outcome {
+            destination: destination.into(),
+            result: format!("{status} {reason}"),
+            up: 0,
+            down: 0,
+        }
+    }
+}
+
+async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, stats: &Stats) {
+    let started = Instant::now();
+    stats.client_seen(peer.ip());
+    let outcome = serve_one(&mut client, peer, config, stats).await;
+    tracing::info!(
+        "access client={} dest={} result={:?} up={} down={} ms={}",
+        peer.ip(),
+        if outcome.destination.is_empty() {
+            "-"
+        } else {
+            &outcome.destination
+        },
+        outcome.result,
+        outcome.up,
+        outcome.down,
+        started.elapsed().as_millis()
+    );
+}
+
+async fn serve_one(
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    config: &ProxyConfig,
+    stats: &Stats,
+) -> Outcome {
+    if let Decision::Deny(refusal) = config.policy.check_client(peer.ip()) {
+        stats.refused(refusal.reason_label());
+        let _ = respond(client, 403, "Forbidden", &refusal.to_string()).await;
+        return Outcome::refused("", 403, refusal.reason_label());
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let head = match timeout(
+        config.head_timeout,
+        read_head(client, &mut buf, &config.limits),
+    )
+    .await
+    {
+        Err(_) => {
+            stats.refused("timeout");
+            let _ = respond(
+                client,
+                408,
+                "Request Timeout",
+                "gateway proxy: request head not received in time",
+            )
+            .await;
+            return Outcome::refused("", 408, "head timeout");
+        }
+        Ok(Err(ReadHeadError::Closed)) => {
+            return Outcome::refused("", 0, "closed before a request")
+        }
+        Ok(Err(ReadHeadError::Head(e))) => {
+            stats.refused("malformed");
+            let status = e.status();
+            let _ = respond(
+                client,
+                status,
+                reason_phrase(status),
+                &format!("gateway proxy: {e}"),
+            )
+            .await;
+            return Outcome::refused("", status, "bad request");
+        }
+        Ok(Ok(head)) => head,
+    };
+    let dest = format!("{}:{}", head.target.host(), head.target.port());
+    let method = if head.is_connect() {
+        Method::Connect
+    } else {
+        Method::Http
+    };
+    if let Decision::Deny(refusal) =
+        config
+            .policy
+            .check_destination(method, head.target.host(), head.target.port())
+    {
+        stats.refused(refusal.reason_label());
+        let _ = respond(client, 403, "Forbidden", &refusal.to_string()).await;
+        return Outcome::refused(&dest, 403, refusal.reason_label());
+    }
+    if head.is_connect() {
+        // Tunnels are only for CONNECT; a plain-HTTP request with a body
+        // framing we do not relay yet is refused rather than mangled.
+    } else if head.header("transfer-encoding").is_some() {
+        stats.refused("malformed");
+        let body =
+            "gateway proxy: chunked request bodies are not supported on plain HTTP; use CONNECT";
+        let _ = respond(client, 501, "Not Implemented", body).await;
+        return Outcome::refused(&dest, 501, "chunked request body");
+    }
+    let upstream = match connect(head.target.host(), head.target.port(), config).await {
+        Ok(s) => s,
+        Err((status, why)) => {
+            stats.refused(if status == 403 {
+                "destination"
+            } else {
+                "upstream"
+            });
+            let _ = respond(
+                client,
+                status,
+                reason_phrase(status),
+                &format!("gateway proxy: {dest}: {why}"),
+            )
+            .await;
+            return Outcome::refused(&dest, status, &why);
+        }
+    };
+    let rest = buf.split_off(head.len);
+    if head.is_connect() {
+        tunnel(client, upstream, &rest, &dest, config, stats).await
+    } else {
+        forward_http(client, upstream, &head, &rest, &dest, config, stats).await
+    }
+}
+
+enum ReadHeadError {
+    Closed,
+    Head(HeadError),
+}
+
+/// Reads until `buf` holds a complete head (what follows it stays in `buf`).
+async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<RequestHead, ReadHeadError> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        match head::parse(buf, limits) {
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {}
+            Err(e) => return Err(ReadHeadError::Head(e)),
+        }
+        let n = r
+            .read(&mut chunk)
+            .await
+            .map_err(|_| ReadHeadError::Closed)?;
+        if n == 0 {
+            return Err(ReadHeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Resolves (hosts map first) and connects; errors are the status for the
+/// client and a reason in words.
+async fn connect(host: &str, port: u16, config: &ProxyConfig) -> Result<TcpStream, (u16, String)> {
+    let addrs: Vec<SocketAddr> = if let Some(ip) = config.hosts.get(host) {
+        vec![SocketAddr::new(*ip, port)]
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        match timeout(
+            config.connect_timeout,
+            tokio::net::lookup_host((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => return Err((502, format!("cannot resolve {host}: {e}"))),
+            Err(_) => return Err((504, format!("resolving {host} timed out"))),
+        }
+    };
+    let Some(addr) = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+    else {
+        return Err((502, format!("{host} has no address")));
+    };
+    // The appliance itself and link-local services are never a destination
+    // (in patch mode any name is, and a name may resolve there), unless the
+    // administrator mapped the name so in the hosts map.
+    if !config.hosts.contains_key(host) && is_local_address(addr.ip()) {
+        return Err((
+            403,
+            format!("{host} resolves to {}, a local address", addr.ip()),
+        ));
+    }
+    match timeout(config.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err((502, format!("cannot connect to {addr}: {e}"))),
+        Err(_) => Err((
+            504,
+            format!(
+                "connecting to {addr} timed out after {:?}",
+                config.connect_timeout
+            ),
+        )),
+    }
+}
+
+/// Loopback, unspecified, link-local, multicast and broadcast addresses.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+async fn tunnel(
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    early: &[u8],
+    dest: &str,
+    config: &ProxyConfig,
+    stats: &Stats,
+) -> Outcome {
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return Outcome::refused(dest, 0, "client gone");
+    }
+    // Bytes the client sent right after its head (a TLS ClientHello).
+    if !early.is_empty() && upstream.write_all(early).await.is_err() {
+        return Outcome::refused(dest, 0, "upstream gone");
+    }
+    stats.tunnel_opened();
+    let (up, down, why) = pump(client, &mut upstream, config.idle_timeout, stats).await;
+    stats.tunnel_closed();
+    Outcome {
+        destination: dest.into(),
+        result: format!("200 tunnel {why}"),
+        up: up + early.len() as u64,
+        down,
+    }
+}
+
+/// Hop-by-hop headers a proxy must not pass on (RFC 9110 section 7.6.1),
+/// plus the proxy's own credentials.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The request as the origin gets it: origin-form target, no hop-by-hop
+/// headers, and `Connection: close` (one request per connection for now).
+pub fn origin_request(head: &RequestHead) -> Vec<u8> {
+    let path = match &head.target {
+        Target::Absolute { path, .. } => path.as_str(),
+        Target::Authority { .. } => "/",
+    };
+    let mut out = format!("{} {} HTTP/1.1\r\n", head.method, path).into_bytes();
+    if head.header("host").is_none() {
+        out.extend_from_slice(format!("Host: {}\r\n", host_header(&head.target)).as_bytes());
+    }
+    for (name, value) in &head.headers {
+        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out
+}
+
+fn host_header(target: &Target) -> String {
+    let (host, port) = (target.host(), target.port());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == 80 {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+async fn forward_http(
+    client: &mut TcpStream,
+    mut origin: TcpStream,
+    head: &RequestHead,
+    early: &[u8],
+    dest: &str,
+    config: &ProxyConfig,
+    stats: &Stats,
+) -> Outcome {
+    let body_len: u64 = head
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let request = origin_request(head);
+    // Only this request's body goes on: anything after it (a pipelined
+    // second request) has not been checked against the policy.
+    let early_body = &early[..early.len().min(body_len as usize)];
+    if origin.write_all(&request).await.is_err() || origin.write_all(early_body).await.is_err() {
+        return Outcome::refused(dest, 502, "origin gone");
+    }
+    let mut up = early_body.len() as u64;
+    let mut remaining = body_len - up;
+    let mut chunk = [0u8; 8192];
+    while remaining > 0 {
+        let want = remaining.min(chunk.len() as u64) as usize;
+        match timeout(config.idle_timeout, client.read(&mut chunk[..want])).await {
+            Ok(Ok(n)) if n > 0 => {
+                if origin.write_all(&chunk[..n]).await.is_err() {
+                    return Outcome::refused(dest, 502, "origin gone");
+                }
+                up += n as u64;
+                remaining -= n as u64;
+            }
+            _ => return Outcome::refused(dest, 400, "request body cut short"),
+        }
+    }
+    stats.add_bytes(up, 0);
+    // The origin closes after its response (Connection: close).
+    let mut down = 0u64;
+    loop {
+        match timeout(config.idle_timeout, origin.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if client.write_all(&chunk[..n]).await.is_err() {
+                    break;
+                }
+                down += n as u64;
+                stats.add_bytes(0, n as u64);
+            }
+            _ => break,
+        }
+    }
+    let _ = client.shutdown().await;
+    Outcome {
+        destination: dest.into(),
+        result: "forwarded".into(),
+        up,
+        down,
+    }
+}
+
+/// Copies both ways until both sides have closed (half-close passed on) or
+/// nothing moved for `idle`. Returns bytes up, bytes down and why it ended.
+async fn pump<A, B>(a: &mut A, b: &mut B, idle: Duration, stats: &Stats) -> (u64, u64, &'static str)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let mut abuf = [0u8; 4096];
+    let mut bbuf = [0u8; 4096];
+    let (mut up, mut down) = (0u64, 0u64);
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        let step = timeout(idle, async {
+            tokio::select! {
+                r = ar.read(&mut abuf), if a_open => (true, r),
+                r = br.read(&mut bbuf), if b_open => (false, r),
+            }
+        })
+        .await;
+        let (from_a, result) = match step {
+            Err(_) => return (up, down, "idle timeout"),
+            Ok(r) => r,
+        };
+        match (from_a, result) {
+            (true, Ok(0)) | (true, Err(_)) => {
+                a_open = false;
+                let _ = bw.shutdown().await;
+            }
+            (false, Ok(0)) | (false, Err(_)) => {
+                b_open = false;
+                let _ = aw.shutdown().await;
+            }
+            (true, Ok(n)) => {
+                if bw.write_all(&abuf[..n]).await.is_err() {
+                    return (up, down, "upstream write failed");
+                }
+                up += n as u64;
+                stats.add_bytes(n as u64, 0);
+            }
+            (false, Ok(n)) => {
+                if aw.write_all(&bbuf[..n]).await.is_err() {
+                    return (up, down, "client write failed");
+                }
+                down += n as u64;
+                stats.add_bytes(0, n as u64);
+            }
+        }
+    }
+    (up, down, "closed")
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// A complete short answer; the connection is closed after it.
+async fn respond<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let body = format!("{body}\n");
+    let msg = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    w.write_all(msg.as_bytes()).await?;
+    w.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_request_drops_hop_by_hop_and_credentials() {
+        let raw = "GET http://a.b:8080/x?y HTTP/1.1\r\nHost: a.b:8080\r\nProxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let head = head::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        let out = String::from_utf8(origin_request(&head)).unwrap();
+        assert_eq!(
+            out,
+            "GET /x?y HTTP/1.1\r\nHost: a.b:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn local_addresses_are_recognised() {
+        for a in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "ff02::1",
+        ] {
+            assert!(is_local_address(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_local_address(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn origin_request_adds_a_missing_host() {
+        let head = head::parse(b"GET http://a.b/ HTTP/1.0\r\n\r\n", &Limits::default())
+            .unwrap()
+            .unwrap();
+        let out = String::from_utf8(origin_request(&head)).unwrap();
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: a.b\r\nConnection: close\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! Counters for the Info/Stats screens and the management agent: unique
+//! clients in the last hour, active tunnels, bytes each way, refusals by
+//! reason. Cheap to update from every connection task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The window of "unique clients" (QGS shows agents seen in the last hour).
+pub const CLIENT_WINDOW: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections: AtomicU64,
+    active_tunnels: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
+    clients: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub connections: u64,
+    pub active_tunnels: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub unique_clients: usize,
+    pub refusals: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    pub fn client_seen(&self, ip: IpAddr) {
+        self.client_seen_at(ip, Instant::now());
+    }
+
+    pub fn client_seen_at(&self, ip: IpAddr, now: Instant) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut c) = self.clients.lock() {
+            c.insert(ip, now);
+        }
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.active_tunnels.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.active_tunnels.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn add_bytes(&self, up: u64, down: u64) {
+        self.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        if let Ok(mut r) = self.refusals.lock() {
+            *r.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// The counters now; clients not seen within [`CLIENT_WINDOW`] of `now`
+    /// are forgotten.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let unique_clients = self
+            .clients
+            .lock()
+            .map(|mut c| {
+                c.retain(|_, seen| now.saturating_duration_since(*seen) < CLIENT_WINDOW);
+                c.len()
+            })
+            .unwrap_or(0);
+        Snapshot {
+            connections: self.connections.load(Ordering::Relaxed),
+            active_tunnels: self.active_tunnels.load(Ordering::Relaxed),
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            unique_clients,
+            refusals: self.refusals.lock().map(|r| r.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_clients_age_out_after_an_hour() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        s.client_seen_at(a, t0);
+        s.client_seen_at(a, t0);
+        s.client_seen_at(b, t0 + Duration::from_secs(1800));
+        assert_eq!(s.snapshot(t0 + Duration::from_secs(1800)).unique_clients, 2);
+        assert_eq!(s.snapshot(t0 + Duration::from_secs(3600)).unique_clients, 1);
+        assert_eq!(s.snapshot(t0 + Duration::from_secs(5400)).unique_clients, 0);
+        assert_eq!(s.snapshot(t0).connections, 3);
+    }
+
+    #[test]
+    fn counters() {
+        let s = Stats::default();
+        s.tunnel_opened();
+        s.tunnel_opened();
+        s.tunnel_closed();
+        s.add_bytes(10, 20);
+        s.refused("destination");
+        s.refused("destination");
+        s.refused("port");
+        let snap = s.snapshot(Instant::now());
+        assert_eq!(
+            (snap.active_tunnels, snap.bytes_up, snap.bytes_down),
+            (1, 10, 20)
+        );
+        assert_eq!(snap.refusals.get("destination"), Some(&2));
+        assert_eq!(snap.refusals.get("port"), Some(&1));
+    }
+}
