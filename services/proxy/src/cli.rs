@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
 use crate::server::{serve, ProxyConfig};
 use crate::stats::Stats;
+use crate::upstream::{Credentials, Secret, Upstream};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,19 @@ struct Args {
     /// Seconds a tunnel may stay without traffic.
     #[arg(long, default_value_t = 600)]
     idle_timeout: u64,
+    /// Upstream proxy `host:port` that tunnels and requests go through.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_upstream)]
+    upstream: Option<(String, u16)>,
+    /// User for the upstream proxy (Basic authentication).
+    #[arg(long, requires = "upstream")]
+    upstream_user: Option<String>,
+    /// File holding the upstream proxy's password (a file, never the command
+    /// line, which every local user can read).
+    #[arg(long, requires = "upstream_user")]
+    upstream_password_file: Option<std::path::PathBuf>,
+    /// A destination domain that goes direct, not through the upstream (repeat).
+    #[arg(long = "upstream-bypass", value_name = "DOMAIN", requires = "upstream")]
+    upstream_bypass: Vec<String>,
     /// Connections served at once; above it clients get 503.
     #[arg(long, default_value_t = 16_384)]
     max_connections: usize,
@@ -60,6 +74,21 @@ fn parse_host_entry(s: &str) -> Result<(String, IpAddr), String> {
     Ok((name.to_ascii_lowercase(), ip))
 }
 
+fn parse_upstream(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--upstream {s:?}: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("--upstream {s:?}: the port must be 1-65535"))?;
+    if host.is_empty() {
+        return Err(format!("--upstream {s:?}: the host is empty"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -71,6 +100,37 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("gateway-proxy: --allow: {e}");
             return ExitCode::from(2);
+        }
+    };
+    let upstream = match args.upstream {
+        None => None,
+        Some((host, port)) => {
+            let credentials = match (args.upstream_user, args.upstream_password_file) {
+                (None, _) => None,
+                (Some(user), None) => Some(Credentials {
+                    user,
+                    password: Secret::new(""),
+                }),
+                (Some(user), Some(path)) => match std::fs::read_to_string(&path) {
+                    Ok(p) => Some(Credentials {
+                        user,
+                        password: Secret::new(p.trim_end_matches(['\r', '\n'])),
+                    }),
+                    Err(e) => {
+                        eprintln!(
+                            "gateway-proxy: --upstream-password-file {}: {e}",
+                            path.display()
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            Some(Upstream {
+                host,
+                port,
+                credentials,
+                bypass: args.upstream_bypass,
+            })
         }
     };
     let mode = if args.patch { Mode::Patch } else { Mode::Cache };
@@ -85,6 +145,7 @@ pub fn main() -> ExitCode {
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: args.max_connections,
+        upstream,
         ..ProxyConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -13,3 +13,4 @@ pub mod head;
 pub mod policy;
 pub mod server;
 pub mod stats;
+pub mod upstream;

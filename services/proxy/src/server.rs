@@ -18,6 +18,7 @@ use tokio::time::timeout;
 use crate::head::{self, HeadError, Limits, RequestHead, Target};
 use crate::policy::{Decision, Method, Policy};
 use crate::stats::Stats;
+use crate::upstream::{self, Upstream};
 
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -32,6 +33,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; above it a client gets 503.
     pub max_connections: usize,
+    /// Where tunnels and requests go instead of direct, when set.
+    pub upstream: Option<Upstream>,
 }
 
 impl Default for ProxyConfig {
@@ -44,6 +47,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_connections: 16_384,
+            upstream: None,
         }
     }
 }
@@ -198,7 +202,16 @@ async fn serve_one(
         let _ = respond(client, 501, "Not Implemented", body).await;
         return Outcome::refused(&dest, 501, "chunked request body");
     }
-    let upstream = match connect(head.target.host(), head.target.port(), config).await {
+    let via = config
+        .upstream
+        .as_ref()
+        .filter(|u| u.applies_to(head.target.host()));
+    let connected = match via {
+        // The administrator chose the upstream: a local address is fine there.
+        Some(u) => connect(&u.host, u.port, config, true).await,
+        None => connect(head.target.host(), head.target.port(), config, false).await,
+    };
+    let mut upstream = match connected {
         Ok(s) => s,
         Err((status, why)) => {
             stats.refused(if status == 403 {
@@ -218,9 +231,26 @@ async fn serve_one(
     };
     let rest = buf.split_off(head.len);
     if head.is_connect() {
-        tunnel(client, upstream, &rest, &dest, config, stats).await
+        // Through an upstream, the tunnel starts once it said 200; bytes it
+        // sent after its answer belong to the client.
+        let mut early_down = Vec::new();
+        if let Some(u) = via {
+            match upstream_connect(&mut upstream, u, &head.target, config).await {
+                Ok(after) => early_down = after,
+                Err(why) => {
+                    stats.refused("upstream");
+                    let body = format!(
+                        "gateway proxy: {dest}: upstream proxy {}:{}: {why}",
+                        u.host, u.port
+                    );
+                    let _ = respond(client, 502, "Bad Gateway", &body).await;
+                    return Outcome::refused(&dest, 502, &why);
+                }
+            }
+        }
+        tunnel(client, upstream, &rest, &early_down, &dest, config, stats).await
     } else {
-        forward_http(client, upstream, &head, &rest, &dest, config, stats).await
+        forward_http(client, upstream, &head, via, &rest, config, stats).await
     }
 }
 
@@ -255,7 +285,12 @@ async fn read_head<R: AsyncRead + Unpin>(
 
 /// Resolves (hosts map first) and connects; errors are the status for the
 /// client and a reason in words.
-async fn connect(host: &str, port: u16, config: &ProxyConfig) -> Result<TcpStream, (u16, String)> {
+async fn connect(
+    host: &str,
+    port: u16,
+    config: &ProxyConfig,
+    allow_local: bool,
+) -> Result<TcpStream, (u16, String)> {
     let addrs: Vec<SocketAddr> = if let Some(ip) = config.hosts.get(host) {
         vec![SocketAddr::new(*ip, port)]
     } else if let Ok(ip) = host.parse::<IpAddr>() {
@@ -283,7 +318,7 @@ async fn connect(host: &str, port: u16, config: &ProxyConfig) -> Result<TcpStrea
     // The appliance itself and link-local services are never a destination
     // (in patch mode any name is, and a name may resolve there), unless the
     // administrator mapped the name so in the hosts map.
-    if !config.hosts.contains_key(host) && is_local_address(addr.ip()) {
+    if !allow_local && !config.hosts.contains_key(host) && is_local_address(addr.ip()) {
         return Err((
             403,
             format!("{host} resolves to {}, a local address", addr.ip()),
@@ -331,10 +366,49 @@ pub fn is_local_address(ip: IpAddr) -> bool {
     }
 }
 
+/// Asks the upstream proxy for a tunnel; returns the bytes it sent after its
+/// 200, or why it refused in words (its status and reason).
+async fn upstream_connect(
+    stream: &mut TcpStream,
+    u: &Upstream,
+    target: &Target,
+    config: &ProxyConfig,
+) -> Result<Vec<u8>, String> {
+    let request = u.connect_request(target.host(), target.port());
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let read = async {
+        loop {
+            match upstream::parse_response(&buf, config.limits.max_head) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) => return Err("closed the connection without an answer".to_owned()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    };
+    let head = timeout(config.head_timeout, read)
+        .await
+        .map_err(|_| "no answer in time".to_owned())??;
+    if head.status != 200 {
+        return Err(format!("refused with {} {}", head.status, head.reason));
+    }
+    Ok(buf.split_off(head.len))
+}
+
 async fn tunnel(
     client: &mut TcpStream,
     mut upstream: TcpStream,
     early: &[u8],
+    early_down: &[u8],
     dest: &str,
     config: &ProxyConfig,
     stats: &Stats,
@@ -349,6 +423,9 @@ async fn tunnel(
     // Bytes the client sent right after its head (a TLS ClientHello).
     if !early.is_empty() && upstream.write_all(early).await.is_err() {
         return Outcome::refused(dest, 0, "upstream gone");
+    }
+    if !early_down.is_empty() && client.write_all(early_down).await.is_err() {
+        return Outcome::refused(dest, 0, "client gone");
     }
     stats.tunnel_opened();
     let (up, down, why) = pump(client, &mut upstream, config.idle_timeout, stats).await;
@@ -376,12 +453,23 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// The request as the origin gets it: origin-form target, no hop-by-hop
 /// headers, and `Connection: close` (one request per connection for now).
-pub fn origin_request(head: &RequestHead) -> Vec<u8> {
+///
+/// Through an upstream proxy (`via` is `Some`, holding its credentials if
+/// any), the target stays in absolute form and carries our own
+/// `Proxy-Authorization`, never the client's.
+pub fn origin_request(head: &RequestHead, via: Option<Option<String>>) -> Vec<u8> {
     let path = match &head.target {
         Target::Absolute { path, .. } => path.as_str(),
         Target::Authority { .. } => "/",
     };
-    let mut out = format!("{} {} HTTP/1.1\r\n", head.method, path).into_bytes();
+    let target = match via {
+        Some(_) => format!("http://{}{path}", host_header(&head.target)),
+        None => path.to_owned(),
+    };
+    let mut out = format!("{} {} HTTP/1.1\r\n", head.method, target).into_bytes();
+    if let Some(Some(auth)) = &via {
+        out.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
+    }
     if head.header("host").is_none() {
         out.extend_from_slice(format!("Host: {}\r\n", host_header(&head.target)).as_bytes());
     }
@@ -416,17 +504,18 @@ async fn forward_http(
     client: &mut TcpStream,
     mut origin: TcpStream,
     head: &RequestHead,
+    via: Option<&Upstream>,
     early: &[u8],
-    dest: &str,
     config: &ProxyConfig,
     stats: &Stats,
 ) -> Outcome {
+    let dest = &format!("{}:{}", head.target.host(), head.target.port());
+    let request = origin_request(head, via.map(|u| u.authorization()));
     let body_len: u64 = head
         .header("content-length")
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let request = origin_request(head);
     // Only this request's body goes on: anything after it (a pipelined
     // second request) has not been checked against the policy.
     let early_body = &early[..early.len().min(body_len as usize)];
@@ -567,7 +656,7 @@ mod tests {
         let head = head::parse(raw.as_bytes(), &Limits::default())
             .unwrap()
             .unwrap();
-        let out = String::from_utf8(origin_request(&head)).unwrap();
+        let out = String::from_utf8(origin_request(&head, None)).unwrap();
         assert_eq!(
             out,
             "GET /x?y HTTP/1.1\r\nHost: a.b:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -603,11 +692,25 @@ mod tests {
     }
 
     #[test]
+    fn through_an_upstream_the_target_stays_absolute_with_our_credentials() {
+        let raw = "GET http://a.b:8080/x HTTP/1.1\r\nHost: a.b:8080\r\nProxy-Authorization: Basic Y2xpZW50\r\n\r\n";
+        let head = head::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        let out =
+            String::from_utf8(origin_request(&head, Some(Some("Basic b3Vycw==".into())))).unwrap();
+        assert_eq!(
+            out,
+            "GET http://a.b:8080/x HTTP/1.1\r\nProxy-Authorization: Basic b3Vycw==\r\nHost: a.b:8080\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn origin_request_adds_a_missing_host() {
         let head = head::parse(b"GET http://a.b/ HTTP/1.0\r\n\r\n", &Limits::default())
             .unwrap()
             .unwrap();
-        let out = String::from_utf8(origin_request(&head)).unwrap();
+        let out = String::from_utf8(origin_request(&head, None)).unwrap();
         assert_eq!(
             out,
             "GET / HTTP/1.1\r\nHost: a.b\r\nConnection: close\r\n\r\n"

@@ -1,0 +1,82 @@
+//! The `gateway-proxy` binary as init will run it: options checked with
+//! errors naming them, and a running instance answering.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway-proxy");
+
+#[test]
+fn bad_options_are_refused_naming_the_option_and_the_rule() {
+    for (args, expected) in [
+        (
+            vec!["--allow", "https://example.com"],
+            "--allow: allowed domain \"https://example.com\" has a URL scheme",
+        ),
+        (
+            vec!["--allow", "www.example.com"],
+            "starts with \"www.\": give \"example.com\" instead",
+        ),
+        (
+            vec!["--host", "name-without-ip"],
+            "--host \"name-without-ip\": expected name=ip",
+        ),
+        (
+            vec!["--upstream", "proxy.corp:0"],
+            "--upstream \"proxy.corp:0\": the port must be 1-65535",
+        ),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_running_instance_refuses_a_disallowed_destination() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("gateway-proxy did not listen: {e}");
+            }
+        }
+    };
+    stream
+        .write_all(b"CONNECT example.org:443 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.read_to_string(&mut answer);
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 403") && answer.contains("example.org"),
+        "{answer}"
+    );
+    // The access log line.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("access client=127.0.0.1 dest=example.org:443"),
+        "{log}"
+    );
+}
