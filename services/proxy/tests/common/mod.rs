@@ -95,13 +95,8 @@ pub fn start_tls_origin() -> TlsOrigin {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let mut buf = vec![0u8; 4096];
-                let mut got = 0;
-                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
+                if read_request_head(&mut tls).await.is_none() {
+                    return;
                 }
                 let _ = tls
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhello through")
@@ -117,6 +112,23 @@ pub fn start_tls_origin() -> TlsOrigin {
     }
 }
 
+/// Reads a request head (up to the blank line); None if the peer left first.
+async fn read_request_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf[got..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+        if got == buf.len() {
+            return None;
+        }
+    }
+    buf.truncate(got);
+    Some(buf)
+}
+
 /// A plain HTTP server that answers with the request line it received.
 pub fn start_plain_origin() -> (u16, tokio::runtime::Runtime) {
     let rt = runtime();
@@ -130,15 +142,10 @@ pub fn start_plain_origin() -> (u16, tokio::runtime::Runtime) {
                 return;
             };
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = 0;
-                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
-                }
-                let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+                let Some(head) = read_request_head(&mut tcp).await else {
+                    return;
+                };
+                let text = String::from_utf8_lossy(&head).into_owned();
                 let line = text.lines().next().unwrap_or_default().to_owned();
                 let proxy_auth_leaked = text.to_ascii_lowercase().contains("proxy-authorization");
                 let body = format!("{line}\nproxy-authorization forwarded: {proxy_auth_leaked}");
