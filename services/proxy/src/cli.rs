@@ -93,6 +93,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(false)
         .init();
     let args = Args::parse();
     let allowed = match AllowedDomains::parse(args.allowed.iter().map(String::as_str)) {

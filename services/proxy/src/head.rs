@@ -47,18 +47,23 @@ pub enum Target {
         port: u16,
         path: String,
     },
+    /// An origin-form target (`/health`): a request to the proxy itself,
+    /// not through it. Only the service's own endpoints answer it.
+    Origin { path: String },
 }
 
 impl Target {
     pub fn host(&self) -> &str {
         match self {
             Target::Authority { host, .. } | Target::Absolute { host, .. } => host,
+            Target::Origin { .. } => "",
         }
     }
 
     pub fn port(&self) -> u16 {
         match self {
             Target::Authority { port, .. } | Target::Absolute { port, .. } => *port,
+            Target::Origin { .. } => 0,
         }
     }
 }
@@ -198,10 +203,9 @@ fn parse_authority(target: &str) -> Result<Target, HeadError> {
 /// `http://host[:port][/path][?query]`.
 fn parse_absolute(target: &str) -> Result<Target, HeadError> {
     if target.starts_with('/') {
-        return Err(bad(
-            target,
-            "a proxy request needs an absolute URL (http://host/...)",
-        ));
+        return Ok(Target::Origin {
+            path: target.to_owned(),
+        });
     }
     let Some((scheme, rest)) = target.split_once("://") else {
         return Err(bad(target, "not an absolute URL"));
@@ -329,6 +333,20 @@ mod tests {
     }
 
     #[test]
+    fn origin_form_is_a_request_to_the_proxy_itself() {
+        let h = parse_all("GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            h.target,
+            Target::Origin {
+                path: "/health".into()
+            }
+        );
+        assert_eq!((h.target.host(), h.target.port()), ("", 0));
+    }
+
+    #[test]
     fn ipv6_literals() {
         let h = parse_all("CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n")
             .unwrap()
@@ -366,10 +384,6 @@ mod tests {
             (
                 "CONNECT u:p@a.b:443 HTTP/1.1\r\n\r\n",
                 "credentials in the URL are not accepted",
-            ),
-            (
-                "GET /index.html HTTP/1.1\r\n\r\n",
-                "a proxy request needs an absolute URL (http://host/...)",
             ),
             (
                 "GET https://a.b/ HTTP/1.1\r\n\r\n",

@@ -177,6 +177,9 @@ async fn serve_one(
         }
         Ok(Ok(head)) => head,
     };
+    if let Target::Origin { path } = &head.target {
+        return local_endpoint(client, peer, &head.method, path, stats).await;
+    }
     let dest = format!("{}:{}", head.target.host(), head.target.port());
     let method = if head.is_connect() {
         Method::Connect
@@ -251,6 +254,40 @@ async fn serve_one(
         tunnel(client, upstream, &rest, &early_down, &dest, config, stats).await
     } else {
         forward_http(client, upstream, &head, via, &rest, config, stats).await
+    }
+}
+
+/// Health check for load balancers: `GET /health` on the proxy port answers
+/// 200 `ok` while the service accepts and serves connections. `GET /stats`
+/// (from the appliance itself only) answers the counters as JSON for the
+/// console and the management agent. Anything else in origin form is not a
+/// proxy request: 400 saying so.
+async fn local_endpoint(
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    method: &str,
+    path: &str,
+    stats: &Stats,
+) -> Outcome {
+    let get = method == "GET" || method == "HEAD";
+    match path {
+        "/health" if get => {
+            let _ = respond(client, 200, "OK", "ok").await;
+            Outcome::refused("/health", 200, "health")
+        }
+        "/stats" if get && peer.ip().is_loopback() => {
+            let body = stats.snapshot(Instant::now()).to_json();
+            let _ = respond(client, 200, "OK", &body).await;
+            Outcome::refused("/stats", 200, "stats")
+        }
+        _ => {
+            stats.refused("malformed");
+            let body = format!(
+                "gateway proxy: {path} is not a proxy request; use an absolute URL (http://host/...) or CONNECT host:port"
+            );
+            let _ = respond(client, 400, "Bad Request", &body).await;
+            Outcome::refused(path, 400, "origin-form")
+        }
     }
 }
 
@@ -460,6 +497,7 @@ const HOP_BY_HOP: [&str; 8] = [
 pub fn origin_request(head: &RequestHead, via: Option<Option<String>>) -> Vec<u8> {
     let path = match &head.target {
         Target::Absolute { path, .. } => path.as_str(),
+        Target::Origin { path } => path.as_str(),
         Target::Authority { .. } => "/",
     };
     let target = match via {

@@ -31,6 +31,26 @@ pub struct Snapshot {
     pub refusals: BTreeMap<&'static str, u64>,
 }
 
+impl Snapshot {
+    /// The counters as a JSON object (keys are fixed ASCII words).
+    pub fn to_json(&self) -> String {
+        let refusals: Vec<String> = self
+            .refusals
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!(
+            "{{\"connections\":{},\"active_tunnels\":{},\"bytes_up\":{},\"bytes_down\":{},\"unique_clients_last_hour\":{},\"refusals\":{{{}}}}}",
+            self.connections,
+            self.active_tunnels,
+            self.bytes_up,
+            self.bytes_down,
+            self.unique_clients,
+            refusals.join(",")
+        )
+    }
+}
+
 impl Stats {
     pub fn client_seen(&self, ip: IpAddr) {
         self.client_seen_at(ip, Instant::now());
@@ -120,5 +140,9 @@ mod tests {
         );
         assert_eq!(snap.refusals.get("destination"), Some(&2));
         assert_eq!(snap.refusals.get("port"), Some(&1));
+        assert_eq!(
+            snap.to_json(),
+            r#"{"connections":0,"active_tunnels":1,"bytes_up":10,"bytes_down":20,"unique_clients_last_hour":0,"refusals":{"destination":2,"port":1}}"#
+        );
     }
 }

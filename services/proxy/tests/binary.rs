@@ -1,7 +1,7 @@
 //! The `gateway-proxy` binary as init will run it: options checked with
 //! errors naming them, and a running instance answering.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +48,14 @@ fn a_running_instance_refuses_a_disallowed_destination() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The log, line by line, as the proxy writes it.
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut stream = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
@@ -55,6 +63,7 @@ fn a_running_instance_refuses_a_disallowed_destination() {
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("gateway-proxy did not listen: {e}");
             }
         }
@@ -67,16 +76,24 @@ fn a_running_instance_refuses_a_disallowed_destination() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let _ = stream.read_to_string(&mut answer);
+    // The access log line comes once the connection is done.
+    let mut log = Vec::new();
+    let access = loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("access ") => break Some(line),
+            Ok(line) => log.push(line),
+            Err(_) => break None,
+        }
+    };
     let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let _ = child.wait();
     assert!(
         answer.starts_with("HTTP/1.1 403") && answer.contains("example.org"),
         "{answer}"
     );
-    // The access log line.
-    let log = String::from_utf8_lossy(&output.stderr);
+    let access = access.unwrap_or_else(|| panic!("no access log line in {log:?}"));
     assert!(
-        log.contains("access client=127.0.0.1 dest=example.org:443"),
-        "{log}"
+        access.contains("access client=127.0.0.1 dest=example.org:443 result=\"403 destination\""),
+        "{access}"
     );
 }

@@ -204,3 +204,21 @@ fn patch_mode_never_tunnels_to_the_appliance_itself() {
         "{answer}"
     );
 }
+
+#[test]
+fn health_and_stats_answer_on_the_proxy_port() {
+    let proxy = start_proxy(config_for(&[], &[]));
+    let (ok, body, err) = curl(&[&format!("http://{}/health", proxy.addr)]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "ok\n");
+    let _ = raw_exchange(proxy.addr, b"CONNECT example.org:443 HTTP/1.1\r\n\r\n");
+    let (ok, body, err) = curl(&[&format!("http://{}/stats", proxy.addr)]);
+    assert!(ok, "{err}");
+    assert!(body.contains("\"refusals\":{\"destination\":1}"), "{body}");
+    assert!(body.contains("\"unique_clients_last_hour\":1"), "{body}");
+    let answer = raw_exchange(proxy.addr, b"GET /index.html HTTP/1.1\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("not a proxy request"),
+        "{answer}"
+    );
+}
