@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Runtime files of the image come from these Debian packages (see image/).
 DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 
-.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot fuzz-proxy clean
+.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot bench-proxy fuzz-proxy clean
 
 all: image
 
@@ -59,6 +59,12 @@ test: deps lint unit-test qemu-test
 
 bench-boot: image
 	$(CARGO) run --release --locked -p qemu-tests --bin bench-boot
+
+# The proxy against Debian's squid in the same run (tunnel rate, latency,
+# throughput, memory per idle tunnel), all on loopback.
+bench-proxy: deps
+	$(CARGO) build --release --locked -p gateway-proxy
+	ulimit -n 20000 && $(RELEASE)/bench-proxy
 
 # The proxy's network-facing parsers under libFuzzer (nightly toolchain,
 # cargo-fuzz installed on first use). FUZZ_SECONDS bounds the run.

@@ -222,3 +222,33 @@ fn health_and_stats_answer_on_the_proxy_port() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_half_closed_tunnel_still_carries_the_answer() {
+    // An origin that answers only once the client has finished sending.
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = origin.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = origin.accept() {
+            let mut all = Vec::new();
+            let _ = s.read_to_end(&mut all);
+            let _ = s.write_all(format!("got {} bytes", all.len()).as_bytes());
+        }
+    });
+    let proxy = start_proxy(config_for(
+        &[format!("{PLAIN_NAME}:{port}")],
+        &[(PLAIN_NAME, LOOPBACK)],
+    ));
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("CONNECT {PLAIN_NAME}:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 39];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..], b"HTTP/1.1 200 Connection established\r\n\r\n");
+    s.write_all(&[b'x'; 100_000]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "got 100000 bytes");
+}

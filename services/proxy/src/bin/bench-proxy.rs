@@ -1,0 +1,342 @@
+//! `make bench-proxy`: the proxy against Debian's squid, side by side in one
+//! run, on loopback. Prints figures and ratios; asserts nothing.
+//!
+//! - CONNECT tunnels per second: each a new connection, CONNECT, 64 bytes
+//!   echoed, close; 32 clients at once for a few seconds.
+//! - Added latency: p50/p99 of that exchange, against the same exchange
+//!   made directly to the origin.
+//! - Bulk throughput through one tunnel and through 100 at once.
+//! - Memory per idle tunnel: the proxy's RSS growth over 2,000 open tunnels.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const NAME: &str = "bench.qualys.com";
+const RATE_SECONDS: u64 = 4;
+const RATE_CLIENTS: usize = 32;
+const IDLE_TUNNELS: usize = 2000;
+
+struct Peer {
+    name: &'static str,
+    port: u16,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_ours(origin_ports: &[u16]) -> Peer {
+    let port = free_port();
+    let exe = std::env::current_exe()
+        .unwrap()
+        .with_file_name("gateway-proxy");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--host",
+        &format!("{NAME}=127.0.0.1"),
+    ]);
+    for p in origin_ports {
+        cmd.args(["--allow", &format!("{NAME}:{p}")]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gateway-proxy (cargo build --release)");
+    wait_listening(port);
+    Peer {
+        name: "gateway-proxy",
+        port,
+        child,
+        _dir: None,
+    }
+}
+
+fn start_squid() -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("hosts"), format!("127.0.0.1 {NAME}\n")).unwrap();
+    let port = free_port();
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\npid_filename none\ncache_log {d}/cache.log\naccess_log stdio:/dev/null\n\
+         cache deny all\ncache_mem 8 MB\ncoredump_dir {d}\nhosts_file {d}/hosts\ndns_nameservers 127.0.0.1\n\
+         max_filedescriptors 16384\nshutdown_lifetime 0 seconds\nhttp_access allow all\n"
+    );
+    let conf_path = dir.path().join("squid.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    for f in ["hosts", "squid.conf"] {
+        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let child = Command::new("/usr/sbin/squid")
+        .arg("-N")
+        .arg("-f")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run squid (make deps installs it)");
+    wait_listening(port);
+    Peer {
+        name: "squid 5.7",
+        port,
+        child,
+        _dir: Some(dir),
+    }
+}
+
+/// Echo origin: writes back what it reads.
+async fn echo_origin() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// Sink origin: reads an 8-byte length, then that many bytes, then answers
+/// one byte. (No half-close: squid closes a tunnel on the first EOF.)
+async fn sink_origin() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut len = [0u8; 8];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut left = u64::from_le_bytes(len);
+                let mut buf = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left = left.saturating_sub(n as u64),
+                    }
+                }
+                let _ = s.write_all(b"k").await;
+            });
+        }
+    });
+    port
+}
+
+/// CONNECT through the proxy at `proxy` (None: straight to the origin).
+async fn open(proxy: Option<u16>, origin: u16) -> std::io::Result<TcpStream> {
+    let Some(p) = proxy else {
+        return TcpStream::connect(("127.0.0.1", origin)).await;
+    };
+    let mut s = TcpStream::connect(("127.0.0.1", p)).await?;
+    s.set_nodelay(true)?;
+    s.write_all(
+        format!("CONNECT {NAME}:{origin} HTTP/1.1\r\nHost: {NAME}:{origin}\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut b).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("proxy closed"));
+        }
+        head.extend_from_slice(&b[..n]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&head).into_owned(),
+        ));
+    }
+    Ok(s)
+}
+
+async fn one_exchange(proxy: Option<u16>, origin: u16) -> std::io::Result<()> {
+    let mut s = open(proxy, origin).await?;
+    s.write_all(&[7u8; 64]).await?;
+    let mut back = [0u8; 64];
+    s.read_exact(&mut back).await?;
+    Ok(())
+}
+
+/// Tunnels per second and latencies (ms) of the whole exchange.
+async fn rate(proxy: Option<u16>, origin: u16) -> (f64, Vec<f64>, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..RATE_CLIENTS {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match one_exchange(proxy, origin).await {
+                    Ok(()) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(RATE_SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / RATE_SECONDS as f64, all, errors)
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// MB/s through `streams` tunnels, each sending `bytes` to the sink.
+async fn throughput(proxy: u16, sink: u16, streams: usize, bytes: usize) -> f64 {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        tasks.push(tokio::spawn(async move {
+            let mut s = open(Some(proxy), sink).await.expect("tunnel");
+            let chunk = vec![1u8; 64 * 1024];
+            s.write_all(&(bytes as u64).to_le_bytes())
+                .await
+                .expect("write");
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                s.write_all(&chunk[..n]).await.expect("write");
+                left -= n;
+            }
+            let mut k = [0u8; 1];
+            s.read_exact(&mut k).await.expect("ack");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (streams * bytes) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+            })
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS of a process and its children (squid runs helpers).
+fn rss_tree_kib(pid: u32) -> u64 {
+    let mut total = rss_kib(pid);
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            total += rss_tree_kib(c);
+        }
+    }
+    total
+}
+
+async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
+    let before = rss_tree_kib(peer.child.id());
+    let mut held = Vec::with_capacity(IDLE_TUNNELS);
+    for _ in 0..IDLE_TUNNELS {
+        match open(Some(peer.port), origin).await {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                eprintln!("{}: tunnel {} failed: {e}", peer.name, held.len());
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_tree_kib(peer.child.id());
+    let n = held.len().max(1);
+    drop(held);
+    (after.saturating_sub(before)) as f64 * 1024.0 / n as f64
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let echo = echo_origin().await;
+    let sink = sink_origin().await;
+    let peers = [start_ours(&[echo, sink]), start_squid()];
+    let (_, direct, _) = rate(None, echo).await;
+    println!(
+        "direct to the origin: p50 {:.3} ms, p99 {:.3} ms",
+        pct(&direct, 0.5),
+        pct(&direct, 0.99)
+    );
+    let mut rows = Vec::new();
+    for peer in &peers {
+        let (per_s, lat, errors) = rate(Some(peer.port), echo).await;
+        let one = throughput(peer.port, sink, 1, 512 << 20).await;
+        let hundred = throughput(peer.port, sink, 100, 4 << 20).await;
+        let idle = idle_memory(peer, echo).await;
+        println!(
+            "{:<14} tunnels/s {:>8.0} (errors {errors})  added p50 {:.3} ms p99 {:.3} ms  1 stream {:>7.0} MB/s  100 streams {:>7.0} MB/s  idle tunnel {:>6.0} bytes",
+            peer.name,
+            per_s,
+            pct(&lat, 0.5) - pct(&direct, 0.5),
+            pct(&lat, 0.99) - pct(&direct, 0.99),
+            one,
+            hundred,
+            idle
+        );
+        rows.push((per_s, one, hundred, idle));
+    }
+    let (o, s) = (rows[0], rows[1]);
+    println!();
+    println!(
+        "gateway-proxy / squid: tunnel rate x{:.2} (target >= 2), 1-stream throughput x{:.2}, 100-stream x{:.2} (target >= 1), idle tunnel memory {:.0} bytes vs {:.0} (target < 10 KB)",
+        o.0 / s.0,
+        o.1 / s.1,
+        o.2 / s.2,
+        o.3,
+        s.3
+    );
+}
