@@ -3,104 +3,21 @@
 //! loopback; squid resolves the test name from its own hosts file and has
 //! loopback as its only name server.
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use gateway_proxy::server::ProxyConfig;
 use gateway_proxy::upstream::{Credentials, Secret, Upstream};
 
 mod common;
+use common::squid::{self, free_port, Squid};
 use common::*;
 
 const USER: &str = "gateway";
 const PASSWORD: &str = "right-password";
 
-/// squid on a free loopback port, killed when dropped.
-struct Squid {
-    port: u16,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_squid() -> Squid {
-    let dir = tempfile::tempdir().unwrap();
-    // squid drops to its own user: it must read these files and write its log.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let hash = Command::new("openssl")
-        .args(["passwd", "-apr1", PASSWORD])
-        .output()
-        .unwrap();
-    assert!(hash.status.success());
-    let passwd = dir.path().join("passwd");
-    std::fs::write(
-        &passwd,
-        format!("{USER}:{}", String::from_utf8_lossy(&hash.stdout)),
-    )
-    .unwrap();
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, format!("127.0.0.1 {TLS_NAME}\n")).unwrap();
-    for f in [&passwd, &hosts] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let port = free_port();
-    let d = dir.path().display();
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\n\
-         pid_filename none\n\
-         cache_log {d}/cache.log\n\
-         access_log none\n\
-         cache deny all\n\
-         cache_mem 8 MB\n\
-         coredump_dir {d}\n\
-         hosts_file {d}/hosts\n\
-         dns_nameservers 127.0.0.1\n\
-         shutdown_lifetime 0 seconds\n\
-         auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\n\
-         auth_param basic realm gateway-test\n\
-         acl authed proxy_auth REQUIRED\n\
-         http_access allow authed\n\
-         http_access deny all\n"
-    );
-    let conf_path = dir.path().join("squid.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let child = Command::new("/usr/sbin/squid")
-        .arg("-N")
-        .arg("-f")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start squid (make deps installs it)");
-    let squid = Squid { port, child, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "squid did not listen on {port}: {}",
-            std::fs::read_to_string(squid.dir.path().join("cache.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    squid
+    squid::start_squid(Some((USER, PASSWORD)), &[TLS_NAME])
 }
 
 fn via(port: u16, password: Option<&str>) -> Upstream {

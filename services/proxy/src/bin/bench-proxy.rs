@@ -8,7 +8,6 @@
 //! - Bulk throughput through one tunnel and through 100 at once.
 //! - Memory per idle tunnel: the proxy's RSS growth over 2,000 open tunnels.
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,33 +21,26 @@ const RATE_SECONDS: u64 = 4;
 const RATE_CLIENTS: usize = 32;
 const IDLE_TUNNELS: usize = 2000;
 
+#[path = "../../tests/common/squid.rs"]
+mod squid;
+
+use squid::{free_port, wait_listening};
+
+/// A proxy under test: its port and its process (for its memory).
 struct Peer {
     name: &'static str,
     port: u16,
-    child: Child,
-    _dir: Option<tempfile::TempDir>,
+    pid: u32,
+    _own: Option<Child>,
+    _squid: Option<squid::Squid>,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = self._own.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -72,46 +64,24 @@ fn start_ours(origin_ports: &[u16]) -> Peer {
         .stderr(Stdio::null())
         .spawn()
         .expect("run gateway-proxy (cargo build --release)");
-    wait_listening(port);
+    wait_listening(port, "gateway-proxy");
     Peer {
         name: "gateway-proxy",
         port,
-        child,
-        _dir: None,
+        pid: child.id(),
+        _own: Some(child),
+        _squid: None,
     }
 }
 
 fn start_squid() -> Peer {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let d = dir.path().display();
-    std::fs::write(dir.path().join("hosts"), format!("127.0.0.1 {NAME}\n")).unwrap();
-    let port = free_port();
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\npid_filename none\ncache_log {d}/cache.log\naccess_log stdio:/dev/null\n\
-         cache deny all\ncache_mem 8 MB\ncoredump_dir {d}\nhosts_file {d}/hosts\ndns_nameservers 127.0.0.1\n\
-         max_filedescriptors 16384\nshutdown_lifetime 0 seconds\nhttp_access allow all\n"
-    );
-    let conf_path = dir.path().join("squid.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    for f in ["hosts", "squid.conf"] {
-        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-    }
-    let child = Command::new("/usr/sbin/squid")
-        .arg("-N")
-        .arg("-f")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run squid (make deps installs it)");
-    wait_listening(port);
+    let sq = squid::start_squid(None, &[NAME]);
     Peer {
         name: "squid 5.7",
-        port,
-        child,
-        _dir: Some(dir),
+        port: sq.port,
+        pid: sq.child.id(),
+        _own: None,
+        _squid: Some(sq),
     }
 }
 
@@ -282,7 +252,7 @@ fn rss_tree_kib(pid: u32) -> u64 {
 }
 
 async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
-    let before = rss_tree_kib(peer.child.id());
+    let before = rss_tree_kib(peer.pid);
     let mut held = Vec::with_capacity(IDLE_TUNNELS);
     for _ in 0..IDLE_TUNNELS {
         match open(Some(peer.port), origin).await {
@@ -294,7 +264,7 @@ async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_tree_kib(peer.child.id());
+    let after = rss_tree_kib(peer.pid);
     let n = held.len().max(1);
     drop(held);
     (after.saturating_sub(before)) as f64 * 1024.0 / n as f64

@@ -2,6 +2,8 @@
 //! on loopback (TLS and plain), curl, raw exchanges.
 #![allow(dead_code)]
 
+pub mod squid;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
