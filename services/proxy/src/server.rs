@@ -114,6 +114,9 @@ impl Outcome {
 
 async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, stats: &Stats) {
     let started = Instant::now();
+    // Small writes (the 200, a TLS record) must not wait for the client's
+    // delayed ACK: a proxy relays, it has nothing to coalesce.
+    let _ = client.set_nodelay(true);
     stats.client_seen(peer.ip());
     let outcome = serve_one(&mut client, peer, config, stats).await;
     tracing::info!(
