@@ -3,14 +3,19 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
 use clap::Parser;
 
 use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
-use crate::server::{serve, ProxyConfig};
+use crate::server::{serve, serve_with, ProxyConfig};
+use crate::settings::ProxySettings;
 use crate::stats::Stats;
 use crate::upstream::{Credentials, Secret, Upstream};
 
@@ -21,6 +26,10 @@ use crate::upstream::{Credentials, Secret, Upstream};
     about = "The gateway appliance's explicit forward proxy"
 )]
 struct Args {
+    /// Settings from this JSON file instead of the options below (see
+    /// docs/proxy.md); re-read on SIGHUP without dropping tunnels.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["allowed", "hosts", "patch", "agent_networks", "upstream"])]
+    config: Option<PathBuf>,
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:1080")]
     listen: SocketAddr,
@@ -96,6 +105,9 @@ pub fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     let args = Args::parse();
+    if let Some(path) = args.config.clone() {
+        return run_with_file(path);
+    }
     let allowed = match AllowedDomains::parse(args.allowed.iter().map(String::as_str)) {
         Ok(a) => a,
         Err(e) => {
@@ -174,6 +186,92 @@ pub fn main() -> ExitCode {
                 eprintln!("gateway-proxy: {e}");
                 ExitCode::FAILURE
             }
+        }
+    })
+}
+
+/// `--config FILE`: settings from the file, re-read on SIGHUP. A reload
+/// applies new settings to new connections; established tunnels keep
+/// running. A new listen address is bound before the old one is closed;
+/// when anything in the new file is wrong, nothing of it is applied.
+fn run_with_file(path: PathBuf) -> ExitCode {
+    let settings = match ProxySettings::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gateway-proxy: --config {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match settings.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway-proxy: --config {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway-proxy: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("gateway-proxy: watch SIGHUP: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut listen = settings.listen;
+        let listener = match TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gateway-proxy: listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let stats = Arc::new(Stats::default());
+        let (configs, rx) = watch::channel(Arc::new(config));
+        let mut accepting = tokio::spawn(serve_with(listener, rx.clone(), slots.clone(), stats.clone()));
+        tracing::info!("listening on {listen}");
+        loop {
+            hup.recv().await;
+            let new = match ProxySettings::load(&path).and_then(|s| s.to_config().map(|c| (s, c))) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("reload: {e}; keeping the running configuration");
+                    continue;
+                }
+            };
+            let (settings, config) = new;
+            if settings.listen != listen {
+                match TcpListener::bind(settings.listen).await {
+                    Ok(l) => {
+                        let new_accepting = tokio::spawn(serve_with(l, rx.clone(), slots.clone(), stats.clone()));
+                        let old = std::mem::replace(&mut accepting, new_accepting);
+                        // Closed before we say so: the old port refuses from now on.
+                        old.abort();
+                        let _ = old.await;
+                        tracing::info!("now listening on {} instead of {listen}", settings.listen);
+                        listen = settings.listen;
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "reload: listen on {}: {e}; keeping the running configuration on {listen}",
+                            settings.listen
+                        );
+                        continue;
+                    }
+                }
+            }
+            configs.send_replace(Arc::new(config));
+            tracing::info!("reload: configuration applied from {}", path.display());
         }
     })
 }

@@ -12,5 +12,6 @@ pub mod cli;
 pub mod head;
 pub mod policy;
 pub mod server;
+pub mod settings;
 pub mod stats;
 pub mod upstream;

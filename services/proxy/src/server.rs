@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 
 use crate::head::{self, HeadError, Limits, RequestHead, Target};
@@ -52,13 +52,28 @@ impl Default for ProxyConfig {
     }
 }
 
-/// Accepts clients until the listener fails; each connection is its own task.
+/// Accepts clients on `listener` with one fixed configuration.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ProxyConfig>,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    // The sender goes away at once: the receiver keeps the one value.
+    let (_, configs) = watch::channel(config);
+    serve_with(listener, configs, slots, stats).await
+}
+
+/// Accepts clients on `listener`; each connection is its own task and takes
+/// the configuration current when it arrives, so a reload changes what new
+/// connections get and never drops established ones. `slots` caps the
+/// connections served at once across listeners (a port change keeps them).
+pub async fn serve_with(
+    listener: TcpListener,
+    configs: watch::Receiver<Arc<ProxyConfig>>,
+    slots: Arc<Semaphore>,
+    stats: Arc<Stats>,
+) -> std::io::Result<()> {
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -69,7 +84,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let config = config.clone();
+        let config = configs.borrow().clone();
         let stats = stats.clone();
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {

@@ -97,3 +97,146 @@ fn a_running_instance_refuses_a_disallowed_destination() {
         "{access}"
     );
 }
+
+fn echo_origin() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// CONNECT through the proxy on `port`; the status line and, on 200, the
+/// open tunnel.
+fn tunnel(port: u16, dest: &str) -> (String, Option<TcpStream>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("CONNECT {dest} HTTP/1.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let status = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let open = status.starts_with("HTTP/1.1 200").then_some(s);
+    (status, open)
+}
+
+fn echo(s: &mut TcpStream, text: &str) -> String {
+    s.write_all(text.as_bytes()).unwrap();
+    let mut back = vec![0u8; text.len()];
+    s.read_exact(&mut back).unwrap();
+    String::from_utf8(back).unwrap()
+}
+
+#[test]
+fn sighup_reloads_port_and_domains_without_dropping_tunnels() {
+    let origin = echo_origin();
+    let (a, b) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.json");
+    let settings = |listen: u16, allowed: &str| {
+        format!(
+            r#"{{"listen": "127.0.0.1:{listen}", "allowed_domains": [{allowed}],
+                "hosts": {{"a.qualys.com": "127.0.0.1", "b.qualys.com": "127.0.0.1"}}}}"#
+        )
+    };
+    std::fs::write(&file, settings(a, &format!("\"a.qualys.com:{origin}\""))).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_log = |needle: &str| loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {needle:?}"),
+        }
+    };
+    let pid = child.id().to_string();
+    let hup = || {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_log(&format!("listening on 127.0.0.1:{a}"));
+        let (status, t1) = tunnel(a, &format!("a.qualys.com:{origin}"));
+        let mut t1 = t1.unwrap_or_else(|| panic!("{status}"));
+        assert_eq!(echo(&mut t1, "one"), "one");
+        let (status, _) = tunnel(a, &format!("b.qualys.com:{origin}"));
+        assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+
+        // New port and one more allowed domain.
+        let both = format!("\"a.qualys.com:{origin}\", \"b.qualys.com:{origin}\"");
+        std::fs::write(&file, settings(b, &both)).unwrap();
+        hup();
+        wait_log("reload: configuration applied");
+        assert_eq!(
+            echo(&mut t1, "two"),
+            "two",
+            "the established tunnel survived"
+        );
+        let (status, t2) = tunnel(b, &format!("b.qualys.com:{origin}"));
+        let mut t2 = t2.unwrap_or_else(|| panic!("{status}"));
+        assert_eq!(echo(&mut t2, "three"), "three");
+        assert!(
+            TcpStream::connect(("127.0.0.1", a)).is_err(),
+            "the old port still accepts"
+        );
+
+        // A bad file changes nothing.
+        std::fs::write(&file, settings(a, "\"https://b.qualys.com\"")).unwrap();
+        hup();
+        let line = wait_log("reload: ");
+        assert!(
+            line.contains("allowed_domains: ")
+                && line.contains("keeping the running configuration"),
+            "{line}"
+        );
+        let (status, _) = tunnel(b, &format!("b.qualys.com:{origin}"));
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert_eq!(echo(&mut t1, "four"), "four");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
