@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-proxy");
 
+/// The child's stderr, line by line as it writes them.
+fn log_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    lines
+}
+
 #[test]
 fn bad_options_are_refused_naming_the_option_and_the_rule() {
     for (args, expected) in [
@@ -49,13 +61,7 @@ fn a_running_instance_refuses_a_disallowed_destination() {
         .spawn()
         .unwrap();
     // The log, line by line, as the proxy writes it.
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let lines = log_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut stream = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
@@ -173,13 +179,7 @@ fn sighup_reloads_port_and_domains_without_dropping_tunnels() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let lines = log_lines(&mut child);
     let wait_log = |needle: &str| loop {
         match lines.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.contains(needle) => return line,
