@@ -113,6 +113,9 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(false)
+        // init stamps every line it collects from a unit's stderr (the logs
+        // issue); a second timestamp would cost per connection for nothing.
+        .without_time()
         .init();
     let args = Args::parse();
     if let Some(path) = args.config.clone() {
