@@ -34,13 +34,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-pub fn start_proxy(config: ProxyConfig) -> Running {
+/// A runtime and a listener on a free loopback port.
+pub fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
     let rt = runtime();
-    let stats = Arc::new(Stats::default());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (rt, listener, port)
+}
+
+pub fn start_proxy(config: ProxyConfig) -> Running {
+    let (rt, listener, port) = loopback_listener();
+    let stats = Arc::new(Stats::default());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     rt.spawn(serve(listener, Arc::new(config), stats.clone()));
     Running {
         addr,
@@ -86,11 +93,7 @@ pub fn start_tls_origin() -> TlsOrigin {
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let rt = runtime();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (rt, listener, port) = loopback_listener();
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { return };
@@ -133,11 +136,7 @@ async fn read_request_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option
 
 /// A plain HTTP server that answers with the request line it received.
 pub fn start_plain_origin() -> (u16, tokio::runtime::Runtime) {
-    let rt = runtime();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (rt, listener, port) = loopback_listener();
     rt.spawn(async move {
         loop {
             let Ok((mut tcp, _)) = listener.accept().await else {
