@@ -11,7 +11,7 @@ packages=(
     # boot tests and `make run`
     qemu-system-x86 qemu-utils ovmf
     # service tests: real clients
-    curl squid openssl
+    curl squid openssl dnsmasq-base
 )
 
 missing=()

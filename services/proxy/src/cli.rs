@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use clap::Parser;
 
 use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
+use crate::resolver::Resolver;
 use crate::server::{serve, serve_with, ProxyConfig};
 use crate::settings::ProxySettings;
 use crate::stats::Stats;
@@ -40,6 +41,10 @@ struct Args {
     /// A static host entry `name=ip`, used instead of DNS.
     #[arg(long = "host", value_name = "NAME=IP", value_parser = parse_host_entry)]
     hosts: Vec<(String, IpAddr)>,
+    /// resolv.conf naming the DNS servers for destinations (a missing file:
+    /// the --host entries alone).
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Patch mode: any destination, clients limited to the agent networks.
     #[arg(long)]
     patch: bool,
@@ -159,6 +164,18 @@ pub fn main() -> ExitCode {
             })
         }
     };
+    let hosts = args.hosts.into_iter().collect::<HashMap<_, _>>();
+    let resolver = if args.resolv_conf.exists() {
+        match Resolver::from_resolv_conf(&args.resolv_conf, hosts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("gateway-proxy: --resolv-conf {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        Resolver::hosts_only(hosts)
+    };
     let mode = if args.patch { Mode::Patch } else { Mode::Cache };
     let networks = if args.agent_networks.is_empty() {
         default_agent_networks()
@@ -167,7 +184,7 @@ pub fn main() -> ExitCode {
     };
     let config = ProxyConfig {
         policy: Policy::new(mode, allowed, networks),
-        hosts: args.hosts.into_iter().collect::<HashMap<_, _>>(),
+        resolver,
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: args.max_connections,

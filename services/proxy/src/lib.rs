@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod head;
 pub mod policy;
+pub mod resolver;
 pub mod server;
 pub mod settings;
 pub mod stats;

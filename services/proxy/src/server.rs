@@ -17,6 +17,7 @@ use tokio::time::timeout;
 
 use crate::head::{self, HeadError, Limits, RequestHead, Target};
 use crate::policy::{Decision, Method, Policy};
+use crate::resolver::Resolver;
 use crate::stats::Stats;
 use crate::upstream::{self, Upstream};
 
@@ -25,7 +26,8 @@ pub struct ProxyConfig {
     pub policy: Policy,
     pub limits: Limits,
     /// Static name -> address map; consulted before DNS.
-    pub hosts: HashMap<String, IpAddr>,
+    /// The hosts map and DNS (see [`Resolver`]).
+    pub resolver: Resolver,
     /// Time a client has to send a complete request head (slow-loris guard).
     pub head_timeout: Duration,
     pub connect_timeout: Duration,
@@ -42,7 +44,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             policy: Policy::default(),
             limits: Limits::default(),
-            hosts: HashMap::new(),
+            resolver: Resolver::hosts_only(HashMap::new()),
             head_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
@@ -348,22 +350,15 @@ async fn connect(
     config: &ProxyConfig,
     allow_local: bool,
 ) -> Result<TcpStream, (u16, String)> {
-    let addrs: Vec<SocketAddr> = if let Some(ip) = config.hosts.get(host) {
-        vec![SocketAddr::new(*ip, port)]
-    } else if let Ok(ip) = host.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, port)]
-    } else {
-        match timeout(
-            config.connect_timeout,
-            tokio::net::lookup_host((host, port)),
-        )
-        .await
-        {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => return Err((502, format!("cannot resolve {host}: {e}"))),
+    let addrs: Vec<SocketAddr> =
+        match timeout(config.connect_timeout, config.resolver.lookup(host)).await {
+            Ok(Ok(ips)) => ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
+            Ok(Err(why)) => return Err((502, why)),
             Err(_) => return Err((504, format!("resolving {host} timed out"))),
-        }
-    };
+        };
     let Some(addr) = addrs
         .iter()
         .find(|a| a.is_ipv4())
@@ -372,10 +367,12 @@ async fn connect(
     else {
         return Err((502, format!("{host} has no address")));
     };
-    // The appliance itself and link-local services are never a destination
-    // (in patch mode any name is, and a name may resolve there), unless the
-    // administrator mapped the name so in the hosts map.
-    if !allow_local && !config.hosts.contains_key(host) && is_local_address(addr.ip()) {
+    // In patch mode any name is a destination, and a name may resolve to the
+    // appliance itself or a link-local service: those are refused unless the
+    // administrator mapped the name so in the hosts map. (In cache mode only
+    // the platform's and the administrator's own domains are reachable.)
+    let patch = config.policy.mode() == crate::policy::Mode::Patch;
+    if patch && !allow_local && !config.resolver.is_mapped(host) && is_local_address(addr.ip()) {
         return Err((
             403,
             format!("{host} resolves to {}, a local address", addr.ip()),

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
+use crate::resolver::Resolver;
 use crate::server::ProxyConfig;
 use crate::upstream::{Credentials, Secret, Upstream};
 
@@ -23,6 +24,10 @@ pub struct ProxySettings {
     pub allowed_domains: Vec<String>,
     #[serde(default)]
     pub hosts: BTreeMap<String, IpAddr>,
+    /// Name servers for destinations; a missing file means the hosts map
+    /// alone (an appliance whose network is not configured yet).
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: PathBuf,
     #[serde(default)]
     pub patch: bool,
     /// Empty: the default agent networks (RFC 1918 and loopback).
@@ -65,6 +70,9 @@ impl std::fmt::Debug for UpstreamSettings {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 1080))
+}
+fn default_resolv_conf() -> PathBuf {
+    PathBuf::from("/etc/resolv.conf")
 }
 fn default_head_timeout() -> u64 {
     10
@@ -115,6 +123,21 @@ impl ProxySettings {
             })?;
         s.to_config()?;
         Ok(s)
+    }
+
+    fn resolver(&self) -> Result<Resolver, SettingsError> {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+            .collect();
+        if !self.resolv_conf.exists() {
+            return Ok(Resolver::hosts_only(hosts));
+        }
+        Resolver::from_resolv_conf(&self.resolv_conf, hosts).map_err(|e| SettingsError::Invalid {
+            key: "resolv_conf",
+            reason: e.to_string(),
+        })
     }
 
     /// The running configuration these settings describe.
@@ -174,11 +197,7 @@ impl ProxySettings {
         let mode = if self.patch { Mode::Patch } else { Mode::Cache };
         Ok(ProxyConfig {
             policy: Policy::new(mode, allowed, networks),
-            hosts: self
-                .hosts
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), *v))
-                .collect(),
+            resolver: self.resolver()?,
             head_timeout: Duration::from_secs(self.head_timeout_s),
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
             max_connections: self.max_connections,
@@ -212,7 +231,7 @@ mod tests {
         .unwrap();
         let c = s.to_config().unwrap();
         assert_eq!(
-            c.hosts.get("proxy.corp"),
+            c.resolver.hosts().get("proxy.corp"),
             Some(&"10.0.0.5".parse().unwrap())
         );
         assert_eq!(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_proxy::policy::{AllowedDomains, Mode, Policy};
+use gateway_proxy::resolver::Resolver;
 use gateway_proxy::server::{serve, ProxyConfig};
 use gateway_proxy::stats::Stats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,10 +64,12 @@ pub fn config_for(allowed: &[String], hosts: &[(&str, IpAddr)]) -> ProxyConfig {
             AllowedDomains::parse(allowed.iter().map(String::as_str)).unwrap(),
             gateway_proxy::policy::default_agent_networks(),
         ),
-        hosts: hosts
-            .iter()
-            .map(|(n, ip)| (n.to_string(), *ip))
-            .collect::<HashMap<_, _>>(),
+        resolver: Resolver::hosts_only(
+            hosts
+                .iter()
+                .map(|(n, ip)| (n.to_string(), *ip))
+                .collect::<HashMap<_, _>>(),
+        ),
         ..ProxyConfig::default()
     }
 }
