@@ -98,12 +98,11 @@ pub async fn serve_with(
             Err(_) => {
                 tokio::spawn(async move {
                     let mut client = client;
-                    stats.refused("capacity");
                     let body = format!(
                         "gateway proxy: too many connections (limit {})",
                         config.max_connections
                     );
-                    let _ = respond(&mut client, 503, "Service Unavailable", &body).await;
+                    refuse(&mut client, &stats, "capacity", 503, &body).await;
                 });
             }
         }
@@ -158,8 +157,14 @@ async fn serve_one(
     stats: &Stats,
 ) -> Outcome {
     if let Decision::Deny(refusal) = config.policy.check_client(peer.ip()) {
-        stats.refused(refusal.reason_label());
-        let _ = respond(client, 403, "Forbidden", &refusal.to_string()).await;
+        refuse(
+            client,
+            stats,
+            refusal.reason_label(),
+            403,
+            &refusal.to_string(),
+        )
+        .await;
         return Outcome::refused("", 403, refusal.reason_label());
     }
     let mut buf = Vec::with_capacity(1024);
@@ -170,26 +175,20 @@ async fn serve_one(
     .await
     {
         Err(_) => {
-            stats.refused("timeout");
-            let _ = respond(
-                client,
-                408,
-                "Request Timeout",
-                "gateway proxy: request head not received in time",
-            )
-            .await;
+            let body = "gateway proxy: request head not received in time";
+            refuse(client, stats, "timeout", 408, body).await;
             return Outcome::refused("", 408, "head timeout");
         }
         Ok(Err(ReadHeadError::Closed)) => {
             return Outcome::refused("", 0, "closed before a request")
         }
         Ok(Err(ReadHeadError::Head(e))) => {
-            stats.refused("malformed");
             let status = e.status();
-            let _ = respond(
+            refuse(
                 client,
+                stats,
+                "malformed",
                 status,
-                reason_phrase(status),
                 &format!("gateway proxy: {e}"),
             )
             .await;
@@ -211,18 +210,23 @@ async fn serve_one(
             .policy
             .check_destination(method, head.target.host(), head.target.port())
     {
-        stats.refused(refusal.reason_label());
-        let _ = respond(client, 403, "Forbidden", &refusal.to_string()).await;
+        refuse(
+            client,
+            stats,
+            refusal.reason_label(),
+            403,
+            &refusal.to_string(),
+        )
+        .await;
         return Outcome::refused(&dest, 403, refusal.reason_label());
     }
     if head.is_connect() {
         // Tunnels are only for CONNECT; a plain-HTTP request with a body
         // framing we do not relay yet is refused rather than mangled.
     } else if head.header("transfer-encoding").is_some() {
-        stats.refused("malformed");
         let body =
             "gateway proxy: chunked request bodies are not supported on plain HTTP; use CONNECT";
-        let _ = respond(client, 501, "Not Implemented", body).await;
+        refuse(client, stats, "malformed", 501, body).await;
         return Outcome::refused(&dest, 501, "chunked request body");
     }
     let via = config
@@ -237,15 +241,16 @@ async fn serve_one(
     let mut upstream = match connected {
         Ok(s) => s,
         Err((status, why)) => {
-            stats.refused(if status == 403 {
+            let label = if status == 403 {
                 "destination"
             } else {
                 "upstream"
-            });
-            let _ = respond(
+            };
+            refuse(
                 client,
+                stats,
+                label,
                 status,
-                reason_phrase(status),
                 &format!("gateway proxy: {dest}: {why}"),
             )
             .await;
@@ -261,12 +266,11 @@ async fn serve_one(
             match upstream_connect(&mut upstream, u, &head.target, config).await {
                 Ok(after) => early_down = after,
                 Err(why) => {
-                    stats.refused("upstream");
                     let body = format!(
                         "gateway proxy: {dest}: upstream proxy {}:{}: {why}",
                         u.host, u.port
                     );
-                    let _ = respond(client, 502, "Bad Gateway", &body).await;
+                    refuse(client, stats, "upstream", 502, &body).await;
                     return Outcome::refused(&dest, 502, &why);
                 }
             }
@@ -301,11 +305,10 @@ async fn local_endpoint(
             Outcome::refused("/stats", 200, "stats")
         }
         _ => {
-            stats.refused("malformed");
             let body = format!(
                 "gateway proxy: {path} is not a proxy request; use an absolute URL (http://host/...) or CONNECT host:port"
             );
-            let _ = respond(client, 400, "Bad Request", &body).await;
+            refuse(client, stats, "malformed", 400, &body).await;
             Outcome::refused(path, 400, "origin-form")
         }
     }
@@ -716,6 +719,18 @@ fn reason_phrase(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Error",
     }
+}
+
+/// Counts a refusal under `label` and answers it with `status` and `body`.
+async fn refuse(
+    client: &mut TcpStream,
+    stats: &Stats,
+    label: &'static str,
+    status: u16,
+    body: &str,
+) {
+    stats.refused(label);
+    let _ = respond(client, status, reason_phrase(status), body).await;
 }
 
 /// A complete short answer; the connection is closed after it.
