@@ -24,6 +24,17 @@ fn boot_to_ready(name: &str, bus: Bus) -> (tempfile::TempDir, Vm, String) {
     (dir, vm, log)
 }
 
+/// Boots a copy of the image with `gateway.selftest=<selftest>` added to the
+/// kernel command line; returns the copy (and its directory) and the VM.
+fn boot_selftest(name: &str, selftest: &str) -> (tempfile::TempDir, std::path::PathBuf, Vm) {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let cmdline = format!("{} gateway.selftest={selftest}", a.cmdline);
+    let vm = Vm::start(&VmConfig::new(name, &disk).direct_kernel(&a.kernel, &cmdline)).unwrap();
+    (dir, disk, vm)
+}
+
 fn assert_healthy_boot(log: &str, state_dev: &str) {
     assert!(
         log.contains("root filesystem: read-only"),
@@ -117,13 +128,7 @@ fn power_button_powers_off_cleanly() {
 
 #[test]
 fn sigterm_from_sbin_poweroff_powers_off() {
-    let a = Artifacts::get();
-    let dir = tempfile::tempdir().unwrap();
-    let disk = a.disk_copy(dir.path());
-    let cmdline = format!("{} gateway.selftest=poweroff", a.cmdline);
-    let mut vm =
-        Vm::start(&VmConfig::new("sbin-poweroff", &disk).direct_kernel(&a.kernel, &cmdline))
-            .unwrap();
+    let (_dir, disk, mut vm) = boot_selftest("sbin-poweroff", "poweroff");
     let status = vm.wait_exit(BOOT).unwrap();
     assert!(status.success(), "QEMU exit status {status}");
     let log = vm.serial();
@@ -134,12 +139,7 @@ fn sigterm_from_sbin_poweroff_powers_off() {
 
 #[test]
 fn power_off_kills_a_process_that_ignores_sigterm() {
-    let a = Artifacts::get();
-    let dir = tempfile::tempdir().unwrap();
-    let disk = a.disk_copy(dir.path());
-    let cmdline = format!("{} gateway.selftest=stubborn", a.cmdline);
-    let mut vm =
-        Vm::start(&VmConfig::new("stubborn", &disk).direct_kernel(&a.kernel, &cmdline)).unwrap();
+    let (_dir, disk, mut vm) = boot_selftest("stubborn", "stubborn");
     let status = vm.wait_exit(BOOT).unwrap();
     assert!(status.success(), "QEMU exit status {status}");
     let log = vm.serial();
@@ -260,12 +260,7 @@ fn state_partition_grows_with_the_disk() {
 
 #[test]
 fn orphans_are_reaped() {
-    let a = Artifacts::get();
-    let dir = tempfile::tempdir().unwrap();
-    let disk = a.disk_copy(dir.path());
-    let cmdline = format!("{} gateway.selftest=orphans", a.cmdline);
-    let mut vm =
-        Vm::start(&VmConfig::new("orphans", &disk).direct_kernel(&a.kernel, &cmdline)).unwrap();
+    let (_dir, _disk, mut vm) = boot_selftest("orphans", "orphans");
     let log = vm.wait_for("selftest orphans: spawned", BOOT).unwrap();
     let line = log
         .lines()
