@@ -12,6 +12,9 @@ packages=(
     qemu-system-x86 qemu-utils ovmf
     # service tests: real clients
     curl squid openssl dnsmasq-base
+    # network and time tests: DHCP and NTP peers in namespaces the tests create
+    # (Debian's policy-rc.d in containers keeps chronyd from starting on install)
+    iproute2 chrony faketime
 )
 
 missing=()

@@ -1,0 +1,1 @@
+//! The appliance's configuration: typed schema, validation, atomic store, first-boot seed

@@ -1,0 +1,1 @@
+//! Network on eth0: DHCP client (smoltcp over AF_PACKET), static and unconfigured modes, rtnetlink, resolv.conf

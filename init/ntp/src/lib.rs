@@ -1,0 +1,1 @@
+//! Time synchronisation: NTP packets, sample filter, false-ticker rejection, clock discipline
