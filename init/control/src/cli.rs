@@ -1,0 +1,299 @@
+//! `gatewayctl`: the control API from a shell. Every subcommand is one
+//! request; the output is for people, or the raw JSON result with `--json`.
+//!
+//! Exit status: 0 done, 1 refused by the appliance (the reason is printed),
+//! 2 bad usage, 3 the control socket could not be reached or answered
+//! nonsense.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::protocol::{KeyDoc, PingResult, Request, SetResult, Status, DEFAULT_SOCKET};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatewayctl",
+    version,
+    about = "Configure and operate the gateway appliance through its control API"
+)]
+struct Cli {
+    /// The control socket.
+    #[arg(long, env = "GATEWAY_CONTROL", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Network, DNS, time and units.
+    Status,
+    /// Configuration values (all, or the keys given).
+    Get {
+        keys: Vec<String>,
+    },
+    /// Change configuration: KEY=VALUE ...; an empty value restores the
+    /// default. All or nothing.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+    /// The configuration keys with their type, default and rule.
+    Keys,
+    /// ICMP echo to a host name or IPv4 address.
+    Ping {
+        target: String,
+        #[arg(short = 'c', long, default_value_t = 4)]
+        count: u32,
+    },
+    Reboot,
+    Poweroff,
+    /// Return to factory state (the configuration is erased) and reboot.
+    ResetAppliance {
+        /// Confirm: the configuration is lost.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Network and DNS settings back to their defaults (DHCP).
+    ResetNetwork {
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("gatewayctl: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Client(e @ ClientError::Refused(_))) => {
+            eprintln!("gatewayctl: {e}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Client(e)) => {
+            eprintln!("gatewayctl: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let request = request(&cli.command)?;
+    // A ping waits about a second per packet; everything else is quick,
+    // but a network change may take a few seconds to apply.
+    let timeout = match &cli.command {
+        Command::Ping { count, .. } => Duration::from_secs(u64::from(*count) * 2 + 10),
+        _ => Duration::from_secs(30),
+    };
+    let mut client = Client::connect(&cli.socket, timeout)?;
+    let result = client.call(&request)?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let decode = |e: serde_json::Error| {
+        Failure::Client(ClientError::Protocol {
+            path: cli.socket.clone(),
+            detail: e.to_string(),
+        })
+    };
+    let text = match &cli.command {
+        Command::Status => status_text(&serde_json::from_value(result).map_err(decode)?),
+        Command::Get { .. } => {
+            let values: BTreeMap<String, String> =
+                serde_json::from_value(result).map_err(decode)?;
+            // Keep the order the appliance lists keys in when all are asked.
+            let order: Vec<String> = match &request {
+                Request::Get { keys } if !keys.is_empty() => keys.clone(),
+                _ => values.keys().cloned().collect(),
+            };
+            order
+                .iter()
+                .filter_map(|k| values.get(k).map(|v| format!("{k}={v}\n")))
+                .collect()
+        }
+        Command::Set { .. } => {
+            let r: SetResult = serde_json::from_value(result).map_err(decode)?;
+            if r.changed.is_empty() {
+                "nothing changed\n".to_owned()
+            } else {
+                let mut s = format!("changed: {}\n", r.changed.join(", "));
+                for a in r.applied {
+                    s += &format!("applied: {a}\n");
+                }
+                s
+            }
+        }
+        Command::Keys => {
+            let docs: Vec<KeyDoc> = serde_json::from_value(result).map_err(decode)?;
+            docs.iter()
+                .map(|k| {
+                    format!(
+                        "{}  ({}; default {:?})\n    {}\n",
+                        k.name, k.kind, k.default, k.rule
+                    )
+                })
+                .collect()
+        }
+        Command::Ping { .. } => ping_text(&serde_json::from_value(result).map_err(decode)?),
+        _ => "done\n".to_owned(),
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn request(command: &Command) -> Result<Request, Failure> {
+    Ok(match command {
+        Command::Status => Request::Status,
+        Command::Get { keys } => Request::Get { keys: keys.clone() },
+        Command::Set { assignments } => {
+            let mut values = BTreeMap::new();
+            for a in assignments {
+                let (k, v) = a.split_once('=').ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{a:?} is not KEY=VALUE (an empty VALUE restores the default)"
+                    ))
+                })?;
+                values.insert(k.trim().to_owned(), v.to_owned());
+            }
+            Request::Set { values }
+        }
+        Command::Keys => Request::Keys,
+        Command::Ping { target, count } => Request::Ping {
+            target: target.clone(),
+            count: Some(*count),
+        },
+        Command::Reboot => Request::Reboot,
+        Command::Poweroff => Request::Poweroff,
+        Command::ResetAppliance { yes } => {
+            confirm(*yes, "reset-appliance erases the configuration")?;
+            Request::ResetAppliance
+        }
+        Command::ResetNetwork { yes } => {
+            confirm(
+                *yes,
+                "reset-network returns the network and DNS settings to DHCP defaults",
+            )?;
+            Request::ResetNetwork
+        }
+    })
+}
+
+fn confirm(yes: bool, what: &str) -> Result<(), Failure> {
+    if yes {
+        Ok(())
+    } else {
+        Err(Failure::Usage(format!("{what}: add --yes to confirm")))
+    }
+}
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+pub fn status_text(s: &Status) -> String {
+    let n = &s.network;
+    let mut out = format!(
+        "gateway {} ({}), up {} s, configuration {}\n",
+        s.version, s.hostname, s.uptime_s, s.storage
+    );
+    out += &format!(
+        "network   {} {}: {} (carrier {}, mac {})\n          address {}, gateway {}\n",
+        n.interface,
+        n.mode,
+        n.state,
+        if n.carrier { "up" } else { "down" },
+        opt(&n.mac),
+        opt(&n.address),
+        opt(&n.gateway)
+    );
+    if let Some(l) = &n.lease {
+        let expires = l
+            .expires_in_s
+            .map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "-".into());
+        out += &format!(
+            "          lease from {}, {} s old, expires in {expires}\n",
+            l.server, l.age_s
+        );
+    }
+    out += &format!(
+        "dns       {} ({}){}\n",
+        if s.dns.servers.is_empty() {
+            "-".to_owned()
+        } else {
+            s.dns.servers.join(", ")
+        },
+        s.dns.source,
+        s.dns
+            .search
+            .as_ref()
+            .map(|d| format!(", search {d}"))
+            .unwrap_or_default()
+    );
+    let t = &s.time;
+    out += &format!(
+        "time      {}: {}, server {}, offset {}, last sync {}\n          servers {}\n",
+        if t.synchronized {
+            "synchronised"
+        } else {
+            "not synchronised"
+        },
+        t.state,
+        opt(&t.server),
+        t.offset_ms
+            .map(|o| format!("{o:.3} ms"))
+            .unwrap_or_else(|| "-".into()),
+        t.last_sync_age_s
+            .map(|a| format!("{a} s ago"))
+            .unwrap_or_else(|| "never".into()),
+        t.servers.join(", ")
+    );
+    for u in &s.units {
+        out += &format!("unit      {} {}\n", u.name, u.state);
+    }
+    out
+}
+
+fn ping_text(p: &PingResult) -> String {
+    let mut out = format!("PING {} ({})\n", p.target, p.address);
+    for r in &p.replies {
+        out += &format!(
+            "reply from {}: seq={} time={:.1} ms\n",
+            p.address, r.seq, r.time_ms
+        );
+    }
+    out += &format!(
+        "{} packets sent, {} received, {:.0}% loss\n",
+        p.sent, p.received, p.loss_percent
+    );
+    out
+}

@@ -1,0 +1,255 @@
+//! The messages of the control API. Documented for users in
+//! `docs/control-api.md`; a change here is a change there.
+//!
+//! A request is one JSON object on one line, tagged by `cmd`; the response
+//! is one JSON object on one line: `{"ok":true,"result":...}` or
+//! `{"ok":false,"error":{"key":...,"message":...}}`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where PID 1 listens (root only, mode 0600).
+pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
+
+/// The longest request line the server reads; a configuration change is far
+/// smaller, so a longer line is a confused or hostile client.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The appliance's state: [`Status`].
+    Status,
+    /// Configuration values in text form, secrets redacted: all keys, or
+    /// those listed. Result: an object key -> value.
+    Get {
+        #[serde(default)]
+        keys: Vec<String>,
+    },
+    /// Changes keys (text form; empty restores the default). All or
+    /// nothing: the first broken rule refuses the whole change. Result:
+    /// [`SetResult`].
+    Set {
+        values: BTreeMap<String, String>,
+    },
+    /// The keys with their type, default and rule: [`KeyDoc`] list.
+    Keys,
+    Reboot,
+    Poweroff,
+    /// Factory state: the stored configuration is removed and the appliance
+    /// reboots into a first boot.
+    ResetAppliance,
+    /// The network keys (net.*, dns.*) return to their defaults.
+    ResetNetwork,
+    /// ICMP echo to a host name or IPv4 address: [`PingResult`].
+    Ping {
+        target: String,
+        #[serde(default)]
+        count: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+impl Response {
+    pub fn ok(result: impl Serialize) -> Self {
+        Response {
+            ok: true,
+            result: Some(serde_json::to_value(result).unwrap_or(serde_json::Value::Null)),
+            error: None,
+        }
+    }
+
+    pub fn error(error: ApiError) -> Self {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// A refusal: which key (when a setting is at fault) and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct ApiError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ApiError {
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn for_key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer to `set`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetResult {
+    /// Keys whose value changed (a value set to what it was is not).
+    pub changed: Vec<String>,
+    /// What was redone to apply them, in words ("resolv.conf rewritten").
+    pub applied: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDoc {
+    pub name: String,
+    pub kind: String,
+    pub default: String,
+    pub rule: String,
+}
+
+/// The answer to `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub hostname: String,
+    pub uptime_s: u64,
+    /// "persistent" when the configuration lives on the state partition,
+    /// "memory" when /var is a tmpfs (changes are lost at reboot).
+    pub storage: String,
+    pub network: NetworkStatus,
+    pub dns: DnsStatus,
+    pub time: TimeStatus,
+    pub units: Vec<UnitStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub interface: String,
+    /// dhcp, static or unconfigured.
+    pub mode: String,
+    pub mac: Option<String>,
+    pub carrier: bool,
+    /// address/prefix.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    pub lease: Option<LeaseStatus>,
+    /// What the network is doing, in words ("lease from 10.0.2.2",
+    /// "waiting for a DHCP offer", "no carrier").
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    pub server: String,
+    /// Seconds since the lease was obtained or renewed.
+    pub age_s: u64,
+    /// Seconds until it expires, when known.
+    pub expires_in_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStatus {
+    pub servers: Vec<String>,
+    pub search: Option<String>,
+    /// "manual" (dns.servers), "dhcp" or "none".
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeStatus {
+    pub synchronized: bool,
+    pub servers: Vec<String>,
+    /// The server whose time the clock follows.
+    pub server: Option<String>,
+    /// The last measured offset, milliseconds (positive: the clock was
+    /// behind).
+    pub offset_ms: Option<f64>,
+    /// Seconds since the last sample that set or steered the clock.
+    pub last_sync_age_s: Option<u64>,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub name: String,
+    /// active, inactive or failed.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PingResult {
+    pub target: String,
+    pub address: String,
+    pub sent: u32,
+    pub received: u32,
+    pub loss_percent: f64,
+    pub replies: Vec<PingReply>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PingReply {
+    pub seq: u16,
+    pub time_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_cmd() {
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"set","values":{"proxy.port":"3128"}}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Set {
+                values: [("proxy.port".to_owned(), "3128".to_owned())].into()
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ResetNetwork).unwrap(),
+            r#"{"cmd":"reset_network"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"get"}"#).unwrap();
+        assert_eq!(r, Request::Get { keys: vec![] });
+        // A misspelt field is refused, not ignored (serde cannot do this
+        // for the variants without fields).
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"get","key":["a"]}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn responses_carry_a_result_or_an_error() {
+        let ok = serde_json::to_string(&Response::ok(SetResult::default())).unwrap();
+        assert_eq!(ok, r#"{"ok":true,"result":{"applied":[],"changed":[]}}"#);
+        let err = Response::error(ApiError::for_key("proxy.port", "22 is not allowed"));
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"ok":false,"error":{"key":"proxy.port","message":"22 is not allowed"}}"#
+        );
+        assert_eq!(
+            err.error.unwrap().to_string(),
+            "proxy.port: 22 is not allowed"
+        );
+    }
+}
