@@ -30,6 +30,9 @@ enum Command {
         /// The PID 1 binary, installed as /sbin/init.
         #[arg(long)]
         init: PathBuf,
+        /// Another program to install in /usr/bin (repeatable).
+        #[arg(long = "program")]
+        programs: Vec<PathBuf>,
         /// Directory of .deb files (libc6, e2fsprogs and its libraries).
         #[arg(long)]
         debs: PathBuf,
@@ -94,12 +97,14 @@ fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Rootfs {
             init,
+            programs,
             debs,
             out,
             version,
         } => {
             let spec = rootfs::RootfsSpec {
                 init,
+                programs,
                 debs,
                 out,
                 version,

@@ -63,6 +63,9 @@ pub enum RootfsError {
 pub struct RootfsSpec {
     /// The PID 1 binary, installed as /sbin/init.
     pub init: PathBuf,
+    /// More programs of ours, installed in /usr/bin under their file names
+    /// (gatewayctl).
+    pub programs: Vec<PathBuf>,
     /// A directory of .deb files (libc6, e2fsprogs and its libraries).
     pub debs: PathBuf,
     /// The ext4 image to write.
@@ -117,12 +120,22 @@ pub fn build_rootfs(spec: &RootfsSpec) -> Result<RootfsReport, RootfsError> {
     crate::progress("staging the root tree");
     stage_skeleton(&root, &spec.version)?;
     copy_file(&spec.init, &root.join("sbin/init"), 0o755)?;
+    for program in &spec.programs {
+        let name = program.file_name().ok_or_else(|| RootfsError::Init {
+            path: program.clone(),
+            source: std::io::Error::other("not a file name"),
+        })?;
+        copy_file(program, &root.join("usr/bin").join(name), 0o755)?;
+    }
     let links = [
         // init is multi-call: it looks at argv[0].
         ("sbin/poweroff", "init"),
         ("sbin/reboot", "init"),
         // e2fsck and resize2fs find mounted filesystems through /etc/mtab.
         ("etc/mtab", "../proc/self/mounts"),
+        // Written by init from the configuration; / is read-only.
+        ("etc/resolv.conf", "../run/resolv.conf"),
+        ("etc/hosts", "../run/hosts"),
     ];
     for (link, target) in links {
         let at = root.join(link);
@@ -214,9 +227,11 @@ fn list_debs(dir: &Path) -> Result<Vec<PathBuf>, RootfsError> {
 
 /// Directories, their modes, and the /etc files of the root.
 fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
-    let dirs: [(&str, u32); 14] = [
+    let dirs: [(&str, u32); 16] = [
         ("", 0o755),
         ("sbin", 0o755),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
         ("etc", 0o755),
         ("lib", 0o755),
         ("lib/x86_64-linux-gnu", 0o755),
@@ -245,6 +260,9 @@ fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
         ),
         ("etc/group", "root:x:0:\n".to_string()),
         ("etc/hostname", "gateway\n".to_string()),
+        // The hosts map overrides DNS, for libc's resolver too (glibc's
+        // default without this file asks DNS first).
+        ("etc/nsswitch.conf", "hosts: files dns\n".to_string()),
     ];
     for (name, text) in files {
         let path = root.join(name);

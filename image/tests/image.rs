@@ -72,6 +72,7 @@ fn built() -> &'static Built {
         let root = dir.join("root.ext4");
         build_rootfs(&RootfsSpec {
             init: "/bin/true".into(),
+            programs: vec!["/bin/false".into()],
             debs: debs(),
             out: root.clone(),
             version: VERSION.into(),
@@ -245,7 +246,31 @@ fn root_filesystem_has_init_tools_and_libraries() {
     }
     // Nothing beyond what PID 1 needs: no shell, no docs.
     assert!(gateway_image::read_file(disk, 2, "/bin/sh").is_err());
-    assert!(!top.iter().any(|e| e.name == "usr"));
+    let usr_bin: Vec<_> = list_dir(disk, 2, "/usr/bin")
+        .expect("ls /usr/bin")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(usr_bin, ["false"], "only the programs given");
+    assert_eq!(
+        gateway_image::read_file(disk, 2, "/usr/bin/false").unwrap(),
+        fs::read("/bin/false").unwrap()
+    );
+    let etc = list_dir(disk, 2, "/etc").expect("ls /etc");
+    let etc_link = |name: &str| {
+        etc.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.link.clone())
+    };
+    assert_eq!(
+        etc_link("resolv.conf").as_deref(),
+        Some("../run/resolv.conf")
+    );
+    assert_eq!(etc_link("hosts").as_deref(), Some("../run/hosts"));
+    assert_eq!(
+        gateway_image::read_file(disk, 2, "/etc/nsswitch.conf").unwrap(),
+        b"hosts: files dns\n"
+    );
 }
 
 #[test]
@@ -429,6 +454,7 @@ fn missing_library_names_binary_and_soname() {
     let out = debs.path().join("root.ext4");
     let err = build_rootfs(&RootfsSpec {
         init: "/bin/true".into(),
+        programs: vec![],
         debs: debs.path().into(),
         out: out.clone(),
         version: VERSION.into(),

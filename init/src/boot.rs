@@ -29,8 +29,16 @@ pub fn step<T, E: std::fmt::Display>(name: &str, f: impl FnOnce() -> Result<T, E
     }
 }
 
-/// The whole sequence; returns the command line's settings for what follows.
-pub fn run() -> GatewayArgs {
+/// What the boot found, for what follows.
+pub struct Booted {
+    /// The command line's `gateway.*` settings.
+    pub args: GatewayArgs,
+    /// /var is the state partition (else a tmpfs: nothing persists).
+    pub persistent: bool,
+}
+
+/// The whole sequence.
+pub fn run() -> Booted {
     // Mount first, log after: the consoles and /dev/kmsg need /dev and /sys.
     let mounted: Vec<_> = mounts::early_mounts()
         .into_iter()
@@ -70,10 +78,10 @@ pub fn run() -> GatewayArgs {
         // The kernel then sends SIGINT to init instead of rebooting at once.
         nix::sys::reboot::set_cad_enabled(false).map(|()| info!("ctrl-alt-del: orderly reboot"))
     });
-    step("state partition", || {
-        statefs::prepare(&Sysfs::default());
-        Ok::<(), std::convert::Infallible>(())
-    });
+    let persistent = step("state partition", || {
+        Ok::<_, std::convert::Infallible>(statefs::prepare(&Sysfs::default()))
+    })
+    .unwrap_or(false);
     step("hostname", || {
         let name = std::fs::read_to_string("/etc/hostname")
             .ok()
@@ -85,7 +93,7 @@ pub fn run() -> GatewayArgs {
     step("loopback", || {
         loopback::up().map(|()| info!("loopback: up"))
     });
-    args
+    Booted { args, persistent }
 }
 
 /// The line the tests and the benchmark wait for.

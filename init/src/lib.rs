@@ -12,14 +12,17 @@
 //! `init selftest <name>` runs the small programs the QEMU tests use to check
 //! init from outside. It does not touch the services' own files.
 
+pub mod appliance;
 pub mod blockdev;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+pub mod etcfiles;
 pub mod ext4;
 pub mod loopback;
 pub mod mounts;
 pub mod pid1;
+pub mod ping;
 pub mod power_button;
 pub mod procs;
 pub mod reaper;

@@ -11,10 +11,25 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use std::sync::Arc;
+
+use gateway_config::Store;
+
+use crate::appliance::{self, Appliance};
 use crate::cmdline::GatewayArgs;
 use crate::reaper::reap_all;
 use crate::signals::Request;
-use crate::{boot, power_button, shutdown};
+use crate::{boot, etcfiles, power_button, shutdown};
+
+/// What survives a restart of the main loop.
+struct Kept {
+    press_tx: mpsc::UnboundedSender<()>,
+    presses: mpsc::UnboundedReceiver<()>,
+    /// Power requests from the control API.
+    api_tx: mpsc::UnboundedSender<Request>,
+    api: mpsc::UnboundedReceiver<Request>,
+    appliance: Option<Arc<Appliance>>,
+}
 
 pub fn run() -> ! {
     std::panic::set_hook(Box::new(|info| {
@@ -22,12 +37,17 @@ pub fn run() -> ! {
     }));
     // Outside the main loop, so the power button still reaches a loop that
     // was restarted after a failure.
-    let (press_tx, mut presses) = mpsc::unbounded_channel();
-    let mut booted = false;
+    let (press_tx, presses) = mpsc::unbounded_channel();
+    let (api_tx, api) = mpsc::unbounded_channel();
+    let mut kept = Kept {
+        press_tx,
+        presses,
+        api_tx,
+        api,
+        appliance: None,
+    };
     let request = loop {
-        match catch_unwind(AssertUnwindSafe(|| {
-            life(&mut booted, &press_tx, &mut presses)
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| life(&mut kept))) {
             Ok(Ok(request)) => break request,
             Ok(Err(e)) => error!("init: {e}; retrying in 1 s"),
             Err(_) => error!("init: main loop panicked; restarting it in 1 s"),
@@ -37,13 +57,10 @@ pub fn run() -> ! {
     shutdown::shutdown(request)
 }
 
-/// Boots (the first time), then serves signals until a power-off or reboot
-/// request.
-fn life(
-    booted: &mut bool,
-    press_tx: &mpsc::UnboundedSender<()>,
-    presses: &mut mpsc::UnboundedReceiver<()>,
-) -> std::io::Result<Request> {
+/// Boots (the first time), starts the live subsystems (again after a
+/// restart: they die with the runtime), then serves signals until a
+/// power-off or reboot request.
+fn life(kept: &mut Kept) -> std::io::Result<Request> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -55,29 +72,43 @@ fn life(
         let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut pwr = signal(SignalKind::from_raw(Signal::SIGPWR as i32))?;
         let mut child = signal(SignalKind::child())?;
-        if !*booted {
-            *booted = true;
-            let args = boot::run();
-            let buttons = power_button::find(Path::new("/sys/class/input"));
-            if buttons.is_empty() {
-                warn!("no ACPI power button found");
+        match &kept.appliance {
+            Some(a) => {
+                warn!("init: restarting the live subsystems");
+                start_live(a);
             }
-            let press_tx = press_tx.clone();
-            power_button::watch(buttons, move || {
-                let _ = press_tx.send(());
-            });
-            boot::announce_ready();
-            start_selftest(&args);
+            None => {
+                let booted = boot::run();
+                let buttons = power_button::find(Path::new("/sys/class/input"));
+                if buttons.is_empty() {
+                    warn!("no ACPI power button found");
+                }
+                let press_tx = kept.press_tx.clone();
+                power_button::watch(buttons, move || {
+                    let _ = press_tx.send(());
+                });
+                let store = Store::new(appliance::CONFIG_DIR);
+                let config = boot::step("configuration", || {
+                    Ok::<_, std::convert::Infallible>(appliance::load_or_seed(&store, &booted.args))
+                })
+                .unwrap_or_default();
+                let a = Appliance::new(store, booted.persistent, config, kept.api_tx.clone());
+                kept.appliance = Some(a.clone());
+                start_live(&a);
+                boot::announce_ready();
+                start_selftest(&booted.args);
+            }
         }
 
         loop {
             reap_all();
             tokio::select! {
                 _ = child.recv() => {}
-                Some(()) = presses.recv() => {
+                Some(()) = kept.presses.recv() => {
                     info!("power button pressed");
                     return Ok(Request::Poweroff);
                 }
+                Some(r) = kept.api.recv() => return Ok(r),
                 _ = term.recv() => return Ok(requested(Signal::SIGTERM)),
                 _ = int.recv() => return Ok(requested(Signal::SIGINT)),
                 _ = usr2.recv() => return Ok(requested(Signal::SIGUSR2)),
@@ -91,6 +122,22 @@ fn requested(sig: Signal) -> Request {
     let r = Request::from_signal(sig).unwrap_or(Request::Poweroff);
     info!("{sig} received: {r:?}");
     r
+}
+
+/// The tasks that follow the configuration and serve the control API.
+/// Each logs its own failures; none can stop the others.
+fn start_live(a: &Arc<Appliance>) {
+    match gateway_control::server::bind(Path::new(gateway_control::DEFAULT_SOCKET)) {
+        Ok(listener) => {
+            info!(
+                "control API: listening on {}",
+                gateway_control::DEFAULT_SOCKET
+            );
+            tokio::spawn(gateway_control::server::serve(listener, a.clone()));
+        }
+        Err(e) => error!("control API: {}: {e}", gateway_control::DEFAULT_SOCKET),
+    }
+    tokio::spawn(etcfiles::follow_hosts(a.subscribe()));
 }
 
 fn start_selftest(args: &GatewayArgs) {

@@ -11,6 +11,14 @@
 //! re-parented to PID 1, plus children that exit while their own children are
 //! already zombies (re-parented as zombies); waits, then counts the zombies
 //! left in the whole system. Init reaps them or the count is not zero.
+//!
+//! `ctl`: runs the real `/usr/bin/gatewayctl` against init's control socket
+//! with the commands of `gateway.selftest.ctl` (separated by `;`), printing
+//! each command, its exit status and its output.
+//!
+//! `burst`: changes the configuration through the control API as fast as it
+//! can, printing a count every 50 writes, so a test can cut the power in the
+//! middle of a save.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -30,6 +38,8 @@ pub fn run(name: &str) -> ExitCode {
         "orphans" => orphans(),
         "diag" => diag(),
         "stubborn" => stubborn(),
+        "ctl" => ctl(),
+        "burst" => burst(),
         // What a hypervisor's shutdown request does through the kernel's
         // orderly_poweroff: run /sbin/poweroff, which signals PID 1.
         "poweroff" => match std::process::Command::new("/sbin/poweroff").status() {
@@ -45,7 +55,7 @@ pub fn run(name: &str) -> ExitCode {
         },
         other => {
             eprintln!(
-                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag)"
+                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag, ctl, burst)"
             );
             ExitCode::from(2)
         }
@@ -185,4 +195,60 @@ fn stubborn() -> ExitCode {
     std::thread::sleep(Duration::from_millis(200));
     println!("selftest stubborn: a child ignores SIGTERM; asking for power-off");
     crate::signals::request(crate::signals::Request::Poweroff)
+}
+
+fn ctl() -> ExitCode {
+    let args = crate::cmdline::GatewayArgs::read();
+    let script = args.get("selftest.ctl").unwrap_or("status").to_owned();
+    for command in script.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        match std::process::Command::new("/usr/bin/gatewayctl")
+            .args(&words)
+            .output()
+        {
+            Ok(out) => {
+                println!(
+                    "selftest ctl: $ gatewayctl {command} -> exit {}",
+                    out.status.code().unwrap_or(-1)
+                );
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    println!("selftest ctl: | {line}");
+                }
+                for line in String::from_utf8_lossy(&out.stderr).lines() {
+                    println!("selftest ctl: ! {line}");
+                }
+            }
+            Err(e) => println!("selftest ctl: cannot run /usr/bin/gatewayctl: {e}"),
+        }
+    }
+    println!("selftest ctl: done");
+    ExitCode::SUCCESS
+}
+
+fn burst() -> ExitCode {
+    use gateway_control::{Client, Request};
+    let path = Path::new(gateway_control::DEFAULT_SOCKET);
+    let mut client = match Client::connect(path, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("selftest burst: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for n in 1..=100_000u32 {
+        let values = [
+            ("proxy.port".to_owned(), (3000 + n % 2).to_string()),
+            ("dns.search".to_owned(), format!("burst{n}.example.com")),
+        ];
+        if let Err(e) = client.call(&Request::Set {
+            values: values.into(),
+        }) {
+            println!("selftest burst: write {n}: {e}");
+            return ExitCode::FAILURE;
+        }
+        if n % 50 == 0 {
+            println!("selftest burst: {n} writes");
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -311,8 +311,9 @@ pub fn resize(device: &Path) -> Result<(), StatefsError> {
     }
 }
 
-/// The whole step, logging as it goes. Falls back to a tmpfs /var.
-pub fn prepare(sysfs: &Sysfs) {
+/// The whole step, logging as it goes. Falls back to a tmpfs /var; says
+/// whether /var is the state partition (what is written there persists).
+pub fn prepare(sysfs: &Sysfs) -> bool {
     if let Err(e) = prepare_inner(sysfs) {
         warn!("state partition unavailable ({e}): settings and logs will not persist");
         let r = mount(
@@ -325,7 +326,9 @@ pub fn prepare(sysfs: &Sysfs) {
         if let Err(e) = r {
             warn!("mount tmpfs on {MOUNT_POINT}: {e}");
         }
+        return false;
     }
+    true
 }
 
 fn prepare_inner(sysfs: &Sysfs) -> Result<(), StatefsError> {

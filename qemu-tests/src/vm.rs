@@ -284,6 +284,13 @@ impl Vm {
         Ok(())
     }
 
+    /// Pulls the plug: QEMU is killed at once, as a host crash or a power
+    /// cut would stop the VM, with nothing flushed by the guest.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for QEMU to exit by itself (the guest powered off).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
         let deadline = Instant::now() + timeout;

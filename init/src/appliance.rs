@@ -1,0 +1,390 @@
+//! The appliance's live state and the control API's meaning: the current
+//! configuration (one source of truth, published on a watch channel that
+//! each subsystem follows), the status the subsystems publish, and the
+//! handler that answers the control socket.
+//!
+//! A change is validated as a whole, saved atomically, then published; each
+//! subsystem (network, DNS files, time) redoes only what its own keys
+//! changed. Nothing is published when the save fails, so what runs is
+//! always what is stored.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_config::{key_info, Config, ConfigError, Seed, Store, KEYS};
+use gateway_control::protocol::{
+    DnsStatus, KeyDoc, NetworkStatus, SetResult, Status, TimeStatus, UnitStatus,
+};
+use gateway_control::server::Handler;
+use gateway_control::{ApiError, Request, Response};
+use tokio::sync::{mpsc, watch, Mutex};
+use tracing::{error, info, warn};
+
+use crate::cmdline::GatewayArgs;
+use crate::signals;
+use crate::uptime::uptime;
+
+/// Where the configuration lives on the state partition.
+pub const CONFIG_DIR: &str = "/var/lib/gateway";
+
+/// The network keys `reset_network` returns to their defaults.
+pub const NETWORK_KEYS: [&str; 5] = [
+    "net.mode",
+    "net.address",
+    "net.gateway",
+    "dns.servers",
+    "dns.search",
+];
+
+/// `gateway.*` command-line words that are init's own, not configuration.
+const INIT_ARGS: [&str; 2] = ["selftest", "selftest.ctl"];
+
+pub struct Appliance {
+    store: Store,
+    persistent: bool,
+    config: watch::Sender<Config>,
+    /// Serialises changes: validate, save and publish happen as one.
+    changing: Mutex<()>,
+    power: mpsc::UnboundedSender<signals::Request>,
+    pub network: watch::Sender<NetworkStatus>,
+    pub dns: watch::Sender<DnsStatus>,
+    pub time: watch::Sender<TimeStatus>,
+    pub units: watch::Sender<Vec<UnitStatus>>,
+}
+
+/// The configuration to boot with: the stored one, else (first boot) the
+/// command line's seed, saved at once so that it applies only once.
+pub fn load_or_seed(store: &Store, args: &GatewayArgs) -> Config {
+    match store.load() {
+        Ok(Some(config)) => {
+            info!("configuration: loaded {}", store.path().display());
+            log_settings(&config);
+            for (key, _) in args.0.iter().filter(|(k, _)| key_info(k).is_some()) {
+                info!("configuration: gateway.{key} on the command line ignored (a configuration is stored; it seeds a first boot only)");
+            }
+            return config;
+        }
+        Ok(None) => info!("configuration: none stored, first boot"),
+        Err(e) => {
+            error!("configuration: {e}");
+            match store.quarantine() {
+                Ok(bad) => warn!(
+                    "configuration: moved aside to {}; starting from the seed and defaults",
+                    bad.display()
+                ),
+                Err(e) => error!("configuration: {e}"),
+            }
+        }
+    }
+    let seed = Seed::from_pairs(args.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for key in &seed.applied {
+        let value = seed.config.get(key).unwrap_or_default();
+        info!("configuration: seeded {key}={value}");
+    }
+    for e in &seed.errors {
+        error!("configuration: seed refused, default kept: {e}");
+    }
+    for other in seed
+        .other
+        .iter()
+        .filter(|k| !INIT_ARGS.contains(&k.as_str()))
+    {
+        warn!("configuration: gateway.{other} on the command line is not a configuration key");
+    }
+    match store.save(&seed.config) {
+        Ok(()) => info!("configuration: saved {}", store.path().display()),
+        Err(e) => error!("configuration: {e}"),
+    }
+    seed.config
+}
+
+/// Logs the keys that differ from the defaults (secrets as placeholders),
+/// so the console shows what the appliance runs with.
+fn log_settings(config: &Config) {
+    let defaults = Config::default();
+    for key in defaults.changed_keys(config) {
+        info!(
+            "configuration: {key}={}",
+            config.get(key).unwrap_or_default()
+        );
+    }
+}
+
+impl Appliance {
+    pub fn new(
+        store: Store,
+        persistent: bool,
+        config: Config,
+        power: mpsc::UnboundedSender<signals::Request>,
+    ) -> Arc<Self> {
+        Arc::new(Appliance {
+            store,
+            persistent,
+            config: watch::Sender::new(config),
+            changing: Mutex::new(()),
+            power,
+            network: watch::Sender::new(NetworkStatus::default()),
+            dns: watch::Sender::new(DnsStatus::default()),
+            time: watch::Sender::new(TimeStatus::default()),
+            units: watch::Sender::new(Vec::new()),
+        })
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.store.path()
+    }
+
+    /// Follows the configuration: each subsystem keeps one.
+    pub fn subscribe(&self) -> watch::Receiver<Config> {
+        self.config.subscribe()
+    }
+
+    pub fn config(&self) -> Config {
+        self.config.borrow().clone()
+    }
+
+    /// Applies `changes` (key, text value) as one change: refused whole on
+    /// the first broken rule, with nothing saved or applied.
+    pub async fn set(&self, changes: &[(String, String)]) -> Result<SetResult, ApiError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let current = self.config();
+        let next = current
+            .with_changes(changes)
+            .map_err(|e: ConfigError| ApiError::for_key(e.key, e.message))?;
+        let changed = current.changed_keys(&next);
+        if changed.is_empty() {
+            return Ok(SetResult::default());
+        }
+        self.store.save(&next).map_err(|e| {
+            ApiError::new(format!(
+                "the configuration could not be saved, nothing changed: {e}"
+            ))
+        })?;
+        for key in &changed {
+            // get() shows a secret as a placeholder: safe to log.
+            info!("configuration: {key}={}", next.get(key).unwrap_or_default());
+        }
+        self.config.send_replace(next);
+        Ok(SetResult {
+            applied: effects(&changed),
+            changed: changed.into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+            uptime_s: uptime().as_secs(),
+            storage: if self.persistent {
+                "persistent"
+            } else {
+                "memory"
+            }
+            .to_owned(),
+            network: self.network.borrow().clone(),
+            dns: self.dns.borrow().clone(),
+            time: self.time.borrow().clone(),
+            units: self.units.borrow().clone(),
+        }
+    }
+
+    /// Answers first, then asks the main loop: the client sees its answer
+    /// before the shutdown stops everything.
+    fn power(&self, request: signals::Request) -> Response {
+        info!("control API: {request:?} requested");
+        let power = self.power.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = power.send(request);
+        });
+        Response::ok(())
+    }
+}
+
+/// What a change of `keys` redoes, in words, for the answer to `set`.
+fn effects(keys: &[&str]) -> Vec<String> {
+    let touched = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
+    let mut out = Vec::new();
+    if touched("net.") {
+        out.push("eth0 reconfigured".to_owned());
+    }
+    if touched("dns.") {
+        out.push("resolv.conf rewritten".to_owned());
+    }
+    if touched("hosts") {
+        out.push("hosts map rewritten".to_owned());
+    }
+    if touched("ntp.") {
+        out.push("time sync restarted with the new servers".to_owned());
+    }
+    out
+}
+
+impl Handler for Appliance {
+    async fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return Response::ok(self.status()),
+            Request::Get { keys } => {
+                let config = self.config();
+                if keys.is_empty() {
+                    return Response::ok(
+                        config
+                            .to_pairs()
+                            .into_iter()
+                            .collect::<std::collections::BTreeMap<_, _>>(),
+                    );
+                }
+                keys.iter()
+                    .map(|k| config.get(k).map(|v| (k.clone(), v)))
+                    .collect::<Result<std::collections::BTreeMap<_, _>, _>>()
+                    .map(Response::ok)
+                    .map_err(|e| ApiError::for_key(e.key, e.message))
+            }
+            Request::Set { values } => {
+                let changes: Vec<(String, String)> = values.into_iter().collect();
+                self.set(&changes).await.map(Response::ok)
+            }
+            Request::Keys => Ok(Response::ok(
+                KEYS.iter()
+                    .map(|k| KeyDoc {
+                        name: k.name.into(),
+                        kind: k.kind.into(),
+                        default: k.default.into(),
+                        rule: k.rule.into(),
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            Request::Reboot => Ok(self.power(signals::Request::Reboot)),
+            Request::Poweroff => Ok(self.power(signals::Request::Poweroff)),
+            Request::ResetAppliance => {
+                let _one_at_a_time = self.changing.lock().await;
+                match self.store.remove() {
+                    Ok(()) => {
+                        warn!("control API: reset appliance: configuration erased, rebooting to factory state");
+                        Ok(self.power(signals::Request::Reboot))
+                    }
+                    Err(e) => Err(ApiError::new(format!("reset appliance: {e}"))),
+                }
+            }
+            Request::ResetNetwork => {
+                let changes: Vec<(String, String)> = NETWORK_KEYS
+                    .iter()
+                    .map(|k| (k.to_string(), String::new()))
+                    .collect();
+                self.set(&changes).await.map(Response::ok)
+            }
+            Request::Ping { target, count } => crate::ping::ping(&target, count.unwrap_or(4))
+                .await
+                .map(Response::ok)
+                .map_err(|e| ApiError::new(e.to_string())),
+        };
+        result.unwrap_or_else(Response::error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn appliance(
+        dir: &std::path::Path,
+    ) -> (Arc<Appliance>, mpsc::UnboundedReceiver<signals::Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Appliance::new(Store::new(dir), true, Config::default(), tx),
+            rx,
+        )
+    }
+
+    fn set(values: &[(&str, &str)]) -> Request {
+        Request::Set {
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_change_is_saved_published_and_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _rx) = appliance(dir.path());
+        let mut follower = a.subscribe();
+        let r = a
+            .handle(set(&[("dns.servers", "10.0.0.53"), ("proxy.port", "1080")]))
+            .await;
+        assert!(r.ok, "{r:?}");
+        let result: SetResult = serde_json::from_value(r.result.unwrap()).unwrap();
+        assert_eq!(result.changed, ["dns.servers"], "proxy.port kept its value");
+        assert_eq!(result.applied, ["resolv.conf rewritten"]);
+        assert!(follower.has_changed().unwrap());
+        assert_eq!(follower.borrow_and_update().dns.servers.len(), 1);
+        let stored = Store::new(dir.path()).load().unwrap().unwrap();
+        assert_eq!(stored, a.config());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_change_saves_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _rx) = appliance(dir.path());
+        let follower = a.subscribe();
+        let r = a
+            .handle(set(&[("dns.servers", "10.0.0.53"), ("cache.port", "1080")]))
+            .await;
+        assert_eq!(r.error.unwrap().key.as_deref(), Some("cache.port"));
+        assert!(!follower.has_changed().unwrap());
+        assert!(Store::new(dir.path()).load().unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reset_network_returns_the_network_keys_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _rx) = appliance(dir.path());
+        let r = a
+            .handle(set(&[
+                ("net.mode", "static"),
+                ("net.address", "10.0.0.5/24"),
+                ("proxy.port", "3128"),
+            ]))
+            .await;
+        assert!(r.ok);
+        let r = a.handle(Request::ResetNetwork).await;
+        assert!(r.ok, "{r:?}");
+        let c = a.config();
+        assert_eq!(c.get("net.mode").unwrap(), "dhcp");
+        assert_eq!(c.get("net.address").unwrap(), "");
+        assert_eq!(c.proxy.port, 3128, "other keys stay");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reset_appliance_erases_the_store_and_asks_for_a_reboot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut rx) = appliance(dir.path());
+        assert!(a.handle(set(&[("proxy.port", "3128")])).await.ok);
+        assert!(a.handle(Request::ResetAppliance).await.ok);
+        assert!(Store::new(dir.path()).load().unwrap().is_none());
+        assert_eq!(rx.recv().await, Some(signals::Request::Reboot));
+    }
+
+    #[test]
+    fn the_seed_applies_only_to_a_first_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let args = GatewayArgs::parse("gateway.proxy.port=3128 gateway.selftest=orphans");
+        assert_eq!(load_or_seed(&store, &args).proxy.port, 3128);
+        let later = GatewayArgs::parse("gateway.proxy.port=4128");
+        assert_eq!(load_or_seed(&store, &later).proxy.port, 3128);
+        std::fs::write(store.path(), "not json").unwrap();
+        assert_eq!(
+            load_or_seed(&store, &later).proxy.port,
+            4128,
+            "a broken file is set aside"
+        );
+        assert!(dir.path().join("config.json.bad").exists());
+    }
+}
