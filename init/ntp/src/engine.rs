@@ -41,6 +41,8 @@ pub struct Engine {
     peer: Option<usize>,
     last_offset: Option<f64>,
     last_sync: Option<SystemTime>,
+    /// When the sample behind the last clock update was taken.
+    last_update_sample: Option<Instant>,
     steps: u32,
 }
 
@@ -61,6 +63,7 @@ impl Engine {
             peer: None,
             last_offset: None,
             last_sync: None,
+            last_update_sample: None,
             steps: 0,
         }
     }
@@ -124,7 +127,7 @@ impl Engine {
             return None;
         }
         let selection = self.select(now);
-        let Some((peer, offset)) = selection else {
+        let Some((peer, offset, sample_at)) = selection else {
             if self.peer.take().is_some() || first {
                 tracing::debug!("no majority of servers agrees; clock left alone");
             }
@@ -133,23 +136,30 @@ impl Engine {
         };
         let peer_changed = self.peer != Some(peer);
         self.peer = Some(peer);
+        self.last_offset = Some(offset);
         // After the first sync the clock follows the system peer: update
         // when it brings a new sample (or when the peer changes).
         if !first && !from_peer_with_sample && !peer_changed {
             return None;
         }
+        // The filter may still prefer a sample the clock was already
+        // corrected by (RFC 5905 §10: only newer samples update the clock).
+        if !peer_changed && self.last_update_sample.is_some_and(|t| sample_at <= t) {
+            return None;
+        }
+        self.last_update_sample = Some(sample_at);
         for s in &mut self.sources {
             s.new_sample = false;
         }
-        self.last_offset = Some(offset);
         let action = self.discipline.update(offset)?;
         tracing::debug!(?action, server = %self.sources[peer].name, "clock update");
         Some(action)
     }
 
     /// Runs the selection over the sources that can take part, records the
-    /// verdicts, and returns the system peer and the combined offset.
-    fn select(&mut self, now: Instant) -> Option<(usize, f64)> {
+    /// verdicts, and returns the system peer, the combined offset and when
+    /// the peer's chosen sample was taken.
+    fn select(&mut self, now: Instant) -> Option<(usize, f64, Instant)> {
         let candidates: Vec<Candidate> = self
             .sources
             .iter()
@@ -190,8 +200,10 @@ impl Engine {
             }
             self.sources[i].verdict = Some(Verdict::Falseticker);
         }
-        self.sources[sel.system_peer].verdict = Some(Verdict::Selected);
-        Some((sel.system_peer, sel.offset))
+        let peer = &mut self.sources[sel.system_peer];
+        peer.verdict = Some(Verdict::Selected);
+        let at = peer.filter.best(now)?.at;
+        Some((sel.system_peer, sel.offset, at))
     }
 
     /// The caller corrected the clock as `handle` asked; `wall` is the
@@ -208,6 +220,7 @@ impl Engine {
         for s in &mut self.sources {
             s.filter.shift(correction);
         }
+        self.last_offset = self.last_offset.map(|o| o - correction);
         self.epoch += 1;
         self.last_sync = Some(wall);
     }
@@ -356,7 +369,10 @@ mod tests {
         assert_eq!(st.steps, 1);
         assert_eq!(st.server.as_deref(), Some("10.0.0.1"));
         assert_eq!(st.stratum, Some(3));
-        assert!((st.offset_ms.unwrap() - 3_600_000.0).abs() < 1.0);
+        assert!(
+            st.offset_ms.unwrap().abs() < 1e-3,
+            "what is left after the step"
+        );
     }
 
     #[test]

@@ -11,8 +11,9 @@ use serde::Serialize;
 pub struct NtpStatus {
     /// The clock was set from the network and servers still agree on it.
     pub synchronized: bool,
-    /// Offset measured at the last clock update, before it was corrected,
-    /// milliseconds; positive: the local clock was behind.
+    /// The local clock's offset from the selected servers' combined time,
+    /// milliseconds, as of the last measurement and net of the corrections
+    /// applied since; positive: the local clock is behind.
     pub offset_ms: Option<f64>,
     /// The server in use (the system peer), as configured.
     pub server: Option<String>,
