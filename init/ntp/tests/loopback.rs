@@ -150,3 +150,55 @@ async fn honest_loopback_server_syncs_a_small_offset_by_slewing() {
     assert_eq!(json["synchronized"], true);
     assert_eq!(json["servers"][0]["state"], "selected");
 }
+
+/// A resolver PID 1 might plug in: a fixed map, counting lookups.
+struct MapResolver {
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl gateway_ntp::Resolve for MapResolver {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<std::net::IpAddr>> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match host {
+            "time.test" => Ok(vec!["127.0.0.1".parse().unwrap()]),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not in the map",
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn names_go_through_the_plugged_in_resolver() {
+    let addr = responder(Behaviour::Honest).await;
+    let resolver = Arc::new(MapResolver { lookups: 0.into() });
+    let clock = Arc::new(OffsetClock::new(0.5));
+    let (tx, mut rx) = watch::channel(NtpStatus::default());
+    let config = NtpConfig {
+        servers: vec!["time.test".into(), "nowhere.test".into()],
+        min_poll: Duration::from_secs(1),
+        max_poll: Duration::from_secs(2),
+        port: addr.port(),
+    };
+    let task = tokio::spawn(run(config, clock.clone(), resolver.clone(), tx));
+    let ok = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|st| st.synchronized))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    task.abort();
+    let st = rx.borrow().clone();
+    assert!(ok, "timed out: {st:#?}");
+    assert_eq!(st.server.as_deref(), Some("time.test"));
+    assert_eq!(st.server_address, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(st.servers[1].state, ServerState::Unreachable);
+    assert!(st.servers[1]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("not in the map"));
+    assert_eq!(clock.steps().len(), 1, "500 ms is stepped");
+    assert!(clock.offset().abs() < 0.005);
+    // Resolved once, then the address is kept while the server answers.
+    assert!(resolver.lookups.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+}
