@@ -6,6 +6,7 @@
 //! dropping it stops every exchange with it, so a configuration change is
 //! "abort the task, start a new one" and costs nothing but the new burst.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -73,6 +74,8 @@ pub async fn run<C: Clock + ?Sized, R: Resolve>(
     let reply_timeout = REPLY_TIMEOUT.min(config.min_poll);
     let mut engine = Engine::new(&config, clock_floor(), Instant::now().into_std());
     let mut exchanges = JoinSet::new();
+    // Which source each exchange task serves, to recover from one failing.
+    let mut tasks: HashMap<tokio::task::Id, (usize, u64)> = HashMap::new();
     status.send_replace(engine.status());
     tracing::info!(servers = ?config.effective_servers(), "NTP client started");
 
@@ -81,23 +84,28 @@ pub async fn run<C: Clock + ?Sized, R: Resolve>(
             let clock = clock.clone();
             let resolver = resolver.clone();
             let port = config.port;
-            exchanges.spawn(async move {
-                let outcome = exchange(&req, port, &*clock, &*resolver, reply_timeout).await;
-                (req.source, req.epoch, outcome)
+            let key = (req.source, req.epoch);
+            let handle = exchanges.spawn(async move {
+                exchange(&req, port, &*clock, &*resolver, reply_timeout).await
             });
+            tasks.insert(handle.id(), key);
         }
         let wake = engine.next_wakeup().map(Instant::from_std);
         tokio::select! {
             _ = sleep_until_opt(wake) => {}
-            Some(joined) = exchanges.join_next(), if !exchanges.is_empty() => {
-                let (source, epoch, outcome) = match joined {
+            Some(joined) = exchanges.join_next_with_id(), if !exchanges.is_empty() => {
+                let (id, outcome) = match joined {
                     Ok(r) => r,
-                    // Exchanges do not panic; if one did, its source would
-                    // stay in flight forever, so say so loudly.
+                    // Exchanges do not panic; if one did, its source must
+                    // still leave the in-flight state, as a failed poll.
                     Err(e) => {
                         tracing::error!(error = %e, "NTP exchange task failed");
-                        continue;
+                        let error = format!("exchange failed: {e}");
+                        (e.id(), Outcome::NoReply { addr: None, error })
                     }
+                };
+                let Some((source, epoch)) = tasks.remove(&id) else {
+                    continue;
                 };
                 let was_synced = engine.status().synchronized;
                 if let Some(action) = engine.handle(source, epoch, outcome, Instant::now().into_std()) {
