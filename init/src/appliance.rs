@@ -188,7 +188,13 @@ impl Appliance {
             .to_owned(),
             network: self.network.borrow().clone(),
             dns: self.dns.borrow().clone(),
-            time: self.time.borrow().clone(),
+            time: TimeStatus {
+                now_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                ..self.time.borrow().clone()
+            },
             units: self.units.borrow().clone(),
         }
     }

@@ -78,6 +78,9 @@ pub fn run() -> Booted {
         // The kernel then sends SIGINT to init instead of rebooting at once.
         nix::sys::reboot::set_cad_enabled(false).map(|()| info!("ctrl-alt-del: orderly reboot"))
     });
+    // Before the state partition: e2fsck refuses a superblock written "in
+    // the future" of a clock that a dead RTC left in 1970.
+    step("clock floor", crate::timesync::apply_floor);
     let persistent = step("state partition", || {
         Ok::<_, std::convert::Infallible>(statefs::prepare(&Sysfs::default()))
     })

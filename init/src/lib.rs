@@ -30,6 +30,7 @@ pub mod selftest;
 pub mod shutdown;
 pub mod signals;
 pub mod statefs;
+pub mod timesync;
 pub mod uptime;
 
 use std::path::Path;

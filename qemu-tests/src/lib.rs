@@ -8,6 +8,7 @@
 //! TCG by default (nested KVM hangs on the build machines); `ACCEL=kvm` opts in.
 
 pub mod artifacts;
+pub mod chrony;
 pub mod qmp;
 pub mod vm;
 

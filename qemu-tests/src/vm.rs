@@ -38,6 +38,8 @@ pub struct VmConfig {
     pub direct_kernel: Option<(PathBuf, String)>,
     /// UEFI firmware (OVMF) instead of SeaBIOS.
     pub uefi: bool,
+    /// The `-nic` option: `none` unless the test asks for a network.
+    pub nic: String,
     pub extra_args: Vec<String>,
 }
 
@@ -50,6 +52,7 @@ impl VmConfig {
             memory_mib: 256,
             direct_kernel: None,
             uefi: false,
+            nic: "none".into(),
             extra_args: Vec::new(),
         }
     }
@@ -61,6 +64,25 @@ impl VmConfig {
 
     pub fn uefi(mut self) -> Self {
         self.uefi = true;
+        self
+    }
+
+    /// QEMU user-mode networking on a virtio NIC: the guest's eth0 gets
+    /// 10.0.2.15 by DHCP, 10.0.2.2 is the host's loopback, 10.0.2.3 a DNS
+    /// forwarder. `restrict` isolates the guest: it reaches nothing, not even
+    /// the host, except through `hostfwd` (`tcp::HOSTPORT-:GUESTPORT`).
+    /// Without it the guest reaches the host's loopback at 10.0.2.2, and
+    /// everything else: a test that lifts it must give the guest only
+    /// addresses on 10.0.2.2 (no DNS names, no default time servers).
+    pub fn user_net(mut self, restrict: bool, hostfwd: &[&str]) -> Self {
+        let mut nic = format!(
+            "user,model=virtio-net-pci,restrict={}",
+            if restrict { "on" } else { "off" }
+        );
+        for f in hostfwd {
+            nic += &format!(",hostfwd={f}");
+        }
+        self.nic = nic;
         self
     }
 
@@ -167,7 +189,7 @@ impl Vm {
             "-m",
             &cfg.memory_mib.to_string(),
         ])
-        .args(["-display", "none", "-monitor", "none", "-nic", "none"])
+        .args(["-display", "none", "-monitor", "none", "-nic", &cfg.nic])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-qmp")

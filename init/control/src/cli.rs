@@ -261,7 +261,8 @@ pub fn status_text(s: &Status) -> String {
     );
     let t = &s.time;
     out += &format!(
-        "time      {}: {}, server {}, offset {}, last sync {}\n          servers {}\n",
+        "time      {} UTC, {}: {}, server {}, offset {}, last sync {}\n          servers {}\n",
+        utc(t.now_unix),
         if t.synchronized {
             "synchronised"
         } else {
@@ -296,4 +297,38 @@ fn ping_text(p: &PingResult) -> String {
         p.sent, p.received, p.loss_percent
     );
     out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for Unix seconds (the civil-from-days algorithm of
+/// H. Hinnant, valid for every date after 1970).
+pub fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_219_200 + 3_723), "2026-11-21 01:02:03");
+    }
 }

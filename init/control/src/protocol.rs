@@ -177,6 +177,9 @@ pub struct DnsStatus {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeStatus {
+    /// The appliance's clock, Unix seconds (UTC; the appliance has no
+    /// other time zone).
+    pub now_unix: u64,
     pub synchronized: bool,
     pub servers: Vec<String>,
     /// The server whose time the clock follows.
