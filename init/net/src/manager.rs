@@ -311,11 +311,7 @@ impl Actor {
                 self.lease_renewals = 0;
                 let result = self.apply_lease(&lease).await;
                 if result.is_ok() {
-                    if let Some(started) = self.exchange_started.take() {
-                        let ms = started.elapsed().as_millis() as u64;
-                        tracing::info!(ms, "DHCP lease applied");
-                        self.status.send_modify(|s| s.dhcp_bound_in_ms = Some(ms));
-                    }
+                    self.note_bound_time();
                 }
                 self.set_lease_status(&lease);
                 self.note_result(&result);
@@ -326,6 +322,11 @@ impl Actor {
                 // Re-applied in case something removed it meanwhile; a no-op
                 // when the kernel still has it.
                 let result = self.apply_lease(&lease).await;
+                // After a carrier return, the same lease confirmed ends the
+                // exchange as a new one would.
+                if result.is_ok() {
+                    self.note_bound_time();
+                }
                 self.set_lease_status(&lease);
                 self.note_result(&result);
             }
@@ -340,6 +341,15 @@ impl Actor {
                 self.exchange_started = Some(Instant::now());
                 self.note_result(&result);
             }
+        }
+    }
+
+    /// Time from the start of the exchange to the lease on the kernel.
+    fn note_bound_time(&mut self) {
+        if let Some(started) = self.exchange_started.take() {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::info!(ms, "DHCP lease applied");
+            self.status.send_modify(|s| s.dhcp_bound_in_ms = Some(ms));
         }
     }
 
