@@ -199,8 +199,9 @@ impl Actor {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut link_events: UnboundedReceiver<LinkMessage>,
+        link_events: UnboundedReceiver<LinkMessage>,
     ) {
+        let mut link_events = Some(link_events);
         let mut recheck = tokio::time::interval(self.options.link_recheck);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,7 +221,7 @@ impl Actor {
                 }
                 Event::Link(None) => {
                     tracing::warn!("netlink link notifications ended; relying on re-reads");
-                    link_events = futures::channel::mpsc::unbounded().1;
+                    link_events = None;
                 }
                 Event::Link(Some(message)) => {
                     if message.header.index == self.link.index {
@@ -239,7 +240,7 @@ impl Actor {
     async fn next_event(
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
-        link_events: &mut UnboundedReceiver<LinkMessage>,
+        link_events: &mut Option<UnboundedReceiver<LinkMessage>>,
         recheck: &mut tokio::time::Interval,
     ) -> Event {
         let deadline = self.dhcp_deadline();
@@ -247,7 +248,7 @@ impl Actor {
         let mut scratch = [0u8; 1600];
         tokio::select! {
             command = commands.recv() => Event::Command(command),
-            message = link_events.next() => Event::Link(message),
+            message = async { link_events.as_mut().expect("guarded").next().await }, if link_events.is_some() => Event::Link(message),
             _ = recheck.tick() => Event::Recheck,
             guard = async { session.expect("guarded").wire.readable().await }, if session.is_some() => {
                 // Cleared before the client drains the socket: a frame that
