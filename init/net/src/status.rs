@@ -87,3 +87,29 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_serialises_to_plain_json() {
+        let mut status = NetStatus::new("eth0");
+        status.mode = Some(Mode::Dhcp);
+        status.mac = Some(format_mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        status.address = Some(Ipv4Net {
+            address: Ipv4Addr::new(10, 0, 0, 5),
+            prefix: 24,
+        });
+        status.dhcp_dns = vec![Ipv4Addr::new(10, 0, 0, 1)];
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["mode"]["kind"], "dhcp");
+        assert_eq!(json["mac"], "52:54:00:12:34:56");
+        assert_eq!(json["address"]["address"], "10.0.0.5");
+        assert_eq!(json["address"]["prefix"], 24);
+        assert_eq!(json["dhcp_dns"][0], "10.0.0.1");
+        assert_eq!(json["lease"], serde_json::Value::Null);
+        let back: NetStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+}

@@ -112,6 +112,9 @@ fn lease_is_renewed_at_t1() {
     let log = lab.dnsmasq_log();
     let acks = log.matches("DHCPACK(srv0)").count();
     assert!(acks >= 3, "one ACK for the lease, one per renewal:\n{log}");
+    // The unicast ACKs reached the client's port-68 socket: the kernel
+    // answered none of them with ICMP port unreachable.
+    assert_eq!(common::icmp_out_dest_unreachs(&lab.client_ns), 0);
 }
 
 #[test]

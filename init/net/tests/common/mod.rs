@@ -283,6 +283,24 @@ pub async fn wait_for(
     }
 }
 
+/// ICMP destination-unreachable messages the namespace's kernel has sent
+/// (`OutDestUnreachs` in /proc/net/snmp, read from inside it).
+pub fn icmp_out_dest_unreachs(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .expect("reading /proc/net/snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap_or(""), icmp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutDestUnreachs")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("OutDestUnreachs in /proc/net/snmp")
+}
+
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
