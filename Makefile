@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Runtime files of the image come from these Debian packages (see image/).
 DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 
-.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot bench-proxy fuzz-proxy clean
+.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot bench-proxy bench-ntp bench-net fuzz-proxy clean
 
 all: image
 
@@ -53,7 +53,7 @@ unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
 qemu-test: image
-	$(CARGO) test --locked -p qemu-tests --test boot --test config
+	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network
 
 test: deps lint unit-test qemu-test
 
@@ -65,6 +65,15 @@ bench-boot: image
 bench-proxy: deps
 	$(CARGO) build --release --locked -p gateway-proxy
 	ulimit -n 20000 && $(RELEASE)/bench-proxy
+
+# First-sync offset of the appliance's NTP client and of chronyd as a client,
+# both against chronyd over a veth link between namespaces (root). RUNS=n.
+bench-ntp: deps
+	$(CARGO) run --release --locked -p gateway-ntp --example bench-ntp
+
+# Link up -> DHCP lease applied, against dnsmasq over a veth link (root).
+bench-net: deps
+	$(CARGO) test --release --locked -p gateway-net --test netns_dhcp -- --nocapture --test-threads 1 2>&1 | grep FIGURE
 
 # The proxy's network-facing parsers under libFuzzer (nightly toolchain,
 # cargo-fuzz installed on first use). FUZZ_SECONDS bounds the run.

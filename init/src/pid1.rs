@@ -19,7 +19,7 @@ use crate::appliance::{self, Appliance};
 use crate::cmdline::GatewayArgs;
 use crate::reaper::reap_all;
 use crate::signals::Request;
-use crate::{boot, etcfiles, power_button, shutdown, timesync};
+use crate::{boot, etcfiles, network, power_button, shutdown, timesync};
 
 /// What survives a restart of the main loop.
 struct Kept {
@@ -139,6 +139,7 @@ fn start_live(a: &Arc<Appliance>) {
     }
     tokio::spawn(etcfiles::follow_hosts(a.subscribe()));
     tokio::spawn(timesync::follow(a.clone()));
+    tokio::spawn(network::follow(a.clone()));
 }
 
 fn start_selftest(args: &GatewayArgs) {

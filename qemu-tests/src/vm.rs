@@ -74,6 +74,7 @@ impl VmConfig {
     /// Without it the guest reaches the host's loopback at 10.0.2.2, and
     /// everything else: a test that lifts it must give the guest only
     /// addresses on 10.0.2.2 (no DNS names, no default time servers).
+    /// QEMU's DHCP server sends no router and no DNS option when restricted.
     pub fn user_net(mut self, restrict: bool, hostfwd: &[&str]) -> Self {
         let mut nic = format!(
             "user,model=virtio-net-pci,restrict={}",
