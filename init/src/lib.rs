@@ -21,6 +21,7 @@ pub mod etcfiles;
 pub mod ext4;
 pub mod loopback;
 pub mod mounts;
+pub mod names;
 pub mod network;
 pub mod pid1;
 pub mod ping;

@@ -96,11 +96,17 @@ pub fn dns_in_effect(config: &Config, s: &NetStatus) -> (DnsStatus, String) {
 /// the published status current.
 pub async fn follow(appliance: Arc<Appliance>) {
     let mut config = appliance.subscribe();
+    let mut reported = String::new();
     let mut manager = loop {
         match NetManager::new(IFACE).await {
             Ok(m) => break m,
             Err(e) => {
-                warn!("network: {IFACE}: {e}; retrying in 5 s");
+                // Once per distinct reason: a VM without a NIC would
+                // otherwise fill the console.
+                if e.to_string() != reported {
+                    reported = e.to_string();
+                    warn!("network: {IFACE}: {e}; retrying every 5 s");
+                }
                 appliance.network.send_replace(NetworkStatus {
                     interface: IFACE.into(),
                     state: format!("no {IFACE}: {e}"),

@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 pub enum PingError {
     #[error("{0:?} is not an IPv4 address or a host name")]
     BadTarget(String),
-    #[error("cannot resolve {name}: {reason}")]
+    #[error("{reason}")]
     Resolve { name: String, reason: String },
     #[error("ICMP socket: {0}")]
     Socket(std::io::Error),
@@ -62,8 +62,8 @@ pub fn parse_reply(datagram: &[u8], from: Ipv4Addr, to: Ipv4Addr, id: u16) -> Op
         .then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-/// Resolves `target` (IPv4 literal or name, through the system resolver and
-/// so /etc/hosts and resolv.conf) and pings it `count` times.
+/// Resolves `target` (IPv4 literal, or a name through the shared resolver:
+/// hosts map, then DNS) and pings it `count` times.
 pub async fn ping(target: &str, count: u32) -> Result<PingResult, PingError> {
     let target = target.trim();
     if target.is_empty()
@@ -72,23 +72,12 @@ pub async fn ping(target: &str, count: u32) -> Result<PingResult, PingError> {
     {
         return Err(PingError::BadTarget(target.to_owned()));
     }
-    let addr = match target.parse::<Ipv4Addr>() {
-        Ok(a) => a,
-        Err(_) => tokio::net::lookup_host((target, 0))
-            .await
-            .map_err(|e| PingError::Resolve {
-                name: target.into(),
-                reason: e.to_string(),
-            })?
-            .find_map(|a| match a {
-                SocketAddr::V4(v4) => Some(*v4.ip()),
-                SocketAddr::V6(_) => None,
-            })
-            .ok_or_else(|| PingError::Resolve {
-                name: target.into(),
-                reason: "no IPv4 address".into(),
-            })?,
-    };
+    let addr = crate::names::lookup_ipv4(target)
+        .await
+        .map_err(|reason| PingError::Resolve {
+            name: target.into(),
+            reason,
+        })?;
     let count = count.clamp(1, MAX_COUNT);
     let socket =
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(PingError::Socket)?;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use gateway_config::Config;
 use gateway_control::protocol::TimeStatus;
-use gateway_ntp::{clock_floor, enforce_floor, NtpConfig, NtpStatus, SystemClock, SystemResolver};
+use gateway_ntp::{clock_floor, enforce_floor, NtpConfig, NtpStatus, SystemClock};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -63,7 +63,7 @@ pub async fn follow(appliance: Arc<Appliance>) {
         let task = tokio::spawn(gateway_ntp::run(
             ntp,
             Arc::new(SystemClock),
-            Arc::new(SystemResolver),
+            Arc::new(crate::names::SharedResolver),
             tx,
         ));
         info!("time: following {}", servers.join(", "));

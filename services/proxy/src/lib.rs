@@ -11,8 +11,11 @@
 pub mod cli;
 pub mod head;
 pub mod policy;
-pub mod resolver;
 pub mod server;
 pub mod settings;
 pub mod stats;
 pub mod upstream;
+
+/// The shared resolver (hosts map, then DNS), re-exported for the proxy's
+/// callers and tests.
+pub use gateway_resolver as resolver;
