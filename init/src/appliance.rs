@@ -8,6 +8,7 @@
 //! changed. Nothing is published when the save fails, so what runs is
 //! always what is stored.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::cmdline::GatewayArgs;
 use crate::signals;
+use crate::units::runner::UnitCommand;
 use crate::uptime::uptime;
 
 /// Where the configuration lives on the state partition.
@@ -51,6 +53,8 @@ pub struct Appliance {
     pub dns: watch::Sender<DnsStatus>,
     pub time: watch::Sender<TimeStatus>,
     pub units: watch::Sender<Vec<UnitStatus>>,
+    /// The units' supervising tasks, set once they start.
+    unit_commands: std::sync::Mutex<HashMap<&'static str, mpsc::Sender<UnitCommand>>>,
 }
 
 /// The configuration to boot with: the stored one, else (first boot) the
@@ -128,7 +132,34 @@ impl Appliance {
             dns: watch::Sender::new(DnsStatus::default()),
             time: watch::Sender::new(TimeStatus::default()),
             units: watch::Sender::new(Vec::new()),
+            unit_commands: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where `restart_unit` requests go.
+    pub fn set_unit_commands(&self, commands: HashMap<&'static str, mpsc::Sender<UnitCommand>>) {
+        *self.unit_commands.lock().unwrap_or_else(|e| e.into_inner()) = commands;
+    }
+
+    async fn restart_unit(&self, name: &str) -> Result<Response, ApiError> {
+        let tx = self
+            .unit_commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = crate::units::table::UNITS.iter().map(|u| u.name).collect();
+                ApiError::new(format!("no unit {name:?} (units: {})", known.join(", ")))
+            })?;
+        let (done, restarted) = tokio::sync::oneshot::channel();
+        tx.send(UnitCommand::Restart(done))
+            .await
+            .map_err(|_| ApiError::new(format!("unit {name}: its supervisor has stopped")))?;
+        restarted
+            .await
+            .map_err(|_| ApiError::new(format!("unit {name}: its supervisor has stopped")))?;
+        Ok(Response::ok(()))
     }
 
     pub fn store_path(&self) -> PathBuf {
@@ -284,6 +315,7 @@ impl Handler for Appliance {
                     .collect();
                 self.set(&changes).await.map(Response::ok)
             }
+            Request::RestartUnit { name } => self.restart_unit(&name).await,
             Request::Ping { target, count } => crate::ping::ping(&target, count.unwrap_or(4))
                 .await
                 .map(Response::ok)

@@ -15,6 +15,7 @@
 pub mod appliance;
 pub mod blockdev;
 pub mod boot;
+pub mod children;
 pub mod cmdline;
 pub mod console;
 pub mod etcfiles;
@@ -29,10 +30,12 @@ pub mod power_button;
 pub mod procs;
 pub mod reaper;
 pub mod selftest;
+pub mod selftest_ctl;
 pub mod shutdown;
 pub mod signals;
 pub mod statefs;
 pub mod timesync;
+pub mod units;
 pub mod uptime;
 
 use std::path::Path;

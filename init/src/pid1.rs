@@ -19,7 +19,7 @@ use crate::appliance::{self, Appliance};
 use crate::cmdline::GatewayArgs;
 use crate::reaper::reap_all;
 use crate::signals::Request;
-use crate::{boot, etcfiles, network, power_button, shutdown, timesync};
+use crate::{boot, children, etcfiles, network, power_button, shutdown, timesync, units};
 
 /// What survives a restart of the main loop.
 struct Kept {
@@ -101,7 +101,9 @@ fn life(kept: &mut Kept) -> std::io::Result<Request> {
         }
 
         loop {
-            reap_all();
+            for (pid, status) in reap_all() {
+                children::deliver(pid.as_raw(), status);
+            }
             tokio::select! {
                 _ = child.recv() => {}
                 Some(()) = kept.presses.recv() => {
@@ -140,6 +142,7 @@ fn start_live(a: &Arc<Appliance>) {
     tokio::spawn(etcfiles::follow_hosts(a.subscribe()));
     tokio::spawn(timesync::follow(a.clone()));
     tokio::spawn(network::follow(a.clone()));
+    a.set_unit_commands(units::start_all(a));
 }
 
 fn start_selftest(args: &GatewayArgs) {

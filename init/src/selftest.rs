@@ -12,17 +12,7 @@
 //! already zombies (re-parented as zombies); waits, then counts the zombies
 //! left in the whole system. Init reaps them or the count is not zero.
 //!
-//! `ctl`: runs the real `/usr/bin/gatewayctl` against init's control socket
-//! with the commands of `gateway.selftest.ctl` (separated by `;`), printing
-//! each command, its exit status and its output. Two script words are the
-//! selftest's own: `sleep N` (seconds), and `wait POINTER` which polls the
-//! status until the JSON pointer (e.g. `/time/synchronized`) is true or a
-//! non-empty value, for at most two minutes; `addrs` prints the kernel's
-//! IPv4 addresses and routes (from /proc, not from init's own status).
-//!
-//! `burst`: changes the configuration through the control API as fast as it
-//! can, printing a count every 50 writes, so a test can cut the power in the
-//! middle of a save.
+//! `ctl`, `serial` and `burst`: see [`crate::selftest_ctl`].
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -42,8 +32,9 @@ pub fn run(name: &str) -> ExitCode {
         "orphans" => orphans(),
         "diag" => diag(),
         "stubborn" => stubborn(),
-        "ctl" => ctl(),
-        "burst" => burst(),
+        "ctl" => crate::selftest_ctl::ctl(),
+        "serial" => crate::selftest_ctl::serial(),
+        "burst" => crate::selftest_ctl::burst(),
         // What a hypervisor's shutdown request does through the kernel's
         // orderly_poweroff: run /sbin/poweroff, which signals PID 1.
         "poweroff" => match std::process::Command::new("/sbin/poweroff").status() {
@@ -59,7 +50,7 @@ pub fn run(name: &str) -> ExitCode {
         },
         other => {
             eprintln!(
-                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag, ctl, burst)"
+                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag, ctl, serial, burst)"
             );
             ExitCode::from(2)
         }
@@ -199,139 +190,4 @@ fn stubborn() -> ExitCode {
     std::thread::sleep(Duration::from_millis(200));
     println!("selftest stubborn: a child ignores SIGTERM; asking for power-off");
     crate::signals::request(crate::signals::Request::Poweroff)
-}
-
-fn ctl() -> ExitCode {
-    let args = crate::cmdline::GatewayArgs::read();
-    let script = args.get("selftest.ctl").unwrap_or("status").to_owned();
-    for command in script.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        match words.as_slice() {
-            ["sleep", n] => {
-                std::thread::sleep(Duration::from_secs(n.parse().unwrap_or(1)));
-                continue;
-            }
-            ["addrs"] => {
-                print_kernel_addresses();
-                continue;
-            }
-            ["wait", pointer] => {
-                let verdict = if wait_status(pointer, Duration::from_secs(120)) {
-                    "true"
-                } else {
-                    "timed out"
-                };
-                println!("selftest ctl: wait {pointer}: {verdict}");
-                continue;
-            }
-            _ => {}
-        }
-        match std::process::Command::new("/usr/bin/gatewayctl")
-            .args(&words)
-            .output()
-        {
-            Ok(out) => {
-                println!(
-                    "selftest ctl: $ gatewayctl {command} -> exit {}",
-                    out.status.code().unwrap_or(-1)
-                );
-                for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    println!("selftest ctl: | {line}");
-                }
-                for line in String::from_utf8_lossy(&out.stderr).lines() {
-                    println!("selftest ctl: ! {line}");
-                }
-            }
-            Err(e) => println!("selftest ctl: cannot run /usr/bin/gatewayctl: {e}"),
-        }
-    }
-    println!("selftest ctl: done");
-    ExitCode::SUCCESS
-}
-
-/// The host addresses in the kernel's local table, and the routes.
-fn print_kernel_addresses() {
-    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
-    let mut locals = std::collections::BTreeSet::new();
-    let mut last_leaf = "";
-    for line in trie.lines() {
-        let t = line.trim_start();
-        if let Some(rest) = t.strip_prefix("|-- ") {
-            last_leaf = rest;
-        } else if t.contains("/32 host LOCAL") && !last_leaf.starts_with("127.") {
-            locals.insert(last_leaf.to_owned());
-        }
-    }
-    for a in locals {
-        println!("selftest ctl: addr {a}");
-    }
-    // /proc/net/route: hex little-endian destination, gateway and mask.
-    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    let ip = |hex: &str| {
-        u32::from_str_radix(hex, 16)
-            .map(|v| std::net::Ipv4Addr::from(v.swap_bytes()).to_string())
-            .unwrap_or_default()
-    };
-    for line in routes.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 7 {
-            println!(
-                "selftest ctl: route {} dest {} gw {} mask {}",
-                f[0],
-                ip(f[1]),
-                ip(f[2]),
-                ip(f[7])
-            );
-        }
-    }
-}
-
-/// Polls the status until `pointer` holds true or a non-empty value.
-fn wait_status(pointer: &str, timeout: Duration) -> bool {
-    use gateway_control::{Client, Request};
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        let value = Client::connect(
-            Path::new(gateway_control::DEFAULT_SOCKET),
-            Duration::from_secs(10),
-        )
-        .and_then(|mut c| c.call(&Request::Status))
-        .ok()
-        .and_then(|s| s.pointer(pointer).cloned());
-        match value {
-            Some(serde_json::Value::Bool(true)) => return true,
-            Some(serde_json::Value::String(s)) if !s.is_empty() => return true,
-            Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Number(_)) => return true,
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-    false
-}
-
-fn burst() -> ExitCode {
-    use gateway_control::{Client, Request};
-    let path = Path::new(gateway_control::DEFAULT_SOCKET);
-    let mut client = match Client::connect(path, Duration::from_secs(10)) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("selftest burst: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for n in 1..=100_000u32 {
-        let values = [
-            ("proxy.port".to_owned(), (3000 + n % 2).to_string()),
-            ("dns.search".to_owned(), format!("burst{n}.example.com")),
-        ];
-        if let Err(e) = client.call(&Request::Set {
-            values: values.into(),
-        }) {
-            println!("selftest burst: write {n}: {e}");
-            return ExitCode::FAILURE;
-        }
-        if n % 50 == 0 {
-            println!("selftest burst: {n} writes");
-        }
-    }
-    ExitCode::SUCCESS
 }

@@ -40,6 +40,9 @@ pub struct VmConfig {
     pub uefi: bool,
     /// The `-nic` option: `none` unless the test asks for a network.
     pub nic: String,
+    /// A second serial port (the guest's ttyS1) on a socket, for
+    /// [`Vm::command`] (the guest runs `gateway.selftest=serial`).
+    pub control_serial: bool,
     pub extra_args: Vec<String>,
 }
 
@@ -53,6 +56,7 @@ impl VmConfig {
             direct_kernel: None,
             uefi: false,
             nic: "none".into(),
+            control_serial: false,
             extra_args: Vec::new(),
         }
     }
@@ -84,6 +88,11 @@ impl VmConfig {
             nic += &format!(",hostfwd={f}");
         }
         self.nic = nic;
+        self
+    }
+
+    pub fn control_serial(mut self) -> Self {
+        self.control_serial = true;
         self
     }
 
@@ -143,6 +152,8 @@ pub enum VmError {
         log: String,
         tail: String,
     },
+    #[error("{name}: control serial: {what}")]
+    Control { name: String, what: String },
     #[error("{name}: QEMU exited ({status}) while waiting for {what}; serial log {log}:\n{tail}")]
     Exited {
         name: String,
@@ -155,6 +166,10 @@ pub enum VmError {
 
 pub struct Vm {
     name: String,
+    control: Option<(
+        std::os::unix::net::UnixStream,
+        std::io::BufReader<std::os::unix::net::UnixStream>,
+    )>,
     child: Child,
     qmp: Qmp,
     log: PathBuf,
@@ -193,6 +208,19 @@ impl Vm {
         .args(["-display", "none", "-monitor", "none", "-nic", &cfg.nic])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
+        .args(if cfg.control_serial {
+            vec![
+                "-chardev".to_owned(),
+                format!(
+                    "socket,id=ctl0,path={},server=on,wait=off",
+                    dir.path().join("ctl.sock").display()
+                ),
+                "-serial".to_owned(),
+                "chardev:ctl0".to_owned(),
+            ]
+        } else {
+            vec![]
+        })
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
         .args(cfg.disk_args())
@@ -222,6 +250,7 @@ impl Vm {
             }
         };
         Ok(Vm {
+            control: None,
             name: cfg.name.clone(),
             child,
             qmp,
@@ -305,6 +334,47 @@ impl Vm {
             .collect();
         self.qmp.execute("send-key", json!({ "keys": keys }))?;
         Ok(())
+    }
+
+    /// Sends one command line to the guest's `serial` selftest on ttyS1 and
+    /// returns its answer (the lines before `end`).
+    pub fn command(&mut self, line: &str, timeout: Duration) -> Result<String, VmError> {
+        use std::io::{BufRead, Write};
+        let fail = |what: String| VmError::Control {
+            name: self.name.clone(),
+            what,
+        };
+        if self.control.is_none() {
+            let path = self._dir.path().join("ctl.sock");
+            let stream = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+                fail(format!(
+                    "connect {}: {e} (VmConfig::control_serial?)",
+                    path.display()
+                ))
+            })?;
+            let reader =
+                std::io::BufReader::new(stream.try_clone().map_err(|e| fail(e.to_string()))?);
+            self.control = Some((stream, reader));
+        }
+        let (stream, reader) = self.control.as_mut().expect("connected above");
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.write_all(format!("{line}\n").as_bytes()))
+            .map_err(|e| fail(format!("send {line:?}: {e}")))?;
+        let mut answer = String::new();
+        loop {
+            let mut l = String::new();
+            match reader.read_line(&mut l) {
+                Ok(0) => {
+                    return Err(fail(format!(
+                        "{line:?}: the guest closed ttyS1; so far: {answer}"
+                    )))
+                }
+                Ok(_) if l.trim_end() == "end" => return Ok(answer),
+                Ok(_) => answer.push_str(&l),
+                Err(e) => return Err(fail(format!("{line:?}: {e}; so far: {answer}"))),
+            }
+        }
     }
 
     /// Pulls the plug: QEMU is killed at once, as a host crash or a power

@@ -55,6 +55,10 @@ enum Command {
         #[arg(short = 'c', long, default_value_t = 4)]
         count: u32,
     },
+    /// Restart a unit (also one marked failed).
+    Restart {
+        unit: String,
+    },
     Reboot,
     Poweroff,
     /// Return to factory state (the configuration is erased) and reboot.
@@ -191,6 +195,7 @@ fn request(command: &Command) -> Result<Request, Failure> {
             target: target.clone(),
             count: Some(*count),
         },
+        Command::Restart { unit } => Request::RestartUnit { name: unit.clone() },
         Command::Reboot => Request::Reboot,
         Command::Poweroff => Request::Poweroff,
         Command::ResetAppliance { yes } => {
@@ -279,7 +284,7 @@ pub fn status_text(s: &Status) -> String {
         t.servers.join(", ")
     );
     for u in &s.units {
-        out += &format!("unit      {} {}\n", u.name, u.state);
+        out += &format!("unit      {} {}: {}\n", u.name, u.state, u.detail);
     }
     out
 }

@@ -42,6 +42,10 @@ pub enum Request {
     ResetAppliance,
     /// The network keys (net.*, dns.*) return to their defaults.
     ResetNetwork,
+    /// Restarts a unit (also one marked failed).
+    RestartUnit {
+        name: String,
+    },
     /// ICMP echo to a host name or IPv4 address: [`PingResult`].
     Ping {
         target: String,
@@ -195,8 +199,11 @@ pub struct TimeStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitStatus {
     pub name: String,
-    /// active, inactive or failed.
+    /// active, activating (restarting after an exit), inactive or failed.
     pub state: String,
+    /// In words: the pid, why it waits, why it failed.
+    #[serde(default)]
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

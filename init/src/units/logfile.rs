@@ -1,0 +1,90 @@
+//! A unit's output, kept in `/var/log/units/<name>.log` with the time of
+//! each line, rotated by size (one previous file kept), so a chatty unit
+//! cannot fill the state partition.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::uptime::uptime;
+
+pub const LOG_ROOT: &str = "/var/log/units";
+/// Size at which the file is rotated.
+pub const MAX_BYTES: u64 = 1 << 20;
+
+pub struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    written: u64,
+    max: u64,
+}
+
+impl LogFile {
+    pub fn new(dir: &Path, unit: &str, max: u64) -> Self {
+        let path = dir.join(format!("{unit}.log"));
+        let written = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        LogFile {
+            path,
+            file: None,
+            written,
+            max,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line with the uptime, like the console's lines. A write
+    /// error drops the line (logging must never stop a unit).
+    pub fn line(&mut self, text: &str) {
+        if self.written >= self.max {
+            self.file = None;
+            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            self.written = 0;
+        }
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .open(&self.path)
+                .ok();
+        }
+        let t = uptime();
+        let line = format!(
+            "[{:5}.{:03}] {}\n",
+            t.as_secs(),
+            t.subsec_millis(),
+            text.trim_end()
+        );
+        if let Some(f) = &mut self.file {
+            if f.write_all(line.as_bytes()).is_ok() {
+                self.written += line.len() as u64;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_is_rotated_and_the_newest_lines_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogFile::new(dir.path(), "proxy", 1000);
+        for i in 0..200 {
+            log.line(&format!("line {i}"));
+        }
+        let current = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
+        let previous = std::fs::read_to_string(dir.path().join("proxy.log.1")).unwrap();
+        assert!(current.ends_with("line 199\n"), "{current}");
+        assert!(current.len() <= 1000 + 40 && previous.len() <= 1000 + 40);
+        assert!(!dir.path().join("proxy.log.2").exists());
+    }
+}

@@ -1,0 +1,325 @@
+//! One task per unit: waits for what the unit depends on, writes its
+//! settings, starts it in its sandbox, keeps its output in its log file,
+//! applies configuration changes (SIGHUP for a unit that reloads, a restart
+//! otherwise), restarts it with backoff when it exits, gives up (failed)
+//! when it keeps failing, and restarts it on an administrator's request.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway_config::Config;
+use gateway_control::protocol::UnitStatus;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::backoff::{AfterExit, Backoff};
+use super::logfile::{LogFile, LOG_ROOT, MAX_BYTES};
+use super::sandbox::{self, Prepared};
+use super::table::{settings_path, Dependency, UnitSpec};
+use crate::appliance::Appliance;
+use crate::children;
+
+/// How long a unit has to exit after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum UnitCommand {
+    Restart(oneshot::Sender<()>),
+}
+
+fn publish(a: &Appliance, name: &str, state: &str, detail: String) {
+    a.units.send_modify(|units| {
+        let status = UnitStatus {
+            name: name.to_owned(),
+            state: state.to_owned(),
+            detail,
+        };
+        match units.iter_mut().find(|u| u.name == name) {
+            Some(u) => *u = status,
+            None => units.push(status),
+        }
+    });
+}
+
+fn ready(spec: &UnitSpec, a: &Appliance, config: &Config) -> bool {
+    (spec.enabled)(config)
+        && spec.depends.iter().all(|d| match d {
+            Dependency::Network => a.network.borrow().address.is_some(),
+        })
+}
+
+fn ram_bytes() -> u64 {
+    nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .unwrap_or(256 << 20)
+}
+
+/// A running unit.
+struct Running {
+    pid: i32,
+    started: Instant,
+    exited: oneshot::Receiver<WaitStatus>,
+    settings: String,
+    caps: Vec<u32>,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    nix::fcntl::fcntl(
+        &r,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(std::io::Error::from)?;
+    Ok((r, w))
+}
+
+/// Copies the unit's output into its log file until the pipe closes.
+async fn keep_output(read: OwnedFd, mut log: LogFile) {
+    let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+        return;
+    };
+    let mut lines = BufReader::new(receiver).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.line(&line);
+    }
+}
+
+fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
+    let caps = (spec.capabilities)(config);
+    let memory = spec.memory.bytes(ram_bytes());
+    let cgroup = match sandbox::cgroup(spec, memory) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            warn!(
+                "unit {}: no cgroup, running without a memory limit: {e}",
+                spec.name
+            );
+            None
+        }
+    };
+    let prepared = Prepared::new(spec, &caps, cgroup.as_deref()).map_err(|e| e.to_string())?;
+    let settings = (spec.settings)(config);
+    let path = prepared
+        .write_private("settings.json", &settings)
+        .map_err(|e| e.to_string())?;
+    debug_assert_eq!(path, Path::new(&settings_path(spec.name)));
+    let (read, write) = pipe().map_err(|e| format!("output pipe: {e}"))?;
+    let err_write = write.try_clone().map_err(|e| format!("output pipe: {e}"))?;
+    let mut cmd = Command::new(spec.binary);
+    cmd.args(spec.args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/usr/sbin:/sbin")
+        .current_dir(&prepared.state_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(err_write));
+    let prepared = Arc::new(prepared);
+    let in_child = prepared.clone();
+    // SAFETY: `enter` only makes system calls on data prepared before the
+    // fork (see its documentation).
+    unsafe {
+        cmd.pre_exec(move || in_child.enter());
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", spec.binary))?;
+    let pid = child.id() as i32;
+    // Registered before any await: the reaper cannot run in between.
+    let exited = children::watch(pid);
+    drop(child);
+    let log = LogFile::new(Path::new(LOG_ROOT), spec.name, MAX_BYTES);
+    tokio::spawn(keep_output(read, log));
+    info!(
+        "unit {}: started, pid {pid}, memory limit {} MiB{}",
+        spec.name,
+        memory >> 20,
+        if caps.is_empty() {
+            String::new()
+        } else {
+            format!(", capabilities {caps:?}")
+        }
+    );
+    Ok(Running {
+        pid,
+        started: Instant::now(),
+        exited,
+        settings,
+        caps,
+    })
+}
+
+fn describe(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// SIGTERM to the unit's process group, SIGKILL after the timeout; waits
+/// for the exit.
+async fn stop(name: &str, running: Running) -> WaitStatus {
+    let group = Pid::from_raw(running.pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    let mut exited = running.exited;
+    match tokio::time::timeout(STOP_TIMEOUT, &mut exited).await {
+        Ok(Ok(status)) => status,
+        _ => {
+            warn!("unit {name}: still running {STOP_TIMEOUT:?} after SIGTERM: killing it");
+            let _ = killpg(group, Signal::SIGKILL);
+            exited.await.unwrap_or(WaitStatus::StillAlive)
+        }
+    }
+}
+
+/// The unit's life, for as long as PID 1 runs.
+pub async fn run(
+    spec: &'static UnitSpec,
+    appliance: Arc<Appliance>,
+    mut commands: mpsc::Receiver<UnitCommand>,
+) {
+    let mut config = appliance.subscribe();
+    let mut network = appliance.network.subscribe();
+    let mut backoff = Backoff::new(spec.restart);
+    publish(
+        &appliance,
+        spec.name,
+        "inactive",
+        "waiting for the network".into(),
+    );
+    'life: loop {
+        // Wait until it may start.
+        loop {
+            let c = config.borrow_and_update().clone();
+            if ready(spec, &appliance, &c) {
+                break;
+            }
+            let why = if (spec.enabled)(&c) {
+                "waiting for the network"
+            } else {
+                "disabled"
+            };
+            publish(&appliance, spec.name, "inactive", why.into());
+            tokio::select! {
+                r = config.changed() => if r.is_err() { return },
+                r = network.changed() => if r.is_err() { return },
+                Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
+            }
+        }
+        let current = config.borrow_and_update().clone();
+        let mut running = match start(spec, &current) {
+            Ok(r) => r,
+            Err(e) => {
+                error!("unit {}: {e}", spec.name);
+                publish(&appliance, spec.name, "failed", e);
+                // Retry on the next change or an administrator's restart.
+                tokio::select! {
+                    r = config.changed() => if r.is_err() { return },
+                    Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
+                }
+                continue;
+            }
+        };
+        publish(
+            &appliance,
+            spec.name,
+            "active",
+            format!("running, pid {}", running.pid),
+        );
+        // Supervise it.
+        let status = loop {
+            tokio::select! {
+                status = &mut running.exited => break status.unwrap_or(WaitStatus::StillAlive),
+                r = config.changed() => {
+                    if r.is_err() { return }
+                    let c = config.borrow_and_update().clone();
+                    if !(spec.enabled)(&c) {
+                        info!("unit {}: disabled: stopping it", spec.name);
+                        stop(spec.name, running).await;
+                        continue 'life;
+                    }
+                    let settings = (spec.settings)(&c);
+                    let caps = (spec.capabilities)(&c);
+                    if settings == running.settings && caps == running.caps {
+                        continue;
+                    }
+                    if spec.reload && caps == running.caps {
+                        match Prepared::new(spec, &caps, None).and_then(|p| p.write_private("settings.json", &settings)) {
+                            Ok(_) => {
+                                let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
+                                info!("unit {}: settings changed: reloaded (SIGHUP)", spec.name);
+                                running.settings = settings;
+                            }
+                            Err(e) => error!("unit {}: {e}", spec.name),
+                        }
+                    } else {
+                        info!("unit {}: settings changed: restarting it", spec.name);
+                        stop(spec.name, running).await;
+                        backoff.reset();
+                        continue 'life;
+                    }
+                }
+                Some(UnitCommand::Restart(done)) = commands.recv() => {
+                    info!("unit {}: restart requested", spec.name);
+                    stop(spec.name, running).await;
+                    backoff.reset();
+                    let _ = done.send(());
+                    continue 'life;
+                }
+            }
+        };
+        let now = Instant::now();
+        match backoff.exited(running.started, now) {
+            AfterExit::RestartAt(at) => {
+                let wait = at - now;
+                warn!(
+                    "unit {}: exited ({}); restarting in {} s",
+                    spec.name,
+                    describe(&status),
+                    wait.as_secs()
+                );
+                publish(
+                    &appliance,
+                    spec.name,
+                    "activating",
+                    format!(
+                        "exited ({}); restarting in {} s",
+                        describe(&status),
+                        wait.as_secs()
+                    ),
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    Some(UnitCommand::Restart(done)) = commands.recv() => { backoff.reset(); let _ = done.send(()); }
+                }
+            }
+            AfterExit::GiveUp => {
+                let why = format!(
+                    "exited {} times in a row ({}); not restarted until requested",
+                    backoff.quick_failures(),
+                    describe(&status)
+                );
+                error!("unit {}: failed: {why}", spec.name);
+                publish(&appliance, spec.name, "failed", why);
+                loop {
+                    tokio::select! {
+                        r = config.changed() => if r.is_err() { return },
+                        Some(UnitCommand::Restart(done)) = commands.recv() => {
+                            info!("unit {}: restart requested", spec.name);
+                            backoff.reset();
+                            let _ = done.send(());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The sandbox a unit runs in: its own user and group with no supplementary
+//! groups, no_new_privs, only the capabilities the table gives it (as
+//! ambient capabilities, so they survive exec without file capabilities),
+//! its own cgroup (v2) with a memory limit, a mount namespace where /var,
+//! /run, /tmp and /sys are read-only except its own state directory, its own
+//! session, and an open-files limit.
+//!
+//! [`Prepared`] does everything that allocates or may fail in words, in the
+//! parent; [`Prepared::enter`] runs in the child between fork and exec and
+//! only makes system calls on what was prepared (after fork in a process
+//! with threads, allocating is not safe).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::table::UnitSpec;
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub const STATE_ROOT: &str = "/var/lib/units";
+pub const RUNTIME_ROOT: &str = "/run/units";
+
+/// Mount points the unit sees read-only (the root is read-only already).
+const READ_ONLY: [&str; 4] = ["/var", "/run", "/tmp", "/sys"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SandboxError + 'a {
+    move |source| SandboxError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What the child needs, computed before the fork.
+pub struct Prepared {
+    uid: u32,
+    gid: u32,
+    caps: u64,
+    cap_list: Vec<u32>,
+    max_files: u64,
+    cgroup_procs: Option<CString>,
+    state_dir: CString,
+    read_only: Vec<CString>,
+    pub state_path: PathBuf,
+    pub runtime_path: PathBuf,
+}
+
+/// A directory owned by the unit, mode 0700.
+fn private_dir(path: &Path, uid: u32, gid: u32) -> Result<(), SandboxError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err("create", path))?;
+    chown(path, Some(uid), Some(gid)).map_err(io_err("chown", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err("chmod", path))
+}
+
+/// A root-owned parent directory others may traverse (0755).
+fn public_dir(path: &Path) -> Result<(), SandboxError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(io_err("create", path))
+}
+
+/// The unit's cgroup with its memory limit; `None` (logged by the caller)
+/// when cgroup v2 is not available: the unit still runs.
+pub fn cgroup(spec: &UnitSpec, memory_max: u64) -> Result<PathBuf, SandboxError> {
+    let root = Path::new(CGROUP_ROOT);
+    // Controllers must be enabled in the parent for the child's files to
+    // exist; the root cgroup may hold processes (init) and still do so.
+    let control = root.join("cgroup.subtree_control");
+    std::fs::write(&control, "+memory +pids").map_err(io_err("enable controllers in", &control))?;
+    let dir = root.join(spec.name);
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(io_err("create", &dir)(e))
+        }
+        _ => {}
+    }
+    let max = dir.join("memory.max");
+    std::fs::write(&max, memory_max.to_string()).map_err(io_err("write", &max))?;
+    Ok(dir)
+}
+
+impl Prepared {
+    pub fn new(
+        spec: &UnitSpec,
+        caps: &[u32],
+        cgroup_dir: Option<&Path>,
+    ) -> Result<Prepared, SandboxError> {
+        public_dir(Path::new(STATE_ROOT))?;
+        public_dir(Path::new(RUNTIME_ROOT))?;
+        let state_path = Path::new(STATE_ROOT).join(spec.name);
+        let runtime_path = Path::new(RUNTIME_ROOT).join(spec.name);
+        private_dir(&state_path, spec.uid, spec.gid)?;
+        private_dir(&runtime_path, spec.uid, spec.gid)?;
+        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        Ok(Prepared {
+            uid: spec.uid,
+            gid: spec.gid,
+            caps: caps.iter().fold(0u64, |m, &c| m | (1u64 << c)),
+            cap_list: caps.to_vec(),
+            max_files: spec.max_files,
+            cgroup_procs: cgroup_dir.map(|d| c(&d.join("cgroup.procs"))),
+            state_dir: c(&state_path),
+            read_only: READ_ONLY.iter().map(|p| c(Path::new(p))).collect(),
+            state_path,
+            runtime_path,
+        })
+    }
+
+    /// Writes a file the unit reads (its settings): owned by the unit,
+    /// mode 0600, replaced whole.
+    pub fn write_private(&self, name: &str, text: &str) -> Result<PathBuf, SandboxError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.runtime_path.join(name);
+        let tmp = self.runtime_path.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        f.write_all(text.as_bytes())
+            .map_err(io_err("write", &tmp))?;
+        drop(f);
+        chown(&tmp, Some(self.uid), Some(self.gid)).map_err(io_err("chown", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err("rename to", &path))?;
+        Ok(path)
+    }
+
+    /// In the child, between fork and exec.
+    ///
+    /// # Safety
+    /// Only system calls on data prepared before the fork: no allocation,
+    /// no locks.
+    pub unsafe fn enter(&self) -> io::Result<()> {
+        let check = |r: libc::c_int| {
+            if r == -1 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: plain system calls on pointers to data owned by `self`,
+        // which outlives them; nothing here allocates or takes a lock.
+        unsafe {
+            check(libc::setsid())?;
+            let files = libc::rlimit {
+                rlim_cur: self.max_files,
+                rlim_max: self.max_files,
+            };
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &files))?;
+            if let Some(procs) = &self.cgroup_procs {
+                // Writing 0 moves the writing process itself.
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                check(fd)?;
+                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if r != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            // Our mounts stop propagating to init's namespace and back.
+            check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // The state directory becomes a mount of its own, so making
+            // /var read-only below leaves it writable.
+            check(libc::mount(
+                self.state_dir.as_ptr(),
+                self.state_dir.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+            for dir in &self.read_only {
+                check(libc::mount(
+                    std::ptr::null(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT
+                        | libc::MS_BIND
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV,
+                    std::ptr::null(),
+                ))?;
+            }
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(self.gid, self.gid, self.gid))?;
+            if self.caps != 0 {
+                check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+            }
+            check(libc::setresuid(self.uid, self.uid, self.uid))?;
+            if self.caps != 0 {
+                // capset(2), version 3: two 32-bit words per set.
+                #[repr(C)]
+                struct Header {
+                    version: u32,
+                    pid: libc::c_int,
+                }
+                #[repr(C)]
+                #[derive(Clone, Copy)]
+                struct Data {
+                    effective: u32,
+                    permitted: u32,
+                    inheritable: u32,
+                }
+                let header = Header {
+                    version: 0x2008_0522,
+                    pid: 0,
+                };
+                let lo = self.caps as u32;
+                let hi = (self.caps >> 32) as u32;
+                let data = [
+                    Data {
+                        effective: lo,
+                        permitted: lo,
+                        inheritable: lo,
+                    },
+                    Data {
+                        effective: hi,
+                        permitted: hi,
+                        inheritable: hi,
+                    },
+                ];
+                if libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                for &cap in &self.cap_list {
+                    check(libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        cap as libc::c_ulong,
+                        0 as libc::c_ulong,
+                        0 as libc::c_ulong,
+                    ))?;
+                }
+            }
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        }
+        Ok(())
+    }
+}
