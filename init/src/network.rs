@@ -153,7 +153,14 @@ pub async fn follow(appliance: Arc<Appliance>) {
                 Err(e) => error!("dns: {e}"),
             }
         }
-        appliance.dns.send_replace(dns);
+        // Only a real change notifies: units reload on it.
+        appliance.dns.send_if_modified(|d| {
+            let changed = *d != dns;
+            if changed {
+                *d = dns;
+            }
+            changed
+        });
         appliance.network.send_replace(summarise(&s, unix_now()));
         last = s;
         tokio::select! {

@@ -187,6 +187,7 @@ pub async fn run(
 ) {
     let mut config = appliance.subscribe();
     let mut network = appliance.network.subscribe();
+    let mut dns = appliance.dns.subscribe();
     let mut backoff = Backoff::new(spec.restart);
     publish(
         &appliance,
@@ -214,6 +215,9 @@ pub async fn run(
             }
         }
         let current = config.borrow_and_update().clone();
+        // What the unit starts with is not a change to reload for (and a
+        // SIGHUP before its handler is installed would kill it).
+        dns.borrow_and_update();
         let mut running = match start(spec, &current) {
             Ok(r) => r,
             Err(e) => {
@@ -265,6 +269,13 @@ pub async fn run(
                         backoff.reset();
                         continue 'life;
                     }
+                }
+                r = dns.changed(), if spec.reload => {
+                    if r.is_err() { return }
+                    // The unit's resolver read resolv.conf when it started.
+                    dns.borrow_and_update();
+                    let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
+                    info!("unit {}: DNS servers changed: reloaded (SIGHUP)", spec.name);
                 }
                 Some(UnitCommand::Restart(done)) = commands.recv() => {
                     info!("unit {}: restart requested", spec.name);
