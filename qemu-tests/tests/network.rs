@@ -45,7 +45,8 @@ fn dhcp_from_qemu_user_networking_configures_eth0_and_dns() {
     let (_d, mut vm) = boot(
         "dhcp",
         |c| c.user_net(false, &[]),
-        "gateway.ntp.servers=10.0.2.2 gateway.selftest=ctl gateway.selftest.ctl=\"wait /network/lease;status;addrs\"",
+        "gateway.ntp.servers=10.0.2.2 gateway.hosts=gw.example.com=10.0.2.2 \
+         gateway.selftest=ctl gateway.selftest.ctl=\"wait /network/lease;status;addrs;ping -c 2 gw.example.com\"",
     );
     let log = lf(vm.wait_for("selftest ctl: done", BOOT).unwrap());
     assert!(log.contains("wait /network/lease: true"), "{log}");
