@@ -315,6 +315,21 @@ impl Handler for Appliance {
                     .collect();
                 self.set(&changes).await.map(Response::ok)
             }
+            Request::Logs {
+                name,
+                lines,
+                search,
+            } => {
+                let dir = std::path::Path::new(crate::logs::LOG_ROOT);
+                crate::logs::read::tail(
+                    dir,
+                    &name,
+                    lines.unwrap_or(100) as usize,
+                    search.as_deref(),
+                )
+                .map(|lines| Response::ok(gateway_control::protocol::LogLines { name, lines }))
+                .map_err(|e| ApiError::new(e.to_string()))
+            }
             Request::RestartUnit { name } => self.restart_unit(&name).await,
             Request::Ping { target, count } => crate::ping::ping(&target, count.unwrap_or(4))
                 .await

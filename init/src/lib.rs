@@ -20,6 +20,7 @@ pub mod cmdline;
 pub mod console;
 pub mod etcfiles;
 pub mod ext4;
+pub mod logs;
 pub mod loopback;
 pub mod mounts;
 pub mod names;

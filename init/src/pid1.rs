@@ -143,6 +143,16 @@ fn start_live(a: &Arc<Appliance>) {
     tokio::spawn(timesync::follow(a.clone()));
     tokio::spawn(network::follow(a.clone()));
     a.set_unit_commands(units::start_all(a));
+    // One follower for the life of PID 1, even if this loop restarts.
+    static KMSG: std::sync::Once = std::sync::Once::new();
+    KMSG.call_once(|| {
+        let r = std::thread::Builder::new()
+            .name("kmsg".into())
+            .spawn(|| crate::logs::kmsg::follow(Path::new(crate::logs::LOG_ROOT)));
+        if let Err(e) = r {
+            error!("logs: cannot start the kernel log follower: {e}");
+        }
+    });
 }
 
 fn start_selftest(args: &GatewayArgs) {

@@ -269,6 +269,18 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "{status}"
     );
 
+    // The logs on the state partition, through the control API: init's
+    // own messages, the kernel's, newest first.
+    let init_log = vm.command("logs init --search unit -n 3", COMMAND).unwrap();
+    assert!(
+        init_log.contains("| unit proxy: failed: exited 5 times in a row"),
+        "{init_log}"
+    );
+    let kernel = vm
+        .command("logs kernel --search linux -n 1000", COMMAND)
+        .unwrap();
+    assert!(kernel.contains("Linux version 6.12"), "{kernel}");
+
     let answer = vm.command("restart proxy", COMMAND).unwrap();
     assert!(
         answer.contains("gatewayctl restart proxy -> exit 0"),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
-use crate::protocol::{KeyDoc, PingResult, Request, SetResult, Status, DEFAULT_SOCKET};
+use crate::protocol::{KeyDoc, LogLines, PingResult, Request, SetResult, Status, DEFAULT_SOCKET};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,15 @@ enum Command {
         target: String,
         #[arg(short = 'c', long, default_value_t = 4)]
         count: u32,
+    },
+    /// The newest lines of a log (a unit's, init or kernel), newest first.
+    Logs {
+        name: String,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+        /// Only lines containing this text (case insensitive).
+        #[arg(long)]
+        search: Option<String>,
     },
     /// Restart a unit (also one marked failed).
     Restart {
@@ -167,6 +176,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 })
                 .collect()
         }
+        Command::Logs { .. } => {
+            let l: LogLines = serde_json::from_value(result).map_err(decode)?;
+            l.lines.iter().map(|line| format!("{line}\n")).collect()
+        }
         Command::Ping { .. } => ping_text(&serde_json::from_value(result).map_err(decode)?),
         _ => "done\n".to_owned(),
     };
@@ -194,6 +207,15 @@ fn request(command: &Command) -> Result<Request, Failure> {
         Command::Ping { target, count } => Request::Ping {
             target: target.clone(),
             count: Some(*count),
+        },
+        Command::Logs {
+            name,
+            lines,
+            search,
+        } => Request::Logs {
+            name: name.clone(),
+            lines: Some(*lines),
+            search: search.clone(),
         },
         Command::Restart { unit } => Request::RestartUnit { name: unit.clone() },
         Command::Reboot => Request::Reboot,

@@ -42,6 +42,15 @@ pub enum Request {
     ResetAppliance,
     /// The network keys (net.*, dns.*) return to their defaults.
     ResetNetwork,
+    /// The newest lines of a log (a unit's, `init` or `kernel`), newest
+    /// first, those containing `search` when given: [`LogLines`].
+    Logs {
+        name: String,
+        #[serde(default)]
+        lines: Option<u32>,
+        #[serde(default)]
+        search: Option<String>,
+    },
     /// Restarts a unit (also one marked failed).
     RestartUnit {
         name: String,
@@ -204,6 +213,13 @@ pub struct UnitStatus {
     /// In words: the pid, why it waits, why it failed.
     #[serde(default)]
     pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLines {
+    pub name: String,
+    /// Newest first.
+    pub lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

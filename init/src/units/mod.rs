@@ -1,10 +1,9 @@
 //! The services the appliance runs, as units: one table of declarations
 //! ([`table`]), a sandbox for each ([`sandbox`]), a log file each
-//! ([`logfile`]), and a supervising task each ([`runner`]) that restarts a
+//! ([`crate::logs`]), and a supervising task each ([`runner`]) that restarts a
 //! unit with backoff ([`backoff`]) and applies configuration changes to it.
 
 pub mod backoff;
-pub mod logfile;
 pub mod runner;
 pub mod sandbox;
 pub mod table;

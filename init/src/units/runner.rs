@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::backoff::{AfterExit, Backoff};
-use super::logfile::{LogFile, LOG_ROOT, MAX_BYTES};
 use super::sandbox::{self, Prepared};
 use super::table::{settings_path, Dependency, UnitSpec};
 use crate::appliance::Appliance;
 use crate::children;
+use crate::logs::file::{LogFile, MAX_BYTES};
+use crate::logs::LOG_ROOT;
 
 /// How long a unit has to exit after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,6 +1,7 @@
-//! A unit's output, kept in `/var/log/units/<name>.log` with the time of
-//! each line, rotated by size (one previous file kept), so a chatty unit
-//! cannot fill the state partition.
+//! One log: `/var/log/gateway/<name>.log`, a line per line with its time
+//! (the uptime, as on the console), rotated by size into `<name>.log.1`
+//! (one previous file kept); a rotation also enforces the total cap of the
+//! log directory (see [`super::cap`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -9,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::uptime::uptime;
 
-pub const LOG_ROOT: &str = "/var/log/units";
-/// Size at which the file is rotated.
+/// Size at which a file is rotated.
 pub const MAX_BYTES: u64 = 1 << 20;
 
 pub struct LogFile {
@@ -39,10 +39,18 @@ impl LogFile {
     /// Appends one line with the uptime, like the console's lines. A write
     /// error drops the line (logging must never stop a unit).
     pub fn line(&mut self, text: &str) {
+        self.line_at(uptime(), text)
+    }
+
+    /// Appends one line stamped `t` (time since boot).
+    pub fn line_at(&mut self, t: std::time::Duration, text: &str) {
         if self.written >= self.max {
             self.file = None;
             let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
             self.written = 0;
+            if let Some(dir) = self.path.parent() {
+                super::cap::enforce(dir, super::cap::total_cap(dir));
+            }
         }
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
@@ -55,7 +63,6 @@ impl LogFile {
                 .open(&self.path)
                 .ok();
         }
-        let t = uptime();
         let line = format!(
             "[{:5}.{:03}] {}\n",
             t.as_secs(),
