@@ -39,6 +39,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, ResponseError> {
             let (Some(status), Some(version)) = (resp.code, resp.version) else {
                 return Err(ResponseError::Malformed("incomplete status line".into()));
             };
+            // Three digits, the first 1-5 (RFC 9110 section 15); httparse
+            // takes any three digits.
+            if !(100..600).contains(&status) {
+                return Err(ResponseError::Malformed(format!("status {status:03}")));
+            }
             Ok(Some(ResponseHead {
                 status,
                 reason: resp.reason.unwrap_or_default().to_owned(),
@@ -157,10 +162,16 @@ mod tests {
     #[test]
     fn partial_malformed_and_oversized_heads() {
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n"), Ok(None));
-        assert!(matches!(
-            parse(b"HTTP/1.1 2x0 OK\r\n\r\n"),
-            Err(ResponseError::Malformed(_))
-        ));
+        for bad in [
+            &b"HTTP/1.1 2x0 OK\r\n\r\n"[..],
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.1 600 High\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ResponseError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
         let big = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert_eq!(parse(big.as_bytes()), Err(ResponseError::TooLarge));
         let many: String = (0..=MAX_RESPONSE_FIELDS)
