@@ -233,10 +233,12 @@ where
             _ => left.min(buf.len() as u64) as usize,
         };
         if take > 0 {
-            origin
-                .write_all(&buf[..take])
-                .await
-                .map_err(|_| UploadError::OriginWrite)?;
+            // A stalled origin (not reading) is given up after `idle`, as a
+            // silent one is.
+            match timeout(idle, origin.write_all(&buf[..take])).await {
+                Ok(Ok(())) => {}
+                _ => return Err(UploadError::OriginWrite),
+            }
             buf.drain(..take);
             sent += take as u64;
             stats.add_bytes(take as u64, 0);
@@ -284,15 +286,18 @@ struct ToClient<'a, W> {
     stats: &'a Stats,
     head_sent: &'a AtomicBool,
     down: &'a mut u64,
+    idle: Duration,
 }
 
 impl<W: AsyncWrite + Unpin> ToClient<'_, W> {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Failed> {
         self.head_sent.store(true, Ordering::Relaxed);
-        self.client
-            .write_all(bytes)
-            .await
-            .map_err(|_| failed(0, "client gone"))?;
+        // A client that stops reading is given up after `idle`.
+        match timeout(self.idle, self.client.write_all(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(failed(0, "client gone")),
+            Err(_) => return Err(failed(0, "client stopped reading")),
+        }
         *self.down += bytes.len() as u64;
         self.stats.add_bytes(0, bytes.len() as u64);
         Ok(())
@@ -322,6 +327,7 @@ where
         stats,
         head_sent,
         down,
+        idle,
     };
     let head = loop {
         let head = loop {

@@ -214,7 +214,14 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, s
         let (outcome, next) = serve_request(&mut client, peer, head, &mut buf, config, stats).await;
         log(n, &method, &outcome, started);
         match next {
-            Next::Request => n = n.saturating_add(1),
+            Next::Request => {
+                n = n.saturating_add(1);
+                // A body may have grown the buffer; an idle keep-alive
+                // connection should not keep that.
+                if buf.capacity() > 16 * 1024 {
+                    buf.shrink_to(buf.len().max(1024));
+                }
+            }
             Next::Close => break,
             Next::Done => return,
         }

@@ -512,3 +512,24 @@ fn every_request_is_checked_against_the_policy() {
         Some(&1)
     );
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_requests_gets_every_answer() {
+    let (port, _received) = start_origin();
+    let proxy = proxy_for(port, |_| {});
+    let mut s = connect(proxy.addr);
+    s.write_all(
+        [get(port, "/cl", ""), get(port, "/chunked", "")]
+            .concat()
+            .as_bytes(),
+    )
+    .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let answers = read_all(&mut s);
+    assert!(
+        answers.starts_with(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Path: cl\r\n\r\nhelloHTTP/1.1 200 OK\r\n"
+        ) && answers.ends_with("0\r\nX-Sum: 11\r\n\r\n"),
+        "{answers}"
+    );
+}
