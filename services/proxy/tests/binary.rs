@@ -119,10 +119,11 @@ fn every_request_gets_an_access_log_line_without_credentials() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         }
     });
-    let port = free_port();
     let name = "plain.qualys.com";
+    // Port 0: the system picks a port no parallel test can also pick, and
+    // the log says which.
     let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--allow", &format!("{name}:{origin_port}")])
         .args(["--host", &format!("{name}=127.0.0.1")])
         .stdout(Stdio::null())
@@ -131,14 +132,17 @@ fn every_request_gets_an_access_log_line_without_credentials() {
         .unwrap();
     let lines = log_lines(&mut child);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut s = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("did not listen: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        let port: u16 = loop {
+            match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("listening on 127.0.0.1:") => {
+                    let tail = line.rsplit(':').next().unwrap_or_default();
+                    break tail.trim().parse().unwrap_or_else(|_| panic!("{line}"));
+                }
+                Ok(_) => {}
+                Err(_) => panic!("gateway-proxy did not say where it listens"),
             }
         };
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let request = |path: &str, extra: &str| {
             format!(
