@@ -16,6 +16,9 @@ use common::*;
 /// What the scripted origin received on one connection.
 #[derive(Debug)]
 struct Received {
+    /// Arrival order: taken once the request has been read, before the
+    /// answer. (Reports come when the proxy closes, in any order.)
+    seq: usize,
     head: String,
     body: Vec<u8>,
     /// Bytes that arrived after the request (there must be none: each
@@ -66,6 +69,8 @@ fn start_origin() -> (u16, mpsc::Receiver<Received>) {
     (port, rx)
 }
 
+static ARRIVALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn serve_origin(mut s: TcpStream, tx: mpsc::Sender<Received>) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = Vec::new();
@@ -111,13 +116,19 @@ fn serve_origin(mut s: TcpStream, tx: mpsc::Sender<Received>) {
             && read_more(&mut s, &mut body)
         {}
     }
+    let seq = ARRIVALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     s.write_all(&answer(&method, &path, &body)).unwrap();
     if path == "/close" {
         s.shutdown(Shutdown::Write).unwrap();
     }
     let mut extra = Vec::new();
     while read_more(&mut s, &mut extra) {}
-    let _ = tx.send(Received { head, body, extra });
+    let _ = tx.send(Received {
+        seq,
+        head,
+        body,
+        extra,
+    });
 }
 
 fn proxy_for(port: u16, tweak: impl FnOnce(&mut ProxyConfig)) -> Running {
@@ -208,9 +219,10 @@ fn pipelined_get_and_posts_come_back_in_order_with_exact_bodies() {
             chunked_answer.len()
         )
     );
-    let got: Vec<Received> = (0..3)
+    let mut got: Vec<Received> = (0..3)
         .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
         .collect();
+    got.sort_by_key(|r| r.seq);
     assert!(got[0].head.starts_with("GET /cl HTTP/1.1\r\n"), "{got:?}");
     assert!(got[0].body.is_empty() && !got[0].head.contains("Content-Length"));
     assert!(got[1].head.starts_with("POST /post-cl HTTP/1.1\r\n"));
