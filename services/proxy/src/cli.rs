@@ -203,7 +203,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!("listening on {}", args.listen);
+        // The bound address: with port 0 the system chose it.
+        let bound = listener.local_addr().unwrap_or(args.listen);
+        tracing::info!("listening on {bound}");
         match serve(listener, Arc::new(config), Arc::new(Stats::default())).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,9 +1,12 @@
 //! The network side of the proxy: accept clients, read and check each
-//! request head, then tunnel (CONNECT) or forward one plain-HTTP request.
+//! request head, then tunnel (CONNECT) or forward a plain-HTTP request
+//! ([`crate::forward`]); a persistent client connection carries requests one
+//! after the other, pipelined ones included.
 //!
 //! Every refusal is answered with a status and a one-line body that names the
-//! reason, and counted in [`Stats`]; every connection ends with one access-log
-//! line (client, destination, result, bytes, duration; never credentials).
+//! reason, counted in [`Stats`], and ends the connection; every request gets
+//! one access-log line (client, destination, result, method, bytes,
+//! duration; never credentials).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 
+use crate::body::{self, BodyKind};
+use crate::forward::{self, Exchange};
 use crate::head::{self, HeadError, Limits, RequestHead, Target};
 use crate::policy::{Decision, Method, Policy};
 use crate::resolver::Resolver;
@@ -109,7 +114,7 @@ pub async fn serve_with(
     }
 }
 
-/// What happened to one connection, for the access log.
+/// What happened to one request, for the access log.
 struct Outcome {
     destination: String,
     result: String,
@@ -128,60 +133,154 @@ impl Outcome {
     }
 }
 
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Read the next request (keep-alive).
+    Request,
+    /// The last answer is sent: close, reading off what the client still
+    /// sends so the close does not reset the connection under the answer.
+    Close,
+    /// Nothing more to do (a tunnel ended).
+    Done,
+}
+
+/// Serves a client connection: requests one after the other (keep-alive,
+/// pipelining), each checked against the policy and logged on its own, until
+/// one ends it.
 async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, stats: &Stats) {
-    let started = Instant::now();
+    let mut started = Instant::now();
     // Small writes (the 200, a TLS record) must not wait for the client's
     // delayed ACK: a proxy relays, it has nothing to coalesce.
     let _ = client.set_nodelay(true);
     stats.client_seen(peer.ip());
-    let outcome = serve_one(&mut client, peer, config, stats).await;
-    tracing::info!(
-        "access client={} dest={} result={:?} up={} down={} ms={}",
-        peer.ip(),
-        if outcome.destination.is_empty() {
-            "-"
-        } else {
-            &outcome.destination
-        },
-        outcome.result,
-        outcome.up,
-        outcome.down,
-        started.elapsed().as_millis()
-    );
-}
-
-async fn serve_one(
-    client: &mut TcpStream,
-    peer: SocketAddr,
-    config: &ProxyConfig,
-    stats: &Stats,
-) -> Outcome {
+    let log = |n: u32, method: &str, outcome: &Outcome, started: Instant| {
+        tracing::info!(
+            "access client={} dest={} result={:?} method={} up={} down={} ms={} req={}",
+            peer.ip(),
+            if outcome.destination.is_empty() {
+                "-"
+            } else {
+                &outcome.destination
+            },
+            outcome.result,
+            method,
+            outcome.up,
+            outcome.down,
+            started.elapsed().as_millis(),
+            n,
+        )
+    };
     if let Decision::Deny(refusal) = config.policy.check_client(peer.ip()) {
         refuse(
-            client,
+            &mut client,
             stats,
             refusal.reason_label(),
             403,
             &refusal.to_string(),
         )
         .await;
-        return Outcome::refused("", 403, refusal.reason_label());
+        log(
+            1,
+            "-",
+            &Outcome::refused("", 403, refusal.reason_label()),
+            started,
+        );
+        linger_close(client).await;
+        return;
     }
+    // What the client sent past the current request: the start of the next
+    // one (pipelining) or tunnel data. Never dropped while the connection
+    // goes on, never sent anywhere before its own head has been checked.
     let mut buf = Vec::with_capacity(1024);
-    let head = match timeout(
-        config.head_timeout,
-        read_head(client, &mut buf, &config.limits),
-    )
-    .await
-    {
+    let mut n = 1u32;
+    loop {
+        let head = match next_head(&mut client, &mut buf, config, stats, n == 1).await {
+            Ok((head, at)) => {
+                if n > 1 {
+                    started = at;
+                }
+                head
+            }
+            Err(Some(outcome)) => {
+                log(n, "-", &outcome, started);
+                break;
+            }
+            // Idle or closed between requests: no request, no line.
+            Err(None) => break,
+        };
+        stats.request();
+        let method = head.method.clone();
+        let (outcome, next) = serve_request(&mut client, peer, head, &mut buf, config, stats).await;
+        log(n, &method, &outcome, started);
+        match next {
+            Next::Request => {
+                n = n.saturating_add(1);
+                // A body may have grown the buffer; an idle keep-alive
+                // connection should not keep that.
+                if buf.capacity() > 16 * 1024 {
+                    buf.shrink_to(buf.len().max(1024));
+                }
+            }
+            Next::Close => break,
+            Next::Done => return,
+        }
+    }
+    linger_close(client).await;
+}
+
+/// Closes after a final answer: our side first (the client reads the end of
+/// the answer), then whatever the client still sends is read off for a short
+/// while. Closing with unread bytes would send a reset, and a reset can make
+/// the client's system drop our answer before the client read it.
+async fn linger_close(mut client: TcpStream) {
+    let _ = client.shutdown().await;
+    let mut sink = vec![0u8; 4096];
+    let mut drained = 0usize;
+    let _ = timeout(Duration::from_secs(2), async {
+        while drained < 1 << 20 {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads the next request head. The first has `head_timeout` from the
+/// connection's start; a later one may wait `idle_timeout` for its first
+/// byte (an idle keep-alive connection), then has `head_timeout` to be
+/// complete. `Err(None)`: the connection ended between requests.
+async fn next_head(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    config: &ProxyConfig,
+    stats: &Stats,
+    first: bool,
+) -> Result<(RequestHead, Instant), Option<Outcome>> {
+    if !first && buf.is_empty() {
+        buf.reserve(2048);
+        match timeout(config.idle_timeout, client.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(None),
+        }
+    }
+    let at = Instant::now();
+    match timeout(config.head_timeout, read_head(client, buf, &config.limits)).await {
         Err(_) => {
             let body = "gateway proxy: request head not received in time";
             refuse(client, stats, "timeout", 408, body).await;
-            return Outcome::refused("", 408, "head timeout");
+            Err(Some(Outcome::refused("", 408, "head timeout")))
         }
-        Ok(Err(ReadHeadError::Closed)) => {
-            return Outcome::refused("", 0, "closed before a request")
+        Ok(Err(ReadHeadError::Closed)) if first => {
+            Err(Some(Outcome::refused("", 0, "closed before a request")))
         }
+        Ok(Err(ReadHeadError::Closed)) => Err(Some(Outcome::refused(
+            "",
+            0,
+            "closed inside a request head",
+        ))),
         Ok(Err(ReadHeadError::Head(e))) => {
             let status = e.status();
             refuse(
@@ -192,12 +291,30 @@ async fn serve_one(
                 &format!("gateway proxy: {e}"),
             )
             .await;
-            return Outcome::refused("", status, "bad request");
+            Err(Some(Outcome::refused("", status, "bad request")))
         }
-        Ok(Ok(head)) => head,
-    };
+        Ok(Ok(head)) => {
+            buf.drain(..head.len);
+            Ok((head, at))
+        }
+    }
+}
+
+/// One request: a local endpoint, a refusal, a tunnel (the connection's
+/// last request) or a forwarded plain-HTTP request.
+async fn serve_request(
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    head: RequestHead,
+    buf: &mut Vec<u8>,
+    config: &ProxyConfig,
+    stats: &Stats,
+) -> (Outcome, Next) {
     if let Target::Origin { path } = &head.target {
-        return local_endpoint(client, peer, &head.method, path, stats).await;
+        return (
+            local_endpoint(client, peer, &head.method, path, stats).await,
+            Next::Close,
+        );
     }
     let dest = format!("{}:{}", head.target.host(), head.target.port());
     let method = if head.is_connect() {
@@ -218,17 +335,32 @@ async fn serve_one(
             &refusal.to_string(),
         )
         .await;
-        return Outcome::refused(&dest, 403, refusal.reason_label());
+        return (
+            Outcome::refused(&dest, 403, refusal.reason_label()),
+            Next::Close,
+        );
     }
-    if head.is_connect() {
-        // Tunnels are only for CONNECT; a plain-HTTP request with a body
-        // framing we do not relay yet is refused rather than mangled.
-    } else if head.header("transfer-encoding").is_some() {
-        let body =
-            "gateway proxy: chunked request bodies are not supported on plain HTTP; use CONNECT";
-        refuse(client, stats, "malformed", 501, body).await;
-        return Outcome::refused(&dest, 501, "chunked request body");
-    }
+    // The request body's framing, before anything reaches the origin:
+    // ambiguous framing is how requests are smuggled past a proxy.
+    let body = if head.is_connect() {
+        BodyKind::None
+    } else {
+        match body::request_body(head.version, &head.headers) {
+            Ok(kind) => kind,
+            Err(e) => {
+                let status = e.status();
+                refuse(
+                    client,
+                    stats,
+                    "malformed",
+                    status,
+                    &format!("gateway proxy: {e}"),
+                )
+                .await;
+                return (Outcome::refused(&dest, status, &e.to_string()), Next::Close);
+            }
+        }
+    };
     let via = config
         .upstream
         .as_ref()
@@ -254,11 +386,11 @@ async fn serve_one(
                 &format!("gateway proxy: {dest}: {why}"),
             )
             .await;
-            return Outcome::refused(&dest, status, &why);
+            return (Outcome::refused(&dest, status, &why), Next::Close);
         }
     };
-    let rest = buf.split_off(head.len);
     if head.is_connect() {
+        let rest = std::mem::take(buf);
         // Through an upstream, the tunnel starts once it said 200; bytes it
         // sent after its answer belong to the client.
         let mut early_down = Vec::new();
@@ -271,14 +403,32 @@ async fn serve_one(
                         u.host, u.port
                     );
                     refuse(client, stats, "upstream", 502, &body).await;
-                    return Outcome::refused(&dest, 502, &why);
+                    return (Outcome::refused(&dest, 502, &why), Next::Close);
                 }
             }
         }
-        tunnel(client, upstream, &rest, &early_down, &dest, config, stats).await
-    } else {
-        forward_http(client, upstream, &head, via, &rest, config, stats).await
+        let outcome = tunnel(client, upstream, &rest, &early_down, &dest, config, stats).await;
+        return (outcome, Next::Done);
     }
+    let exchange = Exchange {
+        head: &head,
+        body,
+        via,
+        client_keep: body::client_persistent(head.version, &head.headers),
+    };
+    let f = forward::forward(client, buf, upstream, exchange, config, stats).await;
+    let outcome = Outcome {
+        destination: dest,
+        result: f.result,
+        up: f.up,
+        down: f.down,
+    };
+    let next = if f.keep_alive {
+        Next::Request
+    } else {
+        Next::Close
+    };
+    (outcome, next)
 }
 
 /// Health check for load balancers: `GET /health` on the proxy port answers
@@ -495,131 +645,6 @@ async fn tunnel(
     }
 }
 
-/// Hop-by-hop headers a proxy must not pass on (RFC 9110 section 7.6.1),
-/// plus the proxy's own credentials.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// The request as the origin gets it: origin-form target, no hop-by-hop
-/// headers, and `Connection: close` (one request per connection for now).
-///
-/// Through an upstream proxy (`via` is `Some`, holding its credentials if
-/// any), the target stays in absolute form and carries our own
-/// `Proxy-Authorization`, never the client's.
-pub fn origin_request(head: &RequestHead, via: Option<Option<String>>) -> Vec<u8> {
-    let path = match &head.target {
-        Target::Absolute { path, .. } => path.as_str(),
-        Target::Origin { path } => path.as_str(),
-        Target::Authority { .. } => "/",
-    };
-    let target = match via {
-        Some(_) => format!("http://{}{path}", host_header(&head.target)),
-        None => path.to_owned(),
-    };
-    let mut out = format!("{} {} HTTP/1.1\r\n", head.method, target).into_bytes();
-    if let Some(Some(auth)) = &via {
-        out.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
-    }
-    if head.header("host").is_none() {
-        out.extend_from_slice(format!("Host: {}\r\n", host_header(&head.target)).as_bytes());
-    }
-    for (name, value) in &head.headers {
-        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            continue;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
-    out
-}
-
-fn host_header(target: &Target) -> String {
-    let (host, port) = (target.host(), target.port());
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    if port == 80 {
-        host
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-async fn forward_http(
-    client: &mut TcpStream,
-    mut origin: TcpStream,
-    head: &RequestHead,
-    via: Option<&Upstream>,
-    early: &[u8],
-    config: &ProxyConfig,
-    stats: &Stats,
-) -> Outcome {
-    let dest = &format!("{}:{}", head.target.host(), head.target.port());
-    let request = origin_request(head, via.map(|u| u.authorization()));
-    let body_len: u64 = head
-        .header("content-length")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    // Only this request's body goes on: anything after it (a pipelined
-    // second request) has not been checked against the policy.
-    let early_body = &early[..early.len().min(body_len as usize)];
-    if origin.write_all(&request).await.is_err() || origin.write_all(early_body).await.is_err() {
-        return Outcome::refused(dest, 502, "origin gone");
-    }
-    let mut up = early_body.len() as u64;
-    let mut remaining = body_len - up;
-    let mut chunk = vec![0u8; 8192];
-    while remaining > 0 {
-        let want = remaining.min(chunk.len() as u64) as usize;
-        match timeout(config.idle_timeout, client.read(&mut chunk[..want])).await {
-            Ok(Ok(n)) if n > 0 => {
-                if origin.write_all(&chunk[..n]).await.is_err() {
-                    return Outcome::refused(dest, 502, "origin gone");
-                }
-                up += n as u64;
-                remaining -= n as u64;
-            }
-            _ => return Outcome::refused(dest, 400, "request body cut short"),
-        }
-    }
-    stats.add_bytes(up, 0);
-    // The origin closes after its response (Connection: close).
-    let mut down = 0u64;
-    loop {
-        match timeout(config.idle_timeout, origin.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => {
-                if client.write_all(&chunk[..n]).await.is_err() {
-                    break;
-                }
-                down += n as u64;
-                stats.add_bytes(0, n as u64);
-            }
-            _ => break,
-        }
-    }
-    let _ = client.shutdown().await;
-    Outcome {
-        destination: dest.into(),
-        result: "forwarded".into(),
-        up,
-        down,
-    }
-}
-
 /// Copies both ways until both sides have closed (half-close passed on) or
 /// nothing moved for `idle`. Returns bytes up, bytes down and why it ended.
 ///
@@ -733,6 +758,16 @@ async fn refuse(
     let _ = respond(client, status, reason_phrase(status), body).await;
 }
 
+/// An error answer with the status's own reason phrase; the connection is
+/// closed after it.
+pub(crate) async fn respond_error<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: u16,
+    body: &str,
+) -> std::io::Result<()> {
+    respond(w, status, reason_phrase(status), body).await
+}
+
 /// A complete short answer; the connection is closed after it.
 async fn respond<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -752,19 +787,6 @@ async fn respond<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origin_request_drops_hop_by_hop_and_credentials() {
-        let raw = "GET http://a.b:8080/x?y HTTP/1.1\r\nHost: a.b:8080\r\nProxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n";
-        let head = head::parse(raw.as_bytes(), &Limits::default())
-            .unwrap()
-            .unwrap();
-        let out = String::from_utf8(origin_request(&head, None)).unwrap();
-        assert_eq!(
-            out,
-            "GET /x?y HTTP/1.1\r\nHost: a.b:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        );
-    }
 
     #[test]
     fn local_addresses_are_recognised() {
@@ -792,31 +814,5 @@ mod tests {
         ] {
             assert!(!is_local_address(a.parse().unwrap()), "{a}");
         }
-    }
-
-    #[test]
-    fn through_an_upstream_the_target_stays_absolute_with_our_credentials() {
-        let raw = "GET http://a.b:8080/x HTTP/1.1\r\nHost: a.b:8080\r\nProxy-Authorization: Basic Y2xpZW50\r\n\r\n";
-        let head = head::parse(raw.as_bytes(), &Limits::default())
-            .unwrap()
-            .unwrap();
-        let out =
-            String::from_utf8(origin_request(&head, Some(Some("Basic b3Vycw==".into())))).unwrap();
-        assert_eq!(
-            out,
-            "GET http://a.b:8080/x HTTP/1.1\r\nProxy-Authorization: Basic b3Vycw==\r\nHost: a.b:8080\r\nConnection: close\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn origin_request_adds_a_missing_host() {
-        let head = head::parse(b"GET http://a.b/ HTTP/1.0\r\n\r\n", &Limits::default())
-            .unwrap()
-            .unwrap();
-        let out = String::from_utf8(origin_request(&head, None)).unwrap();
-        assert_eq!(
-            out,
-            "GET / HTTP/1.1\r\nHost: a.b\r\nConnection: close\r\n\r\n"
-        );
     }
 }

@@ -14,6 +14,7 @@ pub const CLIENT_WINDOW: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct Stats {
     connections: AtomicU64,
+    requests: AtomicU64,
     active_tunnels: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
@@ -24,6 +25,8 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub connections: u64,
+    /// Request heads read; a keep-alive connection carries several.
+    pub requests: u64,
     pub active_tunnels: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -40,8 +43,9 @@ impl Snapshot {
             .map(|(k, v)| format!("\"{k}\":{v}"))
             .collect();
         format!(
-            "{{\"connections\":{},\"active_tunnels\":{},\"bytes_up\":{},\"bytes_down\":{},\"unique_clients_last_hour\":{},\"refusals\":{{{}}}}}",
+            "{{\"connections\":{},\"requests\":{},\"active_tunnels\":{},\"bytes_up\":{},\"bytes_down\":{},\"unique_clients_last_hour\":{},\"refusals\":{{{}}}}}",
             self.connections,
+            self.requests,
             self.active_tunnels,
             self.bytes_up,
             self.bytes_down,
@@ -61,6 +65,11 @@ impl Stats {
         if let Ok(mut c) = self.clients.lock() {
             c.insert(ip, now);
         }
+    }
+
+    /// One more request head read (of any kind, refused ones included).
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn tunnel_opened(&self) {
@@ -95,6 +104,7 @@ impl Stats {
             .unwrap_or(0);
         Snapshot {
             connections: self.connections.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
             active_tunnels: self.active_tunnels.load(Ordering::Relaxed),
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
             bytes_down: self.bytes_down.load(Ordering::Relaxed),
@@ -133,6 +143,7 @@ mod tests {
         s.refused("destination");
         s.refused("destination");
         s.refused("port");
+        s.request();
         let snap = s.snapshot(Instant::now());
         assert_eq!(
             (snap.active_tunnels, snap.bytes_up, snap.bytes_down),
@@ -142,7 +153,7 @@ mod tests {
         assert_eq!(snap.refusals.get("port"), Some(&1));
         assert_eq!(
             snap.to_json(),
-            r#"{"connections":0,"active_tunnels":1,"bytes_up":10,"bytes_down":20,"unique_clients_last_hour":0,"refusals":{"destination":2,"port":1}}"#
+            r#"{"connections":0,"requests":1,"active_tunnels":1,"bytes_up":10,"bytes_down":20,"unique_clients_last_hour":0,"refusals":{"destination":2,"port":1}}"#
         );
     }
 }

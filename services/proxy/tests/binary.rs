@@ -104,6 +104,84 @@ fn a_running_instance_refuses_a_disallowed_destination() {
     );
 }
 
+#[test]
+fn every_request_gets_an_access_log_line_without_credentials() {
+    // An origin answering `ok` on each connection.
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin_port = origin.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in origin.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let name = "plain.qualys.com";
+    // Port 0: the system picks a port no parallel test can also pick, and
+    // the log says which.
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--allow", &format!("{name}:{origin_port}")])
+        .args(["--host", &format!("{name}=127.0.0.1")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = log_lines(&mut child);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let port: u16 = loop {
+            match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("listening on 127.0.0.1:") => {
+                    let tail = line.rsplit(':').next().unwrap_or_default();
+                    break tail.trim().parse().unwrap_or_else(|_| panic!("{line}"));
+                }
+                Ok(_) => {}
+                Err(_) => panic!("gateway-proxy did not say where it listens"),
+            }
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let request = |path: &str, extra: &str| {
+            format!(
+                "GET http://{name}:{origin_port}{path} HTTP/1.1\r\nProxy-Authorization: Basic c2VjcmV0LXRva2Vu\r\n{extra}\r\n"
+            )
+        };
+        s.write_all((request("/a", "") + &request("/b", "Connection: close\r\n")).as_bytes())
+            .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert_eq!(answer.matches("\r\n\r\nok").count(), 2, "{answer}");
+        let mut access = Vec::new();
+        while access.len() < 2 {
+            match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("access ") => access.push(line),
+                Ok(_) => {}
+                Err(_) => panic!("access lines: {access:?}"),
+            }
+        }
+        for (n, line) in access.iter().enumerate() {
+            assert!(
+                line.contains(&format!(
+                    "access client=127.0.0.1 dest={name}:{origin_port} result=\"200 forwarded\" method=GET up="
+                )) && line.ends_with(&format!(" req={}", n + 1)),
+                "{line}"
+            );
+            assert!(
+                !line.contains("c2VjcmV0") && !line.contains("Basic"),
+                "{line}"
+            );
+        }
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
 fn echo_origin() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();

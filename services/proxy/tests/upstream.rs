@@ -116,3 +116,47 @@ fn bypassed_domains_go_direct() {
     assert!(ok, "{err}");
     assert_eq!(body, "hello through");
 }
+
+#[test]
+fn plain_http_keep_alive_through_squid() {
+    let (port, _origin) = start_plain_origin();
+    let squid = squid::start_squid(Some((USER, PASSWORD)), &[PLAIN_NAME]);
+    let allowed = [format!("{PLAIN_NAME}:{port}")];
+    let proxy = start_proxy(ProxyConfig {
+        upstream: Some(via(squid.port, Some(PASSWORD))),
+        ..config_for(&allowed, &[])
+    });
+    let url = |p: &str| format!("http://{PLAIN_NAME}:{port}{p}");
+    let (ok, out, err) = curl(&[
+        "--proxy",
+        &format!("http://agent:client-secret@{}", proxy.addr),
+        "--proxy-basic",
+        "-w",
+        " connects=%{num_connects}\n",
+        &url("/one"),
+        &url("/two"),
+    ]);
+    assert!(ok, "{err}");
+    // squid got our credentials (it answered), the origin none of them.
+    assert_eq!(
+        out,
+        "GET /one HTTP/1.1\nproxy-authorization forwarded: false connects=1\n\
+         GET /two HTTP/1.1\nproxy-authorization forwarded: false connects=0\n"
+    );
+    let snap = proxy.stats.snapshot(Instant::now());
+    assert_eq!((snap.connections, snap.requests), (1, 2), "{snap:?}");
+    // With the wrong password, squid's 407 is an upstream refusal: 502.
+    let proxy = start_proxy(ProxyConfig {
+        upstream: Some(via(squid.port, Some("wrong-password"))),
+        ..config_for(&allowed, &[])
+    });
+    let answer = raw_exchange(
+        proxy.addr,
+        format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", url("/one")).as_bytes(),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 502 Bad Gateway") && answer.contains("407"),
+        "{answer}"
+    );
+    assert!(!answer.contains("wrong-password"), "{answer}");
+}

@@ -1,12 +1,15 @@
 //! Fuzzes what faces the network in the proxy: the request-head parser, the
-//! upstream's response parser, and the policy's reading of a host name.
+//! upstream's response parser, an origin's response head and the framing
+//! rules read from both heads, and the policy's reading of a host name.
 //! Properties: no panic; a parsed head lies within the input and the limits;
-//! parsing exactly the head's bytes again gives the same head.
+//! parsing exactly the head's bytes again gives the same head; the head
+//! written for the client parses again.
 #![no_main]
 
 use gateway_proxy::head::{self, Limits};
 use gateway_proxy::policy::{Method, Policy};
-use gateway_proxy::upstream;
+use gateway_proxy::response::{self, ClientConnection};
+use gateway_proxy::{body, upstream};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +22,18 @@ fuzz_target!(|data: &[u8]| {
         let policy = Policy::default();
         let method = if h.is_connect() { Method::Connect } else { Method::Http };
         let _ = policy.check_destination(method, h.target.host(), h.target.port());
+        let _ = body::request_body(h.version, &h.headers);
+        let _ = body::client_persistent(h.version, &h.headers);
+    }
+    if let Ok(Some(r)) = response::parse(data) {
+        assert!(r.len <= data.len() && r.len <= response::MAX_RESPONSE_HEAD);
+        let _ = body::response_body(false, r.status, &r.headers);
+        let out = response::client_head(&r, ClientConnection::Close, true);
+        // Within the limits (the proxy's `Connection` field is one more).
+        if r.headers.len() < response::MAX_RESPONSE_FIELDS && out.len() <= response::MAX_RESPONSE_HEAD {
+            let again = response::parse(&out).unwrap().unwrap();
+            assert_eq!((again.status, again.len), (r.status, out.len()));
+        }
     }
     let _ = upstream::parse_response(data, 2048);
     let host = String::from_utf8_lossy(data);
