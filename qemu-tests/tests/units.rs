@@ -273,7 +273,7 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
     // own messages, the kernel's, newest first.
     let init_log = vm.command("logs init --search unit -n 3", COMMAND).unwrap();
     assert!(
-        init_log.contains("| unit proxy: failed: exited 5 times in a row"),
+        init_log.contains("] error: unit proxy: failed: exited 5 times in a row"),
         "{init_log}"
     );
     let kernel = vm

@@ -18,6 +18,22 @@ pub fn parse(record: &str) -> Option<(Duration, &str)> {
     Some((Duration::from_micros(usec), message))
 }
 
+/// PID 1's console lines carry their own `[uptime]`; the file gets the
+/// kernel's, once.
+pub fn strip_stamp(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((stamp, rest))
+            if stamp
+                .trim()
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.') =>
+        {
+            rest
+        }
+        _ => line,
+    }
+}
+
 /// Runs on its own thread for the life of PID 1 (reads block).
 pub fn follow(dir: &Path) {
     let mut kmsg = match std::fs::File::open("/dev/kmsg") {
@@ -37,7 +53,7 @@ pub fn follow(dir: &Path) {
                 let record = String::from_utf8_lossy(&buf[..n]);
                 if let Some((t, message)) = parse(&record) {
                     match message.strip_prefix("init: ") {
-                        Some(ours) => init.line_at(t, ours),
+                        Some(ours) => init.line_at(t, strip_stamp(ours)),
                         None => kernel.line_at(t, message),
                     }
                 }
@@ -67,6 +83,15 @@ mod tests {
             ))
         );
         assert_eq!(parse("garbage"), None);
+        assert_eq!(
+            strip_stamp("[   22.693] error: unit proxy: failed"),
+            "error: unit proxy: failed"
+        );
+        assert_eq!(
+            strip_stamp("gateway: ready in 2495 ms"),
+            "gateway: ready in 2495 ms"
+        );
+        assert_eq!(strip_stamp("[x] y"), "[x] y");
         assert_eq!(parse("6,1,notanumber,-;x"), None);
     }
 }
