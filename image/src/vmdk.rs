@@ -380,7 +380,8 @@ pub fn write_stream_optimized(
     for grain in sparse::data_blocks(src, grain_bytes)? {
         let table = grain / GTES_PER_GT as u64;
         if gt_index != Some(table) {
-            if let Some(t) = gt_index {
+            // A table whose grains were all zeros is left out (GD entry 0).
+            if let Some(t) = gt_index.filter(|_| gt.iter().any(|&e| e != 0)) {
                 gd[t as usize] = w.write_grain_table(&gt)?;
                 gt.iter_mut().for_each(|e| *e = 0);
             }
@@ -404,7 +405,7 @@ pub fn write_stream_optimized(
         gt[(grain % GTES_PER_GT as u64) as usize] = sector32(at)?;
         grains += 1;
     }
-    if let Some(t) = gt_index {
+    if let Some(t) = gt_index.filter(|_| gt.iter().any(|&e| e != 0)) {
         gd[t as usize] = w.write_grain_table(&gt)?;
     }
 
@@ -840,6 +841,8 @@ mod tests {
         src.write_all_at(b"boot sector", 0).unwrap();
         src.write_all_at(&[0x5a; 200_000], 40 << 20).unwrap();
         src.write_all_at(b"last", (96 << 20) - 4).unwrap();
+        // A data extent of zeros: read, but no grain is written for it.
+        src.write_all_at(&[0u8; 65536], 70 << 20).unwrap();
         src
     }
 
@@ -868,6 +871,17 @@ mod tests {
         let footer = SparseHeader::parse(bytes[n - 1024..n - 512].try_into().unwrap()).unwrap();
         let gd = footer.gd_offset as usize * 512;
         assert_eq!(&bytes[gd - 512..gd], &metadata_marker(1, MARKER_GD));
+        // Tables 0, 1 and 2 (32 MiB each), each written after its grains.
+        let entries: Vec<u32> = bytes[gd..gd + 12]
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(entries.iter().all(|&e| e > 128), "{entries:?}");
+        let gt_markers = bytes
+            .chunks(512)
+            .filter(|c| *c == metadata_marker(4, MARKER_GT))
+            .count();
+        assert_eq!(gt_markers, 3);
         let checked = check(&t.path().join("d.vmdk")).unwrap();
         assert_eq!(checked.grains, 6);
         assert_eq!(checked.capacity, 96 << 20);
