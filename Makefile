@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Runtime files of the image come from these Debian packages (see image/).
 DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 
-.PHONY: all deps kernel debs binaries rootfs image run test lint unit-test qemu-test bench-boot bench-proxy bench-ntp bench-net fuzz-proxy clean
+.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-ntp bench-net fuzz-proxy clean
 
 all: image
 
@@ -36,6 +36,13 @@ image: kernel rootfs
 	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \
 		--size $(DISK_SIZE) --out $(BUILD)/gateway.raw --cmdline-out $(BUILD)/cmdline
 
+# The hypervisor images in dist/, named gateway-$(VERSION).*: OVA, OVF +
+# stream-optimized VMDK + manifest, VMDK, VHD, qcow2; each checked by
+# `gateway-image verify` as it is written (docs/images.md).
+DIST := dist
+images: image
+	$(RELEASE)/gateway-image images --raw $(BUILD)/gateway.raw --version $(VERSION) --out-dir $(DIST)
+
 # Boots the appliance with its serial console on this terminal (Ctrl-A X quits).
 # The proxy and cache ports are forwarded to the host. ACCEL=kvm where KVM works.
 run: image
@@ -52,8 +59,8 @@ lint:
 unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
-qemu-test: image
-	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units
+qemu-test: images
+	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test images
 
 test: deps lint unit-test qemu-test
 
@@ -83,4 +90,4 @@ fuzz-proxy:
 	cd services/proxy && $(CARGO) +nightly fuzz run head -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) target/qemu-tests
+	rm -rf $(BUILD) $(DIST) target/qemu-tests

@@ -10,6 +10,8 @@ packages=(
     e2fsprogs dosfstools mtools fdisk syslinux syslinux-common syslinux-efi
     # boot tests and `make run`
     qemu-system-x86 qemu-utils ovmf
+    # an ovf-env.xml CD for the OVF environment test (vSphere's iso transport)
+    xorriso
     # service tests: real clients
     curl squid openssl dnsmasq-base
     # network and time tests: DHCP and NTP peers in namespaces the tests create

@@ -1,4 +1,5 @@
-//! The `gateway-image` command line: `rootfs`, `disk` and `inspect`. Parses
+//! The `gateway-image` command line: `rootfs`, `disk`, `images`, `verify`
+//! and `inspect`. Parses
 //! arguments, calls the library, prints results; errors go to stderr as
 //! `gateway-image: <message>` with exit status 1.
 
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::inspect::{self, Filesystem};
 use crate::layout::{self, MIB};
-use crate::{disk, rootfs, size};
+use crate::{disk, images, rootfs, size, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +61,23 @@ enum Command {
         /// Also write the kernel command line (no trailing newline) to this file.
         #[arg(long)]
         cmdline_out: Option<PathBuf>,
+    },
+    /// Make the hypervisor images from the raw disk: OVA, OVF + VMDK, VMDK, VHD, qcow2.
+    Images {
+        /// The raw disk image from `disk`.
+        #[arg(long)]
+        raw: PathBuf,
+        /// The folder to write them to.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// Appliance version, in the file names.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        version: String,
+    },
+    /// Check artifacts (.ova, .ovf, .mf, .vmdk, .vhd, .qcow2, .raw): exit 1 naming the failed check.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Show a disk image's partitions, or list or print files of an ext4 partition.
     Inspect {
@@ -126,6 +144,38 @@ fn run(command: Command) -> Result<(), String> {
             cmdline_out,
         })
         .map_err(|e| e.to_string()),
+        Command::Images {
+            raw,
+            out_dir,
+            version,
+        } => {
+            let artifacts = images::build_images(&images::ImagesSpec {
+                raw,
+                out_dir,
+                version,
+            })
+            .map_err(|e| e.to_string())?;
+            for a in artifacts {
+                println!("{:>12}  {}  {}", a.size, a.path.display(), a.summary);
+            }
+            Ok(())
+        }
+        Command::Verify { files } => {
+            let mut failed = 0;
+            for f in &files {
+                match verify::verify(f) {
+                    Ok(summary) => println!("{}: ok: {summary}", f.display()),
+                    Err(e) => {
+                        eprintln!("gateway-image: {}: FAILED: {e}", f.display());
+                        failed += 1;
+                    }
+                }
+            }
+            match failed {
+                0 => Ok(()),
+                n => Err(format!("{n} of {} files failed verification", files.len())),
+            }
+        }
         Command::Inspect {
             disk,
             ls,

@@ -42,6 +42,24 @@ pub fn copy_sparse(src: &File, dst: &File, offset: u64) -> io::Result<u64> {
     Ok(written)
 }
 
+/// The indices of the `block`-byte blocks of `src` that hold data extents
+/// (holes are skipped without reading; blocks of zeros in data extents are
+/// still listed), in increasing order.
+pub fn data_blocks(src: &File, block: u64) -> io::Result<Vec<u64>> {
+    let len = src.metadata()?.len();
+    let mut blocks = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let Some((start, end)) = next_extent(src, pos, len)? else {
+            break;
+        };
+        let first = (start / block).max(blocks.last().map_or(0, |b: &u64| b + 1));
+        blocks.extend(first..end.div_ceil(block));
+        pos = end;
+    }
+    Ok(blocks)
+}
+
 /// The next data extent at or after `pos`, as `[start, end)`, or `None` when
 /// only holes remain. Filesystems without SEEK_DATA get one extent to the
 /// end, which the zero-block check then thins out.

@@ -58,8 +58,14 @@ pub struct Appliance {
 }
 
 /// The configuration to boot with: the stored one, else (first boot) the
-/// command line's seed, saved at once so that it applies only once.
-pub fn load_or_seed(store: &Store, args: &GatewayArgs) -> Config {
+/// seed, saved at once so that it applies only once. The seed is the OVF
+/// environment's properties (`ovf_env`, asked only on a first boot: it may
+/// mount a CD), then the kernel command line, which wins for a key both give.
+pub fn load_or_seed(
+    store: &Store,
+    args: &GatewayArgs,
+    ovf_env: impl FnOnce() -> Vec<(String, String)>,
+) -> Config {
     match store.load() {
         Ok(Some(config)) => {
             info!("configuration: loaded {}", store.path().display());
@@ -81,7 +87,18 @@ pub fn load_or_seed(store: &Store, args: &GatewayArgs) -> Config {
             }
         }
     }
-    let seed = Seed::from_pairs(args.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let ovf = ovf_env();
+    if !ovf.is_empty() {
+        info!(
+            "configuration: {} settings from the OVF environment",
+            ovf.len()
+        );
+    }
+    let seed = Seed::from_pairs(
+        ovf.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(args.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
     for key in &seed.applied {
         let value = seed.config.get(key).unwrap_or_default();
         info!("configuration: seeded {key}={value}");
@@ -429,12 +446,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let args = GatewayArgs::parse("gateway.proxy.port=3128 gateway.selftest=orphans");
-        assert_eq!(load_or_seed(&store, &args).proxy.port, 3128);
+        assert_eq!(load_or_seed(&store, &args, Vec::new).proxy.port, 3128);
         let later = GatewayArgs::parse("gateway.proxy.port=4128");
-        assert_eq!(load_or_seed(&store, &later).proxy.port, 3128);
+        assert_eq!(load_or_seed(&store, &later, Vec::new).proxy.port, 3128);
         std::fs::write(store.path(), "not json").unwrap();
+        let ovf = || {
+            vec![
+                ("proxy.port".to_owned(), "5128".to_owned()),
+                ("cache.port".to_owned(), "9128".to_owned()),
+            ]
+        };
+        // The command line wins over the OVF environment for a key both give.
+        let c = load_or_seed(&Store::new(dir.path().join("other")), &later, ovf);
+        assert_eq!((c.proxy.port, c.cache.port), (4128, 9128));
         assert_eq!(
-            load_or_seed(&store, &later).proxy.port,
+            load_or_seed(&store, &later, Vec::new).proxy.port,
             4128,
             "a broken file is set aside"
         );

@@ -25,6 +25,7 @@ pub mod loopback;
 pub mod mounts;
 pub mod names;
 pub mod network;
+pub mod ovfenv;
 pub mod pid1;
 pub mod ping;
 pub mod power_button;

@@ -89,7 +89,11 @@ fn life(kept: &mut Kept) -> std::io::Result<Request> {
                 });
                 let store = Store::new(appliance::CONFIG_DIR);
                 let config = boot::step("configuration", || {
-                    Ok::<_, std::convert::Infallible>(appliance::load_or_seed(&store, &booted.args))
+                    Ok::<_, std::convert::Infallible>(appliance::load_or_seed(
+                        &store,
+                        &booted.args,
+                        crate::ovfenv::read,
+                    ))
                 })
                 .unwrap_or_default();
                 let a = Appliance::new(store, booted.persistent, config, kept.api_tx.clone());

@@ -44,6 +44,23 @@ impl Artifacts {
         a
     }
 
+    /// The hypervisor images of `make images`: `GATEWAY_DIST`, else `dist/`
+    /// at the workspace root; `name` is the file name after
+    /// `gateway-<version>` (`.ova`, `.vhd`, ...). Panics with what to run
+    /// when it is missing.
+    pub fn dist_file(suffix: &str) -> PathBuf {
+        let dir = std::env::var_os("GATEWAY_DIST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist"));
+        let p = dir.join(format!("gateway-{}{suffix}", env!("CARGO_PKG_VERSION")));
+        assert!(
+            p.exists(),
+            "{} is missing: run `make images` (or `make test`) first",
+            p.display()
+        );
+        p
+    }
+
     /// A private, writable copy of the image for one test (sparse, so cheap).
     pub fn disk_copy(&self, dir: &Path) -> PathBuf {
         let out = dir.join("disk.raw");
@@ -61,4 +78,15 @@ impl Artifacts {
         );
         out
     }
+}
+
+/// Copies `src` to `dst` keeping holes (a 40 GiB raw or VHD costs only its data).
+pub fn copy_sparse(src: &Path, dst: &Path) {
+    let st = std::process::Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "copy {} to {}", src.display(), dst.display());
 }

@@ -31,6 +31,13 @@ pub enum Bus {
 pub struct VmConfig {
     pub name: String,
     pub disk: PathBuf,
+    /// QEMU's name for the disk's format: `raw`, `vmdk`, `vpc` (VHD), `qcow2`.
+    pub format: String,
+    /// Writes go to a temporary overlay, the disk file stays as it is (for
+    /// formats QEMU reads but does not write, such as stream-optimized VMDK).
+    pub snapshot: bool,
+    /// An ISO image in an IDE CD-ROM drive.
+    pub cdrom: Option<PathBuf>,
     pub bus: Bus,
     pub memory_mib: u32,
     /// Boot this kernel with this command line instead of the disk's
@@ -51,6 +58,9 @@ impl VmConfig {
         VmConfig {
             name: name.into(),
             disk: disk.into(),
+            format: "raw".into(),
+            snapshot: false,
+            cdrom: None,
             bus: Bus::Virtio,
             memory_mib: 256,
             direct_kernel: None,
@@ -63,6 +73,24 @@ impl VmConfig {
 
     pub fn bus(mut self, bus: Bus) -> Self {
         self.bus = bus;
+        self
+    }
+
+    /// The disk's format as QEMU names it (`raw` unless told).
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = format.into();
+        self
+    }
+
+    /// Keep the disk file unchanged: the guest writes to a temporary overlay.
+    pub fn snapshot(mut self) -> Self {
+        self.snapshot = true;
+        self
+    }
+
+    /// Puts `iso` in a CD-ROM drive on the secondary IDE channel.
+    pub fn cdrom(mut self, iso: &Path) -> Self {
+        self.cdrom = Some(iso.into());
         self
     }
 
@@ -102,7 +130,10 @@ impl VmConfig {
     }
 
     fn disk_args(&self) -> Vec<String> {
-        let file = format!("file={},format=raw", self.disk.display());
+        let mut file = format!("file={},format={}", self.disk.display(), self.format);
+        if self.snapshot {
+            file += ",snapshot=on";
+        }
         let scsi = |controller: &str, disk_opts: &str| {
             vec![
                 "-device".into(),
@@ -113,7 +144,7 @@ impl VmConfig {
                 format!("scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0{disk_opts}"),
             ]
         };
-        match self.bus {
+        let mut args: Vec<String> = match self.bus {
             Bus::Virtio => vec!["-drive".into(), format!("{file},if=virtio")],
             Bus::Ide => vec!["-drive".into(), format!("{file},if=ide")],
             // A SAS disk has a SAS address (its WWN); QEMU's default is 0,
@@ -134,7 +165,15 @@ impl VmConfig {
                 "-device".into(),
                 "nvme,drive=disk0,serial=gateway0,bootindex=0".into(),
             ],
+        };
+        if let Some(iso) = &self.cdrom {
+            args.push("-drive".into());
+            args.push(format!(
+                "file={},format=raw,if=ide,index=2,media=cdrom,readonly=on",
+                iso.display()
+            ));
         }
+        args
     }
 }
 

@@ -35,6 +35,9 @@ impl Seed {
                 continue;
             }
             match config.set(key, value) {
+                // A key given twice (OVF environment, then command line):
+                // the later value stands, listed once.
+                Ok(()) if seed.applied.iter().any(|k| k == key) => {}
                 Ok(()) => seed.applied.push(key.to_owned()),
                 Err(e) => seed.errors.push(e),
             }
