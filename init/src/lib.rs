@@ -33,6 +33,7 @@ pub mod procs;
 pub mod reaper;
 pub mod selftest;
 pub mod selftest_ctl;
+pub mod selftest_tunnels;
 pub mod shutdown;
 pub mod signals;
 pub mod statefs;

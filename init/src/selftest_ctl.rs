@@ -15,7 +15,11 @@
 //! prints the kernel's IPv4 addresses and routes (from /proc); `kill COMM`
 //! sends SIGKILL to the processes of that name; `proc COMM` prints what the
 //! kernel says of such a process (user, capabilities, no_new_privs, cgroup,
-//! mounts), so a test sees a unit's sandbox from outside it.
+//! mounts), so a test sees a unit's sandbox from outside it; `tunnels N
+//! PORT` opens N CONNECT tunnels through the proxy on 127.0.0.1:1080 to a
+//! listener of its own on 127.0.0.1:PORT, checks that data crosses some of
+//! them, and reports what the proxy holds (its stats, its memory) before
+//! closing them.
 //!
 //! `burst`: changes the configuration through the control API as fast as it
 //! can, printing a count every 50 writes, so a test can cut the power in the
@@ -118,6 +122,10 @@ fn run(command: &str) -> Vec<String> {
             vec![format!("killed {comm}: {pids:?}")]
         }
         ["proc", comm] => pids_of(comm).into_iter().flat_map(proc_info).collect(),
+        ["tunnels", n, port] => match (n.parse(), port.parse()) {
+            (Ok(n), Ok(port)) => crate::selftest_tunnels::hold(n, port),
+            _ => vec!["usage: tunnels N PORT".into()],
+        },
         _ => gatewayctl(command, &words),
     }
 }
@@ -149,7 +157,7 @@ fn gatewayctl(command: &str, words: &[&str]) -> Vec<String> {
 }
 
 /// Processes whose /proc/PID/comm is `comm`.
-fn pids_of(comm: &str) -> Vec<i32> {
+pub fn pids_of(comm: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()

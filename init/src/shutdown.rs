@@ -52,6 +52,8 @@ pub fn shutdown(request: Request) -> ! {
             warn!("{verb}: {left} processes did not die");
         }
     }
+    // The kernel log follower (a thread of ours) writes to /var/log.
+    crate::logs::stop();
     sync();
     match umount(MOUNT_POINT) {
         Ok(()) => info!("{verb}: {MOUNT_POINT} unmounted"),

@@ -293,3 +293,37 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         .unwrap()
         .contains("| unit      proxy active: running, pid "));
 }
+
+/// The robustness figure: 10,000 idle tunnels held at once, inside
+/// the appliance (the build machines cap a process at 20,000 files, less
+/// than a host-side test would need).
+#[test]
+fn the_proxy_unit_holds_ten_thousand_idle_tunnels() {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    // Restricted networking: eth0 gets an address (the unit waits for one)
+    // and the guest reaches nothing; the tunnels stay inside it.
+    let cmdline = format!(
+        "{} gateway.ntp.servers=10.0.2.2 gateway.allowed_domains=127.0.0.1:7070 gateway.selftest=serial",
+        a.cmdline
+    );
+    let mut cfg = VmConfig::new("tunnels", &disk)
+        .direct_kernel(&a.kernel, &cmdline)
+        .user_net(true, &[])
+        .control_serial();
+    cfg.memory_mib = 512;
+    let mut vm = Vm::start(&cfg).unwrap();
+    vm.wait_for("unit proxy: started", BOOT).unwrap();
+    let report = vm
+        .command("tunnels 10000 7070", Duration::from_secs(900))
+        .unwrap();
+    eprintln!("{report}");
+    assert!(report.contains("tunnels: 10000 open in "), "{report}");
+    assert!(
+        report.contains("tunnels: data crossed 3 of 3 probed"),
+        "{report}"
+    );
+    assert!(report.contains("tunnels: accepted 10000"), "{report}");
+    assert!(report.contains("\"active_tunnels\":10000"), "{report}");
+}

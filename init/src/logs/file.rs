@@ -16,6 +16,7 @@ pub const MAX_BYTES: u64 = 1 << 20;
 pub struct LogFile {
     path: PathBuf,
     file: Option<File>,
+    keep_open: bool,
     written: u64,
     max: u64,
 }
@@ -27,6 +28,7 @@ impl LogFile {
         LogFile {
             path,
             file: None,
+            keep_open: true,
             written,
             max,
         }
@@ -74,6 +76,17 @@ impl LogFile {
                 self.written += line.len() as u64;
             }
         }
+        if !self.keep_open {
+            self.file = None;
+        }
+    }
+
+    /// Closes the file after every line: for a writer that lives as long as
+    /// PID 1 (the kernel log follower), so that nothing holds /var open
+    /// when it is unmounted at power-off.
+    pub fn close_after_each_line(mut self) -> Self {
+        self.keep_open = false;
+        self
     }
 }
 

@@ -43,8 +43,8 @@ pub fn follow(dir: &Path) {
             return;
         }
     };
-    let mut kernel = LogFile::new(dir, "kernel", MAX_BYTES);
-    let mut init = LogFile::new(dir, "init", MAX_BYTES);
+    let mut kernel = LogFile::new(dir, "kernel", MAX_BYTES).close_after_each_line();
+    let mut init = LogFile::new(dir, "init", MAX_BYTES).close_after_each_line();
     let mut buf = vec![0u8; 8192];
     loop {
         match kmsg.read(&mut buf) {
@@ -52,10 +52,10 @@ pub fn follow(dir: &Path) {
             Ok(n) => {
                 let record = String::from_utf8_lossy(&buf[..n]);
                 if let Some((t, message)) = parse(&record) {
-                    match message.strip_prefix("init: ") {
+                    super::while_running(|| match message.strip_prefix("init: ") {
                         Some(ours) => init.line_at(t, strip_stamp(ours)),
                         None => kernel.line_at(t, message),
-                    }
+                    });
                 }
             }
             // EPIPE: records were overwritten before we read them; the

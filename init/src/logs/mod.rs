@@ -11,3 +11,20 @@ pub mod kmsg;
 pub mod read;
 
 pub const LOG_ROOT: &str = "/var/log/gateway";
+
+/// Set at power-off before /var is unmounted; the kernel log follower
+/// writes only while holding it unset, so no log file is open after.
+static STOPPED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Runs `write` unless the logs were stopped.
+pub fn while_running(write: impl FnOnce()) {
+    let stopped = STOPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*stopped {
+        write();
+    }
+}
+
+/// No more writes to /var/log from here on (power-off).
+pub fn stop() {
+    *STOPPED.lock().unwrap_or_else(|e| e.into_inner()) = true;
+}
