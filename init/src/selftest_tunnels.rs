@@ -61,6 +61,11 @@ pub fn hold(n: usize, port: u16) -> Vec<String> {
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(s);
         }
     });
+    // The unit may have started an instant ago: wait until it listens.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(PROXY).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let before = proxy_memory();
     let start = Instant::now();
     let mut clients = Vec::with_capacity(n);

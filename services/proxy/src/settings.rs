@@ -131,10 +131,9 @@ impl ProxySettings {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), *v))
             .collect();
-        if !self.resolv_conf.exists() {
-            return Ok(Resolver::hosts_only(hosts));
-        }
-        Resolver::from_resolv_conf(&self.resolv_conf, hosts).map_err(|e| SettingsError::Invalid {
+        // No file, or one without servers (the network has no DNS yet):
+        // the hosts map alone, until a reload.
+        Resolver::with_resolv_conf(&self.resolv_conf, hosts).map_err(|e| SettingsError::Invalid {
             key: "resolv_conf",
             reason: e.to_string(),
         })
@@ -210,6 +209,18 @@ impl ProxySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resolv_conf_without_servers_leaves_the_hosts_map() {
+        // An appliance whose network gave no DNS servers yet: the proxy
+        // starts, with the hosts map alone.
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "# no servers\n").unwrap();
+        let text = format!(r#"{{"resolv_conf":{:?},"hosts":{{"a.example.com":"10.0.0.1"}}}}"#, conf);
+        let s = ProxySettings::parse(&text).unwrap();
+        assert!(s.to_config().unwrap().resolver.is_mapped("a.example.com"));
+    }
 
     #[test]
     fn an_empty_object_is_the_defaults() {

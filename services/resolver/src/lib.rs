@@ -110,6 +110,16 @@ impl Resolver {
                 })
             }
         };
+        Self::with_resolv_conf(resolv_conf, hosts)
+    }
+
+    /// The hosts map, then the name servers of `resolv_conf` if it names
+    /// any: a missing or serverless file (no network configured yet) gives
+    /// the hosts map alone, which is not an error.
+    pub fn with_resolv_conf(
+        resolv_conf: &Path,
+        hosts: HashMap<String, IpAddr>,
+    ) -> Result<Self, ResolverError> {
         match std::fs::read_to_string(resolv_conf) {
             Ok(text)
                 if text
