@@ -217,7 +217,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("resolv.conf");
         std::fs::write(&conf, "# no servers\n").unwrap();
-        let text = format!(r#"{{"resolv_conf":{:?},"hosts":{{"a.example.com":"10.0.0.1"}}}}"#, conf);
+        let text = format!(
+            r#"{{"resolv_conf":{:?},"hosts":{{"a.example.com":"10.0.0.1"}}}}"#,
+            conf
+        );
         let s = ProxySettings::parse(&text).unwrap();
         assert!(s.to_config().unwrap().resolver.is_mapped("a.example.com"));
     }
