@@ -131,6 +131,12 @@ impl VmConfig {
 
     fn disk_args(&self) -> Vec<String> {
         let mut file = format!("file={},format={}", self.disk.display(), self.format);
+        // With -kernel, QEMU's linuxboot option ROM takes boot index 0.
+        let boot = if self.direct_kernel.is_some() {
+            ""
+        } else {
+            ",bootindex=0"
+        };
         if self.snapshot {
             file += ",snapshot=on";
         }
@@ -141,7 +147,7 @@ impl VmConfig {
                 "-drive".into(),
                 format!("{file},if=none,id=disk0"),
                 "-device".into(),
-                format!("scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0{disk_opts}"),
+                format!("scsi-hd,drive=disk0,bus=scsi0.0{boot}{disk_opts}"),
             ]
         };
         let mut args: Vec<String> = match self.bus {
@@ -157,13 +163,13 @@ impl VmConfig {
                 "-drive".into(),
                 format!("{file},if=none,id=disk0"),
                 "-device".into(),
-                "ide-hd,drive=disk0,bus=ahci0.0,bootindex=0".into(),
+                format!("ide-hd,drive=disk0,bus=ahci0.0{boot}"),
             ],
             Bus::Nvme => vec![
                 "-drive".into(),
                 format!("{file},if=none,id=disk0"),
                 "-device".into(),
-                "nvme,drive=disk0,serial=gateway0,bootindex=0".into(),
+                format!("nvme,drive=disk0,serial=gateway0{boot}"),
             ],
         };
         if let Some(iso) = &self.cdrom {
