@@ -2,31 +2,12 @@
 //! use it, the CONNECT request it gets (with Basic credentials when a user is
 //! set), and reading its answer. Sans-IO; the server does the I/O.
 
-use std::fmt;
-
 use base64::Engine as _;
 
 use crate::policy::domain_matches;
 
-/// A password kept out of logs and debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A password kept out of logs and debug output: the configuration's type.
+pub use gateway_config::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
