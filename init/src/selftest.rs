@@ -77,7 +77,9 @@ fn orphans() -> ExitCode {
         match fork_or_exit() {
             ForkResult::Child => {
                 if let ForkResult::Child = fork_or_exit() {
-                    std::thread::sleep(Duration::from_millis(400));
+                    // Long enough to outlive the forking loop on a loaded
+                    // machine under TCG, where the count below is taken.
+                    std::thread::sleep(Duration::from_millis(2500));
                 }
                 std::process::exit(0);
             }
@@ -97,7 +99,7 @@ fn orphans() -> ExitCode {
             std::process::exit(0);
         }
     }
-    // The double-forked grandchildren are alive for 400 ms: check they now
+    // The double-forked grandchildren are alive for 2.5 s: check they now
     // belong to init, so the test shows re-parenting really happened.
     std::thread::sleep(Duration::from_millis(100));
     let procs = procs::list(Path::new("/proc"));
@@ -110,8 +112,8 @@ fn orphans() -> ExitCode {
         .iter()
         .filter(|p| p.ppid == 1 && p.pid != me.as_raw() && Some(&p.comm) == my_comm.as_ref())
         .count();
-    // Everything above has exited by now; give init time to reap.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Everything above has exited by then; give init time to reap.
+    std::thread::sleep(Duration::from_millis(4000));
     let zombies: Vec<String> = procs::list(Path::new("/proc"))
         .iter()
         .filter(|p| p.is_zombie() && p.ppid != me.as_raw())
