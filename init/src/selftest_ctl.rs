@@ -156,19 +156,13 @@ fn gatewayctl(command: &str, words: &[&str]) -> Vec<String> {
     }
 }
 
-/// Processes whose /proc/PID/comm is `comm`.
+/// Processes whose command name is `comm`.
 pub fn pids_of(comm: &str) -> Vec<i32> {
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|c| c.trim() == comm)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut pids: Vec<i32> = crate::procs::list(Path::new("/proc"))
+        .into_iter()
+        .filter(|p| p.comm == comm)
+        .map(|p| p.pid)
+        .collect();
     pids.sort();
     pids
 }
