@@ -69,6 +69,8 @@ struct Running {
     exited: oneshot::Receiver<WaitStatus>,
     settings: String,
     caps: Vec<u32>,
+    /// Its sandbox, where a reload writes the new settings.
+    sandbox: Arc<Prepared>,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -153,6 +155,7 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
         exited,
         settings,
         caps,
+        sandbox: prepared,
     })
 }
 
@@ -256,7 +259,7 @@ pub async fn run(
                         continue;
                     }
                     if spec.reload && caps == running.caps {
-                        match Prepared::new(spec, &caps, None).and_then(|p| p.write_private("settings.json", &settings)) {
+                        match running.sandbox.write_private("settings.json", &settings) {
                             Ok(_) => {
                                 let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
                                 info!("unit {}: settings changed: reloaded (SIGHUP)", spec.name);
