@@ -283,14 +283,7 @@ async fn next_head(
         ))),
         Ok(Err(ReadHeadError::Head(e))) => {
             let status = e.status();
-            refuse(
-                client,
-                stats,
-                "malformed",
-                status,
-                &format!("gateway proxy: {e}"),
-            )
-            .await;
+            refuse_malformed(client, stats, status, e.to_string()).await;
             Err(Some(Outcome::refused("", status, "bad request")))
         }
         Ok(Ok(head)) => {
@@ -349,14 +342,7 @@ async fn serve_request(
             Ok(kind) => kind,
             Err(e) => {
                 let status = e.status();
-                refuse(
-                    client,
-                    stats,
-                    "malformed",
-                    status,
-                    &format!("gateway proxy: {e}"),
-                )
-                .await;
+                refuse_malformed(client, stats, status, e.to_string()).await;
                 return (Outcome::refused(&dest, status, &e.to_string()), Next::Close);
             }
         }
@@ -747,6 +733,18 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Counts a refusal under `label` and answers it with `status` and `body`.
+/// A request the proxy cannot read: `status`, with the error in words.
+async fn refuse_malformed(client: &mut TcpStream, stats: &Stats, status: u16, error: String) {
+    refuse(
+        client,
+        stats,
+        "malformed",
+        status,
+        &format!("gateway proxy: {error}"),
+    )
+    .await;
+}
+
 async fn refuse(
     client: &mut TcpStream,
     stats: &Stats,
