@@ -1,11 +1,10 @@
 //! The files under /run that the read-only root's /etc points to
-//! (`/etc/hosts -> ../run/hosts`), rewritten atomically whenever the keys
-//! they come from change, so every program, ours or libc's, sees them.
+//! (`/etc/hosts -> ../run/hosts`), rewritten atomically (the same writer as
+//! resolv.conf's) whenever the keys they come from change, so every
+//! program, ours or libc's, sees them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use gateway_config::Config;
@@ -28,21 +27,6 @@ pub fn render_hosts(hostname: &str, map: &BTreeMap<String, Ipv4Addr>) -> String 
     out
 }
 
-/// Replaces `path` with `text`: a reader sees the old file or the new one.
-/// Files under /run need no fsync: they do not outlive the boot.
-pub fn replace(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-}
-
 /// Keeps /run/hosts in step with the `hosts` key.
 pub async fn follow_hosts(mut config: watch::Receiver<Config>) {
     let mut written: Option<String> = None;
@@ -53,7 +37,7 @@ pub async fn follow_hosts(mut config: watch::Receiver<Config>) {
             .unwrap_or_default();
         let text = render_hosts(&hostname, &config.borrow_and_update().hosts);
         if written.as_ref() != Some(&text) {
-            match replace(Path::new(HOSTS), &text, 0o644) {
+            match gateway_net::resolv::write_atomic(Path::new(HOSTS), &text) {
                 Ok(()) => {
                     info!("hosts: {HOSTS} written");
                     written = Some(text);
@@ -79,20 +63,5 @@ mod tests {
             text.contains("127.0.0.1\tlocalhost\n127.0.1.1\tgateway\n10.0.0.2\tapi.example.com\n"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn replace_is_whole_and_keeps_the_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("hosts");
-        replace(&p, "a\n", 0o644).unwrap();
-        replace(&p, "b\n", 0o644).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert!(!dir.path().join("hosts.tmp").exists());
     }
 }
