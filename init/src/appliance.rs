@@ -244,6 +244,8 @@ impl Appliance {
                 ..self.time.borrow().clone()
             },
             units: self.units.borrow().clone(),
+            disks: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -352,6 +354,10 @@ impl Handler for Appliance {
                 .await
                 .map(Response::ok)
                 .map_err(|e| ApiError::new(e.to_string())),
+            Request::Stats => Err(ApiError::new("stats: not implemented yet")),
+            Request::FormatPatchDisk { .. } => {
+                Err(ApiError::new("format_patch_disk: not implemented yet"))
+            }
         };
         result.unwrap_or_else(Response::error)
     }

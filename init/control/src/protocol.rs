@@ -61,6 +61,15 @@ pub enum Request {
         #[serde(default)]
         count: Option<u32>,
     },
+    /// CPU, memory, disks, network counters and per-unit usage: [`Stats`].
+    Stats,
+    /// Formats the patch disk (ext4) and mounts it. A disk that already
+    /// holds a filesystem or a partition table is refused unless
+    /// `erase` is true. Result: [`DiskStatus`] of the patch disk.
+    FormatPatchDisk {
+        #[serde(default)]
+        erase: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +162,92 @@ pub struct Status {
     pub dns: DnsStatus,
     pub time: TimeStatus,
     pub units: Vec<UnitStatus>,
+    /// The boot disk, the patch disk and any ignored disk, in the stable
+    /// order the appliance chose them.
+    #[serde(default)]
+    pub disks: Vec<DiskStatus>,
+    /// Requirements the VM does not meet (memory, primary disk), in the
+    /// wording of the Info screen; empty when all are met.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    /// "boot", "patch" or "ignored".
+    pub role: String,
+    /// The kernel's name (sda, vdb, nvme0n1): for the eyes only, it is not
+    /// stable across boots.
+    pub device: String,
+    /// Where it sits (controller, then target), e.g. "pci 0000:00:04.0 0:0:1:0".
+    pub location: String,
+    pub size_bytes: u64,
+    /// Filesystem found on it (ext4, xfs...) or none.
+    pub filesystem: Option<String>,
+    /// Where it is mounted, when it is.
+    pub mount: Option<String>,
+    /// What the appliance did or why not, in words ("mounted at
+    /// /var/lib/patch", "too small: 1.0 GiB, patch mode needs at least 2
+    /// GiB (patch.min_disk_gib)").
+    pub state: String,
+}
+
+/// The answer to `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_s: u64,
+    pub cpu: CpuStats,
+    pub memory: MemoryStats,
+    /// "Disk 1" is the boot disk's state partition, "Disk 2" the patch disk.
+    pub disks: Vec<DiskUsage>,
+    pub network: Vec<InterfaceCounters>,
+    pub units: Vec<UnitStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuStats {
+    pub cores: u32,
+    /// Share of all cores busy over the last sampling interval, 0-100.
+    pub busy_percent: f64,
+    pub load: [f64; 3],
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// "Disk 1", "Disk 2".
+    pub label: String,
+    pub mount: String,
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitStats {
+    pub name: String,
+    pub state: String,
+    /// Share of one core over the last sampling interval (100 = one core).
+    pub cpu_percent: f64,
+    pub cpu_total_s: f64,
+    pub memory_bytes: u64,
+    /// The cgroup's memory.max.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
