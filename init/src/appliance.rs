@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use gateway_config::{key_info, Config, ConfigError, Seed, Store, KEYS};
 use gateway_control::protocol::{
-    DnsStatus, KeyDoc, NetworkStatus, SetResult, Status, TimeStatus, UnitStatus,
+    DiskStatus, DnsStatus, KeyDoc, NetworkStatus, SetResult, Stats, Status, TimeStatus, UnitStatus,
 };
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Request, Response};
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{error, info, warn};
 
 use crate::cmdline::GatewayArgs;
+use crate::disks::{self, discover::Candidate, patch};
 use crate::signals;
 use crate::units::runner::UnitCommand;
 use crate::uptime::uptime;
@@ -53,6 +54,10 @@ pub struct Appliance {
     pub dns: watch::Sender<DnsStatus>,
     pub time: watch::Sender<TimeStatus>,
     pub units: watch::Sender<Vec<UnitStatus>>,
+    pub stats: watch::Sender<Stats>,
+    pub disks: watch::Sender<Vec<DiskStatus>>,
+    /// The disk chosen as patch disk at boot, for `format_patch_disk`.
+    patch_disk: std::sync::Mutex<Option<Candidate>>,
     /// The units' supervising tasks, set once they start.
     unit_commands: std::sync::Mutex<HashMap<&'static str, mpsc::Sender<UnitCommand>>>,
 }
@@ -149,8 +154,47 @@ impl Appliance {
             dns: watch::Sender::new(DnsStatus::default()),
             time: watch::Sender::new(TimeStatus::default()),
             units: watch::Sender::new(Vec::new()),
+            stats: watch::Sender::new(Stats::default()),
+            disks: watch::Sender::new(Vec::new()),
+            patch_disk: std::sync::Mutex::new(None),
             unit_commands: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// What the boot found on the disks.
+    pub fn set_disks(&self, found: disks::Found) {
+        if let Err(why) = patch_ready(&found.statuses, &self.config()) {
+            if self.config().patch.enabled {
+                error!("patch mode is on but {why}");
+            }
+        }
+        *self.patch_disk.lock().unwrap_or_else(|e| e.into_inner()) = found.patch;
+        self.disks.send_replace(found.statuses);
+    }
+
+    async fn format_patch_disk(&self, erase: bool) -> Result<Response, ApiError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let disk = self
+            .patch_disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| ApiError::new("no patch disk: attach a second disk and reboot"))?;
+        let mounted = self
+            .disks
+            .borrow()
+            .iter()
+            .any(|d| d.role == "patch" && d.mount.is_some());
+        let status = tokio::task::spawn_blocking(move || patch::format(&disk, erase, mounted))
+            .await
+            .map_err(|e| ApiError::new(format!("format: {e}")))?
+            .map_err(ApiError::new)?;
+        self.disks.send_modify(|all| {
+            if let Some(d) = all.iter_mut().find(|d| d.role == "patch") {
+                *d = status.clone();
+            }
+        });
+        Ok(Response::ok(status))
     }
 
     /// Where `restart_unit` requests go.
@@ -204,6 +248,10 @@ impl Appliance {
         if changed.is_empty() {
             return Ok(SetResult::default());
         }
+        if next.patch.enabled && changed.iter().any(|k| k.starts_with("patch.")) {
+            patch_ready(&self.disks.borrow(), &next)
+                .map_err(|why| ApiError::for_key("patch.enabled", why))?;
+        }
         self.store.save(&next).map_err(|e| {
             ApiError::new(format!(
                 "the configuration could not be saved, nothing changed: {e}"
@@ -244,9 +292,27 @@ impl Appliance {
                 ..self.time.borrow().clone()
             },
             units: self.units.borrow().clone(),
-            disks: Vec::new(),
-            warnings: Vec::new(),
+            disks: self.disks.borrow().clone(),
+            warnings: self.warnings(),
         }
+    }
+
+    /// The Info screen's requirements warnings.
+    fn warnings(&self) -> Vec<String> {
+        let mem = nix::sys::sysinfo::sysinfo().map_or(0, |i| i.ram_total());
+        let disks = self.disks.borrow();
+        let boot = disks
+            .iter()
+            .find(|d| d.role == "boot")
+            .map(|d| d.size_bytes);
+        let mut out = crate::requirements::warnings(mem, boot);
+        let config = self.config();
+        if config.patch.enabled {
+            if let Err(why) = patch_ready(&disks, &config) {
+                out.push(format!("WARNING : Patch mode is on but {why}"));
+            }
+        }
+        out
     }
 
     /// Answers first, then asks the main loop: the client sees its answer
@@ -260,6 +326,12 @@ impl Appliance {
         });
         Response::ok(())
     }
+}
+
+/// Whether patch mode may be on with these disks.
+fn patch_ready(disks: &[DiskStatus], config: &Config) -> Result<(), String> {
+    let disk = disks.iter().find(|d| d.role == "patch");
+    patch::ready(disk, config.patch.min_disk_gib)
 }
 
 /// What a change of `keys` redoes, in words, for the answer to `set`.
@@ -354,10 +426,8 @@ impl Handler for Appliance {
                 .await
                 .map(Response::ok)
                 .map_err(|e| ApiError::new(e.to_string())),
-            Request::Stats => Err(ApiError::new("stats: not implemented yet")),
-            Request::FormatPatchDisk { .. } => {
-                Err(ApiError::new("format_patch_disk: not implemented yet"))
-            }
+            Request::Stats => Ok(Response::ok(self.stats.borrow().clone())),
+            Request::FormatPatchDisk { erase } => self.format_patch_disk(erase).await,
         };
         result.unwrap_or_else(Response::error)
     }
@@ -415,6 +485,40 @@ mod tests {
         assert_eq!(r.error.unwrap().key.as_deref(), Some("cache.port"));
         assert!(!follower.has_changed().unwrap());
         assert!(Store::new(dir.path()).load().unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn patch_mode_is_refused_without_a_usable_patch_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _rx) = appliance(dir.path());
+        let r = a.handle(set(&[("patch.enabled", "true")])).await;
+        let e = r.error.unwrap();
+        assert_eq!(e.key.as_deref(), Some("patch.enabled"));
+        assert!(e.message.starts_with("no patch disk"), "{e}");
+        let disk = |gib: u64| DiskStatus {
+            role: "patch".into(),
+            device: "vdb".into(),
+            size_bytes: gib << 30,
+            mount: Some(patch::MOUNT_POINT.into()),
+            ..Default::default()
+        };
+        a.disks.send_replace(vec![disk(2)]);
+        let r = a
+            .handle(set(&[
+                ("patch.enabled", "true"),
+                ("patch.min_disk_gib", "3"),
+            ]))
+            .await;
+        assert!(r.error.unwrap().message.contains("too small: 2.0 GiB"));
+        assert!(!a.config().patch.enabled, "nothing applied");
+        let r = a
+            .handle(set(&[
+                ("patch.enabled", "true"),
+                ("patch.min_disk_gib", "2"),
+            ]))
+            .await;
+        assert!(r.ok, "{r:?}");
+        assert!(a.config().patch.enabled);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -63,6 +63,10 @@ impl Sysfs {
         Sysfs { root: root.into() }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The disk holding the block device `major:minor` (a partition of it).
     pub fn disk_of(&self, major: u64, minor: u64) -> Result<Disk, BlockdevError> {
         let link = self.root.join(format!("dev/block/{major}:{minor}"));

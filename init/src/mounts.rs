@@ -111,6 +111,12 @@ pub fn is_mounted(mountinfo: &str, target: &str) -> bool {
         .any(|mp| mp == target)
 }
 
+/// Whether `target` is a mount point now, by this process's mountinfo.
+pub fn is_mount_point(target: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    target.to_str().is_some_and(|t| is_mounted(&mountinfo, t))
+}
+
 pub fn apply(spec: &MountSpec) -> Result<MountOutcome, MountError> {
     // /proc may not be there yet for the first mount: then nothing is mounted.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -96,7 +96,15 @@ fn life(kept: &mut Kept) -> std::io::Result<Request> {
                     ))
                 })
                 .unwrap_or_default();
+                let found = boot::step("disks", || {
+                    Ok::<_, std::convert::Infallible>(crate::disks::prepare(
+                        &crate::blockdev::Sysfs::default(),
+                        config.patch.min_disk_gib,
+                    ))
+                })
+                .unwrap_or_default();
                 let a = Appliance::new(store, booted.persistent, config, kept.api_tx.clone());
+                a.set_disks(found);
                 kept.appliance = Some(a.clone());
                 start_live(&a);
                 boot::announce_ready();
@@ -146,6 +154,7 @@ fn start_live(a: &Arc<Appliance>) {
     tokio::spawn(etcfiles::follow_hosts(a.subscribe()));
     tokio::spawn(timesync::follow(a.clone()));
     tokio::spawn(network::follow(a.clone()));
+    tokio::spawn(crate::stats::follow(a.clone()));
     a.set_unit_commands(units::start_all(a));
     // One follower for the life of PID 1, even if this loop restarts.
     static KMSG: std::sync::Once = std::sync::Once::new();

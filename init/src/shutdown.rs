@@ -43,6 +43,8 @@ pub fn shutdown(request: Request) -> ! {
         Request::Poweroff => "power-off",
         Request::Reboot => "reboot",
     };
+    info!("{verb}: stopping the units");
+    crate::units::stop_in_order(crate::units::runner::STOP_TIMEOUT);
     info!("{verb}: stopping all processes");
     let left = stop_all(Signal::SIGTERM, STOP_TIMEOUT);
     if left > 0 {
@@ -55,15 +57,12 @@ pub fn shutdown(request: Request) -> ! {
     // The kernel log follower (a thread of ours) writes to /var/log.
     crate::logs::stop();
     sync();
-    match umount(MOUNT_POINT) {
-        Ok(()) => info!("{verb}: {MOUNT_POINT} unmounted"),
-        Err(e) => {
-            warn!("{verb}: unmount {MOUNT_POINT}: {e}: remounting it read-only");
-            if let Err(e) = remount_ro(MOUNT_POINT) {
-                warn!("{verb}: remount {MOUNT_POINT} read-only: {e}");
-            }
-        }
+    // The patch disk is mounted inside /var: it goes first.
+    let patch = crate::disks::patch::MOUNT_POINT;
+    if crate::mounts::is_mount_point(Path::new(patch)) {
+        unmount(verb, patch);
     }
+    unmount(verb, MOUNT_POINT);
     if let Err(e) = remount_ro("/") {
         warn!("{verb}: remount / read-only: {e}");
     }
@@ -78,6 +77,19 @@ pub fn shutdown(request: Request) -> ! {
     warn!("{verb}: the kernel refused: {err:?}");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Unmounts `target`, or makes it read-only when something still holds it.
+fn unmount(verb: &str, target: &str) {
+    match umount(target) {
+        Ok(()) => info!("{verb}: {target} unmounted"),
+        Err(e) => {
+            warn!("{verb}: unmount {target}: {e}: remounting it read-only");
+            if let Err(e) = remount_ro(target) {
+                warn!("{verb}: remount {target} read-only: {e}");
+            }
+        }
     }
 }
 

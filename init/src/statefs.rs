@@ -231,7 +231,7 @@ pub fn fsck_outcome(code: i32) -> FsckOutcome {
 
 /// Runs a tool and logs what it printed, one line at a time with the tool's
 /// name, so its report sits in the log with the uptime like every step.
-fn run(command: &str, args: &[&str]) -> Result<i32, StatefsError> {
+pub(crate) fn run(command: &str, args: &[&str]) -> Result<i32, StatefsError> {
     let out = Command::new(command)
         .args(args)
         .stdin(std::process::Stdio::null())

@@ -66,7 +66,8 @@ pub const KEYS: &[KeyInfo] = &[
     key("proxy.port", "port", "1080", PORT_RULE),
     key("cache.port", "port", "8080", PORT_RULE),
     key("cache.enabled", "boolean", "true", "true or false"),
-    key("patch.enabled", "boolean", "false", "true or false"),
+    key("patch.enabled", "boolean", "false", "true or false; true needs a patch disk of at least patch.min_disk_gib"),
+    key("patch.min_disk_gib", "integer (GiB)", "250", "a whole number of GiB from 1 to 65536: the smallest second disk patch mode accepts"),
     key("allowed_domains", "list of domain[:port]", "", "at most 10 domain names or IPv4 addresses, each optionally with :port; no scheme, no path, no www. prefix, no repeats"),
     key("tls.min_version", "1.2 | 1.3", "1.2", "1.2 or 1.3 (TLS 1.0 and 1.1 are not offered: the TLS library does not speak them)"),
     key("ssh.enabled", "boolean", "false", "true or false"),
@@ -191,6 +192,15 @@ impl Config {
             "cache.port" => self.cache.port = if empty { default.cache.port } else { port(key, value)? },
             "cache.enabled" => self.cache.enabled = if empty { default.cache.enabled } else { boolean(key, value)? },
             "patch.enabled" => self.patch.enabled = if empty { default.patch.enabled } else { boolean(key, value)? },
+            "patch.min_disk_gib" => {
+                self.patch.min_disk_gib = if empty {
+                    default.patch.min_disk_gib
+                } else {
+                    value.parse().ok().filter(|n| (1..=65536).contains(n)).ok_or_else(|| {
+                        syntax(key, &format!("{value:?} is not a whole number of GiB from 1 to 65536"))
+                    })?
+                }
+            }
             "allowed_domains" => self.allowed_domains = list(value).into_iter().map(str::to_owned).collect(),
             "tls.min_version" => {
                 self.tls.min_version = match value {
@@ -230,6 +240,7 @@ impl Config {
             "cache.port" => self.cache.port.to_string(),
             "cache.enabled" => self.cache.enabled.to_string(),
             "patch.enabled" => self.patch.enabled.to_string(),
+            "patch.min_disk_gib" => self.patch.min_disk_gib.to_string(),
             "allowed_domains" => self.allowed_domains.join(","),
             "tls.min_version" => self.tls.min_version.to_string(),
             "ssh.enabled" => self.ssh.enabled.to_string(),
@@ -305,6 +316,7 @@ mod tests {
             ("cache.port", "8443"),
             ("cache.enabled", "false"),
             ("patch.enabled", "true"),
+            ("patch.min_disk_gib", "1"),
             ("allowed_domains", "example.com,10.1.2.3:8443"),
             ("tls.min_version", "1.3"),
             ("ssh.enabled", "true"),

@@ -211,10 +211,24 @@ impl Default for Cache {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Patch {
     pub enabled: bool,
+    /// The smallest patch disk patch mode accepts, GiB.
+    pub min_disk_gib: u32,
+}
+
+/// QGS asks for a patch disk of at least 250 GB.
+pub const DEFAULT_MIN_DISK_GIB: u32 = 250;
+
+impl Default for Patch {
+    fn default() -> Self {
+        Patch {
+            enabled: false,
+            min_disk_gib: DEFAULT_MIN_DISK_GIB,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
-use crate::protocol::{KeyDoc, LogLines, PingResult, Request, SetResult, Status, DEFAULT_SOCKET};
+use crate::protocol::{
+    DiskStatus, KeyDoc, LogLines, PingResult, Request, SetResult, Stats, Status, DEFAULT_SOCKET,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,6 +69,15 @@ enum Command {
     /// Restart a unit (also one marked failed).
     Restart {
         unit: String,
+    },
+    /// CPU, memory, disk usage, network counters and per-unit usage.
+    Stats,
+    /// Format the patch disk (ext4) and mount it.
+    FormatPatchDisk {
+        /// Confirm that what the disk holds (a filesystem, a partition
+        /// table) is destroyed.
+        #[arg(long)]
+        erase: bool,
     },
     Reboot,
     Poweroff,
@@ -181,6 +192,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             l.lines.iter().map(|line| format!("{line}\n")).collect()
         }
         Command::Ping { .. } => ping_text(&serde_json::from_value(result).map_err(decode)?),
+        Command::Stats => stats_text(&serde_json::from_value(result).map_err(decode)?),
+        Command::FormatPatchDisk { .. } => {
+            disk_text(&serde_json::from_value(result).map_err(decode)?)
+        }
         _ => "done\n".to_owned(),
     };
     let _ = out.write_all(text.as_bytes());
@@ -218,6 +233,8 @@ fn request(command: &Command) -> Result<Request, Failure> {
             search: search.clone(),
         },
         Command::Restart { unit } => Request::RestartUnit { name: unit.clone() },
+        Command::Stats => Request::Stats,
+        Command::FormatPatchDisk { erase } => Request::FormatPatchDisk { erase: *erase },
         Command::Reboot => Request::Reboot,
         Command::Poweroff => Request::Poweroff,
         Command::ResetAppliance { yes } => {
@@ -307,6 +324,67 @@ pub fn status_text(s: &Status) -> String {
     );
     for u in &s.units {
         out += &format!("unit      {} {}: {}\n", u.name, u.state, u.detail);
+    }
+    for d in &s.disks {
+        out += &disk_text(d);
+    }
+    for w in &s.warnings {
+        out += &format!("warning   {w}\n");
+    }
+    out
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
+}
+
+fn disk_text(d: &DiskStatus) -> String {
+    format!(
+        "disk      {} {} {} MiB: {}\n",
+        d.role,
+        d.device,
+        mib(d.size_bytes),
+        d.state
+    )
+}
+
+pub fn stats_text(s: &Stats) -> String {
+    let mut out = format!(
+        "cpu       {} cores, {:.1}% busy, load {:.2} {:.2} {:.2}\n",
+        s.cpu.cores, s.cpu.busy_percent, s.cpu.load[0], s.cpu.load[1], s.cpu.load[2]
+    );
+    out += &format!(
+        "memory    {} MiB total, {} MiB available\n",
+        mib(s.memory.total_bytes),
+        mib(s.memory.available_bytes)
+    );
+    for d in &s.disks {
+        out += &format!(
+            "{:<9} {} of {} MiB used ({})\n",
+            d.label,
+            mib(d.used_bytes),
+            mib(d.total_bytes),
+            d.mount
+        );
+    }
+    for n in &s.network {
+        out += &format!(
+            "network   {}: rx {} bytes {} packets {} errors, tx {} bytes {} packets {} errors\n",
+            n.name, n.rx_bytes, n.rx_packets, n.rx_errors, n.tx_bytes, n.tx_packets, n.tx_errors
+        );
+    }
+    for u in &s.units {
+        out += &format!(
+            "unit      {} {}: cpu {:.1}% ({:.1} s), memory {} MiB of {}\n",
+            u.name,
+            u.state,
+            u.cpu_percent,
+            u.cpu_total_s,
+            mib(u.memory_bytes),
+            u.memory_limit_bytes
+                .map(|m| format!("{} MiB", mib(m)))
+                .unwrap_or_else(|| "no limit".into())
+        );
     }
     out
 }

@@ -36,9 +36,11 @@ fn is_rotated(path: &Path) -> bool {
 }
 
 /// Removes rotated logs, oldest first, until `dir` holds at most `cap`
-/// bytes of logs and its filesystem is not nearly full. Returns what was
-/// removed.
-pub fn enforce(dir: &Path, cap: u64) -> Vec<PathBuf> {
+/// bytes of logs and its filesystem is not nearly full. A current log
+/// counts as `current_max` (the size it rotates at) whatever it holds now:
+/// it will grow to that before the next rotation, and the cap must still
+/// hold then. Returns what was removed.
+pub fn enforce(dir: &Path, cap: u64, current_max: u64) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -55,7 +57,17 @@ pub fn enforce(dir: &Path, cap: u64) -> Vec<PathBuf> {
             })
         })
         .collect();
-    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    let is_current = |p: &Path| p.extension().is_some_and(|e| e == "log");
+    let mut total: u64 = files
+        .iter()
+        .map(|f| {
+            if is_current(&f.0) {
+                f.1.max(current_max)
+            } else {
+                f.1
+            }
+        })
+        .sum();
     files.retain(|f| is_rotated(&f.0));
     files.sort_by_key(|f| f.2);
     let mut removed = Vec::new();
@@ -97,14 +109,25 @@ mod tests {
                 .set_modified(t)
                 .unwrap();
         }
-        let removed = enforce(d, 450);
+        let removed = enforce(d, 450, 0);
         assert_eq!(removed, [d.join("a.log.1"), d.join("b.log.1")]);
         for kept in ["c.log.1", "a.log", "b.log", "notes.txt"] {
             assert!(d.join(kept).exists(), "{kept}");
         }
         // Over the cap with no rotated file left: current logs stay.
-        assert_eq!(enforce(d, 10), [d.join("c.log.1")]);
-        assert!(enforce(d, 10).is_empty());
+        assert_eq!(enforce(d, 10, 0), [d.join("c.log.1")]);
+        assert!(enforce(d, 10, 0).is_empty());
         assert!(d.join("a.log").exists());
+    }
+
+    #[test]
+    fn current_logs_count_as_full_so_the_cap_holds_until_the_next_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.log.1"), vec![b'x'; 100]).unwrap();
+        std::fs::write(d.join("a.log"), b"new\n").unwrap();
+        // 100 + 4 fits 150, but a.log will grow to 100 before it rotates.
+        assert!(enforce(d, 150, 0).is_empty());
+        assert_eq!(enforce(d, 150, 100), [d.join("a.log.1")]);
     }
 }

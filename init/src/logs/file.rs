@@ -51,7 +51,7 @@ impl LogFile {
             let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
             self.written = 0;
             if let Some(dir) = self.path.parent() {
-                super::cap::enforce(dir, super::cap::total_cap(dir));
+                super::cap::enforce(dir, super::cap::total_cap(dir), self.max);
             }
         }
         if self.file.is_none() {

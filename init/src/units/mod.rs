@@ -9,7 +9,13 @@ pub mod sandbox;
 pub mod table;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tracing::{info, warn};
 
 use tokio::sync::mpsc;
 
@@ -27,4 +33,54 @@ pub fn start_all(appliance: &Arc<Appliance>) -> HashMap<&'static str, mpsc::Send
             (spec.name, tx)
         })
         .collect()
+}
+
+/// The running units' process ids, for the ordered stop at shutdown (which
+/// runs after the supervising tasks are gone).
+static RUNNING: Mutex<Vec<(&str, i32)>> = Mutex::new(Vec::new());
+
+pub(crate) fn record_started(name: &'static str, pid: i32) {
+    let mut r = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|(n, _)| *n != name);
+    r.push((name, pid));
+}
+
+pub(crate) fn record_exited(name: &str) {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(n, _)| *n != name);
+}
+
+/// Stops the units one at a time in the reverse of the table's order
+/// (what depends on another stops first): SIGTERM to its process group,
+/// SIGKILL after `timeout`. Reaps as it waits (PID 1's runtime is gone).
+pub fn stop_in_order(timeout: Duration) {
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for spec in table::UNITS.iter().rev() {
+        let Some(&(_, pid)) = running.iter().find(|(n, _)| *n == spec.name) else {
+            continue;
+        };
+        let group = Pid::from_raw(pid);
+        if killpg(group, Signal::SIGTERM) == Err(Errno::ESRCH) {
+            continue;
+        }
+        let deadline = Instant::now() + timeout;
+        let gone = || {
+            crate::reaper::reap_all();
+            kill(group, None) == Err(Errno::ESRCH)
+        };
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if gone() {
+            info!("unit {}: stopped", spec.name);
+        } else {
+            warn!(
+                "unit {}: still running {timeout:?} after SIGTERM: killing it",
+                spec.name
+            );
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
 }

@@ -137,6 +137,7 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
     // Registered before any await: the reaper cannot run in between.
     let exited = children::watch(pid);
     drop(child);
+    super::record_started(spec.name, pid);
     let log = LogFile::new(Path::new(LOG_ROOT), spec.name, MAX_BYTES);
     tokio::spawn(keep_output(read, log));
     info!(
@@ -173,14 +174,16 @@ async fn stop(name: &str, running: Running) -> WaitStatus {
     let group = Pid::from_raw(running.pid);
     let _ = killpg(group, Signal::SIGTERM);
     let mut exited = running.exited;
-    match tokio::time::timeout(STOP_TIMEOUT, &mut exited).await {
+    let status = match tokio::time::timeout(STOP_TIMEOUT, &mut exited).await {
         Ok(Ok(status)) => status,
         _ => {
             warn!("unit {name}: still running {STOP_TIMEOUT:?} after SIGTERM: killing it");
             let _ = killpg(group, Signal::SIGKILL);
             exited.await.unwrap_or(WaitStatus::StillAlive)
         }
-    }
+    };
+    super::record_exited(name);
+    status
 }
 
 /// The unit's life, for as long as PID 1 runs.
@@ -290,6 +293,7 @@ pub async fn run(
                 }
             }
         };
+        super::record_exited(spec.name);
         let now = Instant::now();
         match backoff.exited(running.started, now) {
             AfterExit::RestartAt(at) => {
@@ -336,5 +340,87 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::cap::total_cap;
+
+    /// A small filesystem of our own for the logs (the cap is a share of
+    /// it), unmounted when dropped.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn new(size: &str) -> Tmpfs {
+            let dir = tempfile::tempdir().unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                dir.path(),
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(format!("size={size}").as_str()),
+            )
+            .expect("mount a tmpfs (the test runs as root, as the appliance's tests do)");
+            Tmpfs(dir)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount(self.0.path());
+        }
+    }
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flooded_unit_log_stays_under_the_cap_and_keeps_the_newest_lines() {
+        let fs = Tmpfs::new("48m");
+        let dir = fs.0.path();
+        let cap = total_cap(dir);
+        assert_eq!(cap, 48 * (1 << 20) / 10, "10 % of the filesystem");
+        // Other units' logs from before: old rotated files, and current ones.
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            std::fs::write(dir.join(format!("{name}.log.1")), vec![b'x'; 1 << 20]).unwrap();
+            let old = std::time::SystemTime::now() - Duration::from_secs(3600 * (3 - i as u64));
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(format!("{name}.log.1")))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            std::fs::write(dir.join(format!("{name}.log")), "current\n").unwrap();
+        }
+        // A unit that writes 40 MB through its output pipe, as fast as it can.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "yes 'flood flood flood flood flood flood flood flood flood flood' | head -n 600000; echo newest-line",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = OwnedFd::from(child.stdout.take().unwrap());
+        keep_output(out, LogFile::new(dir, "flood", MAX_BYTES)).await;
+        assert!(child.wait().unwrap().success());
+
+        let total = dir_bytes(dir);
+        assert!(total <= cap, "{total} bytes of logs, cap {cap}");
+        let newest = crate::logs::read::tail(dir, "flood", 1, None).unwrap();
+        assert!(newest[0].ends_with("] newest-line"), "{newest:?}");
+        // The oldest rotated logs went first; current files are never removed.
+        assert!(!dir.join("a.log.1").exists());
+        for name in ["a", "b", "c"] {
+            assert!(dir.join(format!("{name}.log")).exists());
+        }
+        assert!(dir.join("flood.log.1").exists());
     }
 }

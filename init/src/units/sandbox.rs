@@ -118,7 +118,17 @@ impl Prepared {
             max_files: spec.max_files,
             cgroup_procs: cgroup_dir.map(|d| c(&d.join("cgroup.procs"))),
             state_dir: c(&state_path),
-            read_only: READ_ONLY.iter().map(|p| c(Path::new(p))).collect(),
+            // A mount inside /var (the patch disk) is not covered by
+            // /var's read-only remount: it needs its own.
+            read_only: READ_ONLY
+                .iter()
+                .map(Path::new)
+                .chain(
+                    Some(Path::new(crate::disks::patch::MOUNT_POINT))
+                        .filter(|p| crate::mounts::is_mount_point(p)),
+                )
+                .map(c)
+                .collect(),
             state_path,
             runtime_path,
         })

@@ -1,0 +1,73 @@
+//! The VM's disks: the boot disk (the one holding the root filesystem), the
+//! patch disk (the first other disk in hardware order, see [`discover`])
+//! and any further disk, which is ignored and reported (QGS uses one
+//! secondary disk too). [`content`] tells what a disk holds; [`patch`]
+//! formats, checks, mounts and grows the patch disk.
+
+pub mod content;
+pub mod discover;
+pub mod patch;
+
+use gateway_control::protocol::DiskStatus;
+use tracing::{info, warn};
+
+use crate::blockdev::{device_of, Sysfs};
+use discover::Candidate;
+
+/// What the boot found and did.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub statuses: Vec<DiskStatus>,
+    /// The disk chosen as patch disk, for a later format request.
+    pub patch: Option<Candidate>,
+}
+
+pub fn prepare(sysfs: &Sysfs, min_gib: u32) -> Found {
+    let mut found = Found::default();
+    let boot = device_of("/")
+        .ok()
+        .and_then(|(major, minor)| sysfs.disk_of(major, minor).ok());
+    let boot_name = boot.as_ref().map(|d| d.name.clone()).unwrap_or_default();
+    if let Some(d) = &boot {
+        found.statuses.push(DiskStatus {
+            role: "boot".into(),
+            device: d.name.clone(),
+            location: String::new(),
+            size_bytes: d.sectors * 512,
+            filesystem: Some("ext4".into()),
+            mount: Some("/".into()),
+            state: "boot disk".into(),
+        });
+    }
+    let mut others = sysfs.other_disks(&boot_name).into_iter();
+    match others.next() {
+        Some(disk) => {
+            info!(
+                "patch disk: {} at {} ({})",
+                disk.name,
+                disk.location,
+                patch::gib(disk.size_bytes())
+            );
+            found.statuses.push(patch::prepare(&disk, min_gib));
+            found.patch = Some(disk);
+        }
+        None => info!("patch disk: none attached"),
+    }
+    for extra in others {
+        let chosen = found.patch.as_ref().map_or("", |d| d.name.as_str());
+        warn!(
+            "disk {} at {}: ignored, the appliance uses one patch disk ({chosen})",
+            extra.name, extra.location
+        );
+        found.statuses.push(DiskStatus {
+            role: "ignored".into(),
+            device: extra.name.clone(),
+            location: extra.location.clone(),
+            size_bytes: extra.size_bytes(),
+            filesystem: None,
+            mount: None,
+            state: format!("ignored: the appliance uses one patch disk ({chosen})"),
+        });
+    }
+    found
+}

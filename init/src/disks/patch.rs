@@ -1,0 +1,264 @@
+//! The patch disk: the first disk after the boot disk, formatted ext4 when
+//! it is blank and large enough, checked at every boot, mounted at
+//! [`MOUNT_POINT`], and grown when the administrator extended it while the
+//! VM was off. A disk holding anything else is left alone until the
+//! administrator confirms, through the control API, that it may be erased.
+
+use gateway_control::protocol::DiskStatus;
+use nix::mount::{mount, MsFlags};
+use tracing::{info, warn};
+
+use super::content::{self, Content, PATCH_LABEL};
+use super::discover::Candidate;
+use crate::statefs::{self, FsckOutcome};
+
+/// Where the patch disk is mounted.
+pub const MOUNT_POINT: &str = "/var/lib/patch";
+const MKE2FS: &str = "/sbin/mke2fs";
+const GIB: u64 = 1 << 30;
+
+/// Sizes in words, one decimal: "2.0 GiB".
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / GIB as f64)
+}
+
+fn too_small(size: u64, min_gib: u32) -> String {
+    format!(
+        "too small: {}; patch mode needs at least {min_gib} GiB (patch.min_disk_gib)",
+        gib(size)
+    )
+}
+
+fn status(
+    disk: &Candidate,
+    filesystem: Option<String>,
+    mount: Option<String>,
+    state: String,
+) -> DiskStatus {
+    DiskStatus {
+        role: "patch".into(),
+        device: disk.name.clone(),
+        location: disk.location.clone(),
+        size_bytes: disk.size_bytes(),
+        filesystem,
+        mount,
+        state,
+    }
+}
+
+/// What the boot does with the patch disk; never formats anything but a
+/// blank disk.
+pub fn prepare(disk: &Candidate, min_gib: u32) -> DiskStatus {
+    let dev = disk.dev_path();
+    let found = match content::read(&dev) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("cannot be read: {e}");
+            warn!("patch disk {}: {why}", disk.name);
+            return status(disk, None, None, why);
+        }
+    };
+    let big_enough = disk.size_bytes() >= u64::from(min_gib) * GIB;
+    match found {
+        Content::Foreign(what) => {
+            let why = format!(
+                "holds {what}: not formatted (format_patch_disk with erase, which destroys it, makes it the patch disk)"
+            );
+            warn!("patch disk {} ({}): {why}", disk.name, disk.location);
+            status(disk, None, None, why)
+        }
+        Content::Blank if !big_enough => {
+            let why = too_small(disk.size_bytes(), min_gib);
+            warn!("patch disk {}: {why}; left blank", disk.name);
+            status(disk, None, None, why)
+        }
+        Content::Blank => match format_and_mount(disk) {
+            Ok(s) => s,
+            Err(why) => status(disk, None, None, why),
+        },
+        Content::Patch(_) => match check_and_mount(disk) {
+            Ok(mut s) if !big_enough => {
+                s.state = format!("{}, but {}", s.state, too_small(disk.size_bytes(), min_gib));
+                s
+            }
+            Ok(s) => s,
+            Err(why) => status(disk, Some("ext4".into()), None, why),
+        },
+    }
+}
+
+/// The control API's format: refuses to erase what is on the disk unless
+/// `erase`, and refuses a disk in use.
+pub fn format(disk: &Candidate, erase: bool, mounted: bool) -> Result<DiskStatus, String> {
+    if mounted {
+        return Err(format!(
+            "the patch disk {} is already formatted and mounted at {MOUNT_POINT}",
+            disk.name
+        ));
+    }
+    match content::read(&disk.dev_path()).map_err(|e| format!("read /dev/{}: {e}", disk.name))? {
+        Content::Blank => {}
+        Content::Patch(_) if !erase => {
+            return Err(format!(
+                "the disk {} already carries the patch filesystem: erase=true formats it again (its cache is lost)",
+                disk.name
+            ))
+        }
+        Content::Foreign(what) if !erase => {
+            return Err(format!(
+                "the disk {} holds {what}: formatting destroys it; confirm with erase=true",
+                disk.name
+            ))
+        }
+        Content::Patch(_) | Content::Foreign(_) => {
+            warn!("patch disk {}: erasing it as requested", disk.name)
+        }
+    }
+    format_and_mount(disk)
+}
+
+fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
+    let dev = disk.dev_path();
+    info!(
+        "patch disk {} ({}, {}): formatting ext4",
+        disk.name,
+        disk.location,
+        gib(disk.size_bytes())
+    );
+    let dev_s = dev.to_string_lossy();
+    // -F: a whole disk, not a partition, is what we format, on purpose.
+    // Lazy table initialisation makes a 250 GB disk ready in seconds.
+    let code = statefs::run(
+        MKE2FS,
+        &[
+            "-F",
+            "-q",
+            "-t",
+            "ext4",
+            "-L",
+            PATCH_LABEL,
+            "-m",
+            "0",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+            &dev_s,
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    if code != 0 {
+        let why = format!("{MKE2FS} failed (exit code {code})");
+        warn!("patch disk {}: {why}", disk.name);
+        return Err(why);
+    }
+    check_and_mount(disk).map(|mut s| {
+        s.state = format!("formatted; {}", s.state);
+        s
+    })
+}
+
+fn check_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
+    let dev = disk.dev_path();
+    let fail = |why: String| {
+        warn!("patch disk {}: {why}", disk.name);
+        why
+    };
+    match statefs::check(&dev).map_err(|e| fail(e.to_string()))? {
+        FsckOutcome::Corrected => warn!("patch disk {}: checked, errors corrected", disk.name),
+        _ => info!("patch disk {}: checked, clean", disk.name),
+    }
+    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| fail(format!("create {MOUNT_POINT}: {e}")))?;
+    mount(
+        Some(&dev),
+        MOUNT_POINT,
+        Some("ext4"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
+        None::<&str>,
+    )
+    .map_err(|e| fail(format!("mount on {MOUNT_POINT}: {e}")))?;
+    let mut state = format!("mounted at {MOUNT_POINT}");
+    if let Ok(Some(sb)) = statefs::read_superblock(&dev) {
+        if statefs::needs_resize(&sb, disk.size_bytes()) {
+            let before = sb.size_bytes();
+            match statefs::resize(&dev) {
+                Ok(()) => {
+                    let after = statefs::read_superblock(&dev)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |s| s.size_bytes());
+                    info!(
+                        "patch disk {}: filesystem grown from {} to {} (the disk was extended)",
+                        disk.name,
+                        gib(before),
+                        gib(after)
+                    );
+                    state = format!("grown from {} to {}; {state}", gib(before), gib(after));
+                }
+                Err(e) => warn!("patch disk {}: {e}", disk.name),
+            }
+        }
+    }
+    info!("patch disk {}: {state}", disk.name);
+    Ok(status(
+        disk,
+        Some("ext4".into()),
+        Some(MOUNT_POINT.into()),
+        state,
+    ))
+}
+
+/// Whether patch mode may be on with this disk status, and why not.
+pub fn ready(disk: Option<&DiskStatus>, min_gib: u32) -> Result<(), String> {
+    let Some(d) = disk else {
+        return Err(format!(
+            "no patch disk: attach a second disk of at least {min_gib} GiB (patch.min_disk_gib) and reboot"
+        ));
+    };
+    if d.size_bytes < u64::from(min_gib) * GIB {
+        return Err(format!(
+            "the patch disk {} is {}",
+            d.device,
+            too_small(d.size_bytes, min_gib)
+        ));
+    }
+    if d.mount.is_none() {
+        return Err(format!(
+            "the patch disk {} is not usable: {}",
+            d.device, d.state
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(size_gib: u64, mount: bool) -> DiskStatus {
+        DiskStatus {
+            role: "patch".into(),
+            device: "vdb".into(),
+            size_bytes: size_gib * GIB,
+            mount: mount.then(|| MOUNT_POINT.into()),
+            state: if mount {
+                "mounted".into()
+            } else {
+                "holds an XFS filesystem: not formatted".into()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn patch_mode_needs_a_mounted_disk_of_the_minimum_size() {
+        assert!(ready(Some(&disk(2, true)), 1).is_ok());
+        assert_eq!(
+            ready(Some(&disk(1, true)), 2).unwrap_err(),
+            "the patch disk vdb is too small: 1.0 GiB; patch mode needs at least 2 GiB (patch.min_disk_gib)"
+        );
+        assert_eq!(
+            ready(Some(&disk(2, false)), 1).unwrap_err(),
+            "the patch disk vdb is not usable: holds an XFS filesystem: not formatted"
+        );
+        assert!(ready(None, 250).unwrap_err().starts_with("no patch disk"));
+    }
+}
