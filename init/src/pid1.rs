@@ -17,7 +17,6 @@ use gateway_config::Store;
 
 use crate::appliance::{self, Appliance};
 use crate::cmdline::GatewayArgs;
-use crate::reaper::reap_all;
 use crate::signals::Request;
 use crate::{boot, children, etcfiles, network, power_button, shutdown, timesync, units};
 
@@ -113,9 +112,7 @@ fn life(kept: &mut Kept) -> std::io::Result<Request> {
         }
 
         loop {
-            for (pid, status) in reap_all() {
-                children::deliver(pid.as_raw(), status);
-            }
+            children::reap_and_deliver();
             tokio::select! {
                 _ = child.recv() => {}
                 Some(()) = kept.presses.recv() => {

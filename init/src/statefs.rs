@@ -232,14 +232,12 @@ pub fn fsck_outcome(code: i32) -> FsckOutcome {
 /// Runs a tool and logs what it printed, one line at a time with the tool's
 /// name, so its report sits in the log with the uptime like every step.
 pub(crate) fn run(command: &str, args: &[&str]) -> Result<i32, StatefsError> {
-    let out = Command::new(command)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| StatefsError::Spawn {
+    let out = crate::children::output(Command::new(command).args(args)).map_err(|source| {
+        StatefsError::Spawn {
             command: command.to_owned(),
             source,
-        })?;
+        }
+    })?;
     let name = Path::new(command)
         .file_name()
         .unwrap_or_default()

@@ -130,12 +130,9 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
     unsafe {
         cmd.pre_exec(move || in_child.enter());
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", spec.binary))?;
+    let (child, exited) =
+        children::spawn_watched(&mut cmd).map_err(|e| format!("start {}: {e}", spec.binary))?;
     let pid = child.id() as i32;
-    // Registered before any await: the reaper cannot run in between.
-    let exited = children::watch(pid);
     drop(child);
     super::record_started(spec.name, pid);
     let log = LogFile::new(Path::new(LOG_ROOT), spec.name, MAX_BYTES);
