@@ -35,6 +35,7 @@ pub mod reaper;
 pub mod requirements;
 pub mod selftest;
 pub mod selftest_ctl;
+pub mod selftest_sandbox;
 pub mod selftest_tunnels;
 pub mod shutdown;
 pub mod signals;

@@ -35,6 +35,7 @@ pub fn run(name: &str) -> ExitCode {
         "ctl" => crate::selftest_ctl::ctl(),
         "serial" => crate::selftest_ctl::serial(),
         "burst" => crate::selftest_ctl::burst(),
+        "escape" => crate::selftest_sandbox::escape(),
         // What a hypervisor's shutdown request does through the kernel's
         // orderly_poweroff: run /sbin/poweroff, which signals PID 1.
         "poweroff" => match std::process::Command::new("/sbin/poweroff").status() {
@@ -50,7 +51,7 @@ pub fn run(name: &str) -> ExitCode {
         },
         other => {
             eprintln!(
-                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag, ctl, serial, burst)"
+                "selftest: unknown test {other:?} (known: orphans, poweroff, stubborn, diag, ctl, serial, burst, escape)"
             );
             ExitCode::from(2)
         }

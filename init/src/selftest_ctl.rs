@@ -122,6 +122,7 @@ fn run(command: &str) -> Vec<String> {
             vec![format!("killed {comm}: {pids:?}")]
         }
         ["proc", comm] => pids_of(comm).into_iter().flat_map(proc_info).collect(),
+        ["sandbox", unit] => crate::selftest_sandbox::probe(unit),
         ["tunnels", n, port] => match (n.parse(), port.parse()) {
             (Ok(n), Ok(port)) => crate::selftest_tunnels::hold(n, port),
             _ => vec!["usage: tunnels N PORT".into()],

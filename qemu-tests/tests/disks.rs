@@ -95,6 +95,11 @@ fn a_blank_disk_is_formatted_for_patch_mode_and_grown_when_extended() {
     vm.wait_for("unit proxy: started", BOOT).unwrap();
     let sandbox = vm.command("proc gateway-proxy", COMMAND).unwrap();
     assert!(sandbox.contains("mount /var/lib/patch ro,"), "{sandbox}");
+    let probe = vm.command("sandbox proxy", COMMAND).unwrap();
+    assert!(
+        probe.contains("write /var/lib/patch/probe: denied (Read-only file system (os error 30))"),
+        "{probe}"
+    );
     let stats = vm.command("stats", COMMAND).unwrap();
     assert!(stats.contains("| Disk 2    "), "{stats}");
     assert!(stats.contains("(/var/lib/patch)"), "{stats}");

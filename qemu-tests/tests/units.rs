@@ -237,6 +237,25 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
             "{expected:?} not in:\n{sandbox}"
         );
     }
+    // From inside the same sandbox: nothing outside its state directory
+    // can be written, the configuration and control socket are out of
+    // reach, and root cannot be regained.
+    let probe = vm.command("sandbox proxy", COMMAND).unwrap();
+    for expected in [
+        "write /etc/probe: denied (Read-only file system (os error 30))",
+        "write /var/probe: denied (Read-only file system (os error 30))",
+        "write /run/probe: denied (Read-only file system (os error 30))",
+        "write /tmp/probe: denied (Read-only file system (os error 30))",
+        "write /var/log/gateway/probe: denied (",
+        "write /var/lib/units/proxy/probe: ALLOWED",
+        "read /var/lib/gateway/config.json: denied (Permission denied (os error 13))",
+        "connect /run/gateway/control.sock: denied (Permission denied (os error 13))",
+        "setuid 0: denied (Operation not permitted (os error 1))",
+        "no_new_privs: 1",
+    ] {
+        assert!(probe.contains(expected), "{expected:?} not in:\n{probe}");
+    }
+    assert_eq!(probe.matches("ALLOWED").count(), 1, "{probe}");
     // 25 % of the VM's 256 MiB, floored at 64 MiB.
     let max: u64 = sandbox
         .lines()

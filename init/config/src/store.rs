@@ -117,10 +117,23 @@ impl Store {
         };
         let mut bytes = serde_json::to_vec_pretty(config).expect("a Config always serialises");
         bytes.push(b'\n');
+        // Only the store's own directory is private: its parents (/var/lib)
+        // are shared with the units' state directories, which their
+        // unprivileged users must be able to reach.
+        if let Some(parent) = self.dir.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(werr(parent))?;
+        }
         fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o700)
             .create(&self.dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
             .map_err(werr(&self.dir))?;
         step(SaveStep::CreateTemp)?;
         let mut file = OpenOptions::new()
@@ -210,17 +223,22 @@ mod tests {
     #[test]
     fn save_then_load_gives_the_same_config_in_a_private_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("gateway"));
+        let store = Store::new(dir.path().join("lib/gateway"));
         let (_, new) = configs();
         store.save(&new).unwrap();
         assert_eq!(store.load().unwrap(), Some(new));
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = fs::metadata(dir.path().join("gateway"))
+        let dir_mode = fs::metadata(dir.path().join("lib/gateway"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
+        let parent_mode = fs::metadata(dir.path().join("lib"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(parent_mode & 0o777, 0o755, "others may traverse the parent");
     }
 
     /// A save cut before any of its steps leaves the old configuration or

@@ -68,13 +68,20 @@ fn private_dir(path: &Path, uid: u32, gid: u32) -> Result<(), SandboxError> {
         .map_err(io_err("chmod", path))
 }
 
-/// A root-owned parent directory others may traverse (0755).
+/// A root-owned parent directory others may traverse (0755), and its
+/// parent too: an appliance whose first save made /var/lib 0700 (before
+/// the store created only its own directory private) is repaired here.
 fn public_dir(path: &Path) -> Result<(), SandboxError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(path)
-        .map_err(io_err("create", path))
+        .map_err(io_err("create", path))?;
+    for dir in [Some(path), path.parent()].into_iter().flatten() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", dir))?;
+    }
+    Ok(())
 }
 
 /// The unit's cgroup with its memory limit; `None` (logged by the caller)
