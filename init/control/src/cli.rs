@@ -311,7 +311,8 @@ pub fn status_text(s: &Status) -> String {
     out
 }
 
-fn ping_text(p: &PingResult) -> String {
+/// A ping result as `ping` prints it (also the console's Ping screen).
+pub fn ping_text(p: &PingResult) -> String {
     let mut out = format!("PING {} ({})\n", p.target, p.address);
     for r in &p.replies {
         out += &format!(
