@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use gateway_control::{Client, ClientError, Request};
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, ClearType, CrosstermBackend};
 use ratatui::Terminal;
 
 use crate::model::{Action, Key, Purpose, Refusal, State};
@@ -117,8 +117,15 @@ fn event_loop(
     let mut full = true;
     loop {
         if full {
-            // Whatever the kernel wrote over the screen goes away.
-            terminal.clear().map_err(AppError::Terminal)?;
+            // Whatever the kernel wrote over the screen goes away. Not
+            // Terminal::clear: it asks the terminal where its cursor is,
+            // and a serial line may have nobody to answer.
+            terminal
+                .backend_mut()
+                .clear_region(ClearType::All)
+                .map_err(AppError::Terminal)?;
+            // Both buffers blank: the next draw writes every cell.
+            terminal.swap_buffers();
             last_full = Instant::now();
             full = false;
         }
