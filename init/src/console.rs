@@ -60,7 +60,7 @@ fn emit(level: Level, line: &str) {
         Some(sinks) if !sinks.consoles.is_empty() || sinks.kmsg.is_some() => {
             let console_line = format!("{line}\r\n");
             for c in &mut sinks.consoles {
-                let _ = c.write_all(console_line.as_bytes());
+                write_console(c, console_line.as_bytes());
             }
             if let Some(k) = sinks.kmsg.as_mut() {
                 // One write() is one kmsg record; the <N> prefix is its priority.
@@ -68,6 +68,22 @@ fn emit(level: Level, line: &str) {
             }
         }
         _ => eprintln!("{line}"),
+    }
+}
+
+/// A console whose output buffer is full (the console UI redrawing on a
+/// serial line) gets up to 250 ms to drain; a stuck one loses the line
+/// rather than stop PID 1.
+fn write_console(c: &mut File, mut bytes: &[u8]) {
+    for _ in 0..50 {
+        match c.write(bytes) {
+            Ok(n) if n == bytes.len() => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(_) => return,
+        }
     }
 }
 
