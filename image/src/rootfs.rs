@@ -259,10 +259,15 @@ fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
             // Each service runs as its own user (init's unit table has
             // the same numbers).
             "root:x:0:0:root:/root:/sbin/nologin\n\
-             proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n"
+             proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
+             console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n"
                 .to_string(),
         ),
-        ("etc/group", "root:x:0:\nproxy:x:101:\n".to_string()),
+        (
+            "etc/group",
+            // Group console may use the control socket (mode 0660).
+            "root:x:0:\nproxy:x:101:\nconsole:x:102:\n".to_string(),
+        ),
         ("etc/hostname", "gateway\n".to_string()),
         // The hosts map overrides DNS, for libc's resolver too (glibc's
         // default without this file asks DNS first).

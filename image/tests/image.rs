@@ -224,7 +224,8 @@ fn root_filesystem_has_init_tools_and_libraries() {
     assert!(String::from_utf8_lossy(&conf).contains("ext4"));
     assert_eq!(
         gateway_image::read_file(disk, 2, "/etc/passwd").unwrap(),
-        b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n"
+        b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
+console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n"
     );
 
     let sbin = list_dir(disk, 2, "/sbin").expect("ls /sbin");

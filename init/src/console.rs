@@ -18,11 +18,22 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use crate::uptime::uptime;
 
 struct Sinks {
-    consoles: Vec<File>,
+    /// Each console's device path and open file.
+    consoles: Vec<(String, File)>,
     kmsg: Option<File>,
 }
 
 static SINKS: Mutex<Option<Sinks>> = Mutex::new(None);
+
+fn open_console(path: &str) -> Option<File> {
+    OpenOptions::new()
+        .write(true)
+        // Never make a console our controlling terminal: a hang-up or ^C on
+        // the serial line must not signal PID 1.
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
 
 /// Opens the consoles listed in /sys/class/tty/console/active and /dev/kmsg,
 /// and installs the tracing subscriber. Until then (and if nothing opens),
@@ -32,13 +43,8 @@ pub fn init() {
     let consoles = names
         .split_whitespace()
         .filter_map(|name| {
-            OpenOptions::new()
-                .write(true)
-                // Never make a console our controlling terminal: a hang-up or
-                // ^C on the serial line must not signal PID 1.
-                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-                .open(format!("/dev/{name}"))
-                .ok()
+            let path = format!("/dev/{name}");
+            open_console(&path).map(|f| (path, f))
         })
         .collect();
     let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
@@ -59,8 +65,15 @@ fn emit(level: Level, line: &str) {
     match guard.as_mut() {
         Some(sinks) if !sinks.consoles.is_empty() || sinks.kmsg.is_some() => {
             let console_line = format!("{line}\r\n");
-            for c in &mut sinks.consoles {
-                let _ = c.write_all(console_line.as_bytes());
+            for (path, c) in &mut sinks.consoles {
+                if !write_console(c, console_line.as_bytes()) {
+                    // Hung up: a console UI that had this terminal as its
+                    // controlling terminal exited. A new open works again.
+                    if let Some(f) = open_console(path) {
+                        *c = f;
+                        write_console(c, console_line.as_bytes());
+                    }
+                }
             }
             if let Some(k) = sinks.kmsg.as_mut() {
                 // One write() is one kmsg record; the <N> prefix is its priority.
@@ -69,6 +82,24 @@ fn emit(level: Level, line: &str) {
         }
         _ => eprintln!("{line}"),
     }
+}
+
+/// A console whose output buffer is full (the console UI redrawing on a
+/// serial line) gets up to 250 ms to drain; a stuck one loses the line
+/// rather than stop PID 1. False when the file no longer works (EIO after
+/// a hang-up).
+fn write_console(c: &mut File, mut bytes: &[u8]) -> bool {
+    for _ in 0..50 {
+        match c.write(bytes) {
+            Ok(n) if n == bytes.len() => return true,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn kmsg_priority(level: Level) -> u8 {

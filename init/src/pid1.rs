@@ -144,6 +144,14 @@ fn start_live(a: &Arc<Appliance>) {
                 "control API: listening on {}",
                 gateway_control::DEFAULT_SOCKET
             );
+            // The console (group console) is the one other client.
+            let path = Path::new(gateway_control::DEFAULT_SOCKET);
+            if let Err(e) = gateway_control::server::allow_group(path, units::table::CONSOLE_GID) {
+                error!(
+                    "control API: the console cannot use {}: {e}",
+                    path.display()
+                );
+            }
             tokio::spawn(gateway_control::server::serve(listener, a.clone()));
         }
         Err(e) => error!("control API: {}: {e}", gateway_control::DEFAULT_SOCKET),

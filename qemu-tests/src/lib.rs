@@ -10,6 +10,7 @@
 pub mod artifacts;
 pub mod chrony;
 pub mod qmp;
+pub mod screen;
 pub mod vm;
 
 pub use artifacts::Artifacts;

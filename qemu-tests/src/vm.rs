@@ -50,6 +50,9 @@ pub struct VmConfig {
     /// A second serial port (the guest's ttyS1) on a socket, for
     /// [`Vm::command`] (the guest runs `gateway.selftest=serial`).
     pub control_serial: bool,
+    /// The first serial port (ttyS0, the console's) on a socket as well as
+    /// in the log, so a test can type on it ([`Vm::serial_console`]).
+    pub serial_console: bool,
     pub extra_args: Vec<String>,
 }
 
@@ -67,6 +70,7 @@ impl VmConfig {
             uefi: false,
             nic: "none".into(),
             control_serial: false,
+            serial_console: false,
             extra_args: Vec::new(),
         }
     }
@@ -121,6 +125,11 @@ impl VmConfig {
 
     pub fn control_serial(mut self) -> Self {
         self.control_serial = true;
+        self
+    }
+
+    pub fn serial_console(mut self) -> Self {
+        self.serial_console = true;
         self
     }
 
@@ -251,8 +260,20 @@ impl Vm {
             &cfg.memory_mib.to_string(),
         ])
         .args(["-display", "none", "-monitor", "none", "-nic", &cfg.nic])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
+        .args(if cfg.serial_console {
+            vec![
+                "-chardev".to_owned(),
+                format!(
+                    "socket,id=con0,path={},server=on,wait=off,logfile={}",
+                    dir.path().join("console.sock").display(),
+                    log.display()
+                ),
+                "-serial".to_owned(),
+                "chardev:con0".to_owned(),
+            ]
+        } else {
+            vec!["-serial".to_owned(), format!("file:{}", log.display())]
+        })
         .args(if cfg.control_serial {
             vec![
                 "-chardev".to_owned(),
@@ -420,6 +441,12 @@ impl Vm {
                 Err(e) => return Err(fail(format!("{line:?}: {e}; so far: {answer}"))),
             }
         }
+    }
+
+    /// A connection to the guest's ttyS0 (VmConfig::serial_console): what the
+    /// guest writes there, and keys typed to it.
+    pub fn serial_console(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        std::os::unix::net::UnixStream::connect(self._dir.path().join("console.sock"))
     }
 
     /// Pulls the plug: QEMU is killed at once, as a host crash or a power

@@ -389,7 +389,8 @@ pub fn stats_text(s: &Stats) -> String {
     out
 }
 
-fn ping_text(p: &PingResult) -> String {
+/// A ping result as `ping` prints it (also the console's Ping screen).
+pub fn ping_text(p: &PingResult) -> String {
     let mut out = format!("PING {} ({})\n", p.target, p.address);
     for r in &p.replies {
         out += &format!(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Where PID 1 listens (root only, mode 0600).
+/// Where PID 1 listens (mode 0660, root and the console group).
 pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
 
 /// The longest request line the server reads; a configuration change is far

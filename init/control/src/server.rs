@@ -34,6 +34,13 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Lets the members of group `gid` use the socket as well (mode 0660): the
+/// console runs unprivileged in such a group.
+pub fn allow_group(path: &Path, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(gid))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+}
+
 /// Accepts connections forever, each served on its own task.
 pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
     loop {

@@ -83,6 +83,21 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// A unit's terminal, three times (stdin, stdout, stderr); opened without
+/// becoming PID 1's controlling terminal (the unit takes it in its session).
+fn terminal(tty: &str) -> Result<(Stdio, Stdio, Stdio), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/dev/{tty}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    let dup = |f: &std::fs::File| f.try_clone().map_err(|e| format!("{path}: {e}"));
+    Ok((dup(&file)?.into(), dup(&file)?.into(), file.into()))
+}
+
 /// Copies the unit's output into its log file until the pipe closes.
 async fn keep_output(read: OwnedFd, mut log: LogFile) {
     let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
@@ -113,16 +128,29 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
         .write_private("settings.json", &settings)
         .map_err(|e| e.to_string())?;
     debug_assert_eq!(path, Path::new(&settings_path(spec.name)));
-    let (read, write) = pipe().map_err(|e| format!("output pipe: {e}"))?;
-    let err_write = write.try_clone().map_err(|e| format!("output pipe: {e}"))?;
     let mut cmd = Command::new(spec.binary);
     cmd.args(spec.args)
         .env_clear()
         .env("PATH", "/usr/bin:/usr/sbin:/sbin")
-        .current_dir(&prepared.state_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write))
-        .stderr(Stdio::from(err_write));
+        .current_dir(&prepared.state_path);
+    let output = match spec.tty {
+        Some(tty) => {
+            let (stdin, stdout, stderr) = terminal(tty)?;
+            cmd.env("TERM", "linux")
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr);
+            None
+        }
+        None => {
+            let (read, write) = pipe().map_err(|e| format!("output pipe: {e}"))?;
+            let err_write = write.try_clone().map_err(|e| format!("output pipe: {e}"))?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(write))
+                .stderr(Stdio::from(err_write));
+            Some(read)
+        }
+    };
     let prepared = Arc::new(prepared);
     let in_child = prepared.clone();
     // SAFETY: `enter` only makes system calls on data prepared before the
@@ -135,8 +163,10 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
     let pid = child.id() as i32;
     drop(child);
     super::record_started(spec.name, pid);
-    let log = LogFile::new(Path::new(LOG_ROOT), spec.name, MAX_BYTES);
-    tokio::spawn(keep_output(read, log));
+    if let Some(read) = output {
+        let log = LogFile::new(Path::new(LOG_ROOT), spec.name, MAX_BYTES);
+        tokio::spawn(keep_output(read, log));
+    }
     info!(
         "unit {}: started, pid {pid}, memory limit {} MiB{}",
         spec.name,

@@ -3,7 +3,8 @@
 //! ambient capabilities, so they survive exec without file capabilities),
 //! its own cgroup (v2) with a memory limit, a mount namespace where /var,
 //! /run, /tmp and /sys are read-only except its own state directory, its own
-//! session, and an open-files limit.
+//! session (with its terminal as controlling terminal, for a console), and
+//! an open-files limit.
 //!
 //! [`Prepared`] does everything that allocates or may fail in words, in the
 //! parent; [`Prepared::enter`] runs in the child between fork and exec and
@@ -49,6 +50,8 @@ pub struct Prepared {
     caps: u64,
     cap_list: Vec<u32>,
     max_files: u64,
+    /// stdin is a terminal that becomes the unit's controlling terminal.
+    controlling_tty: bool,
     cgroup_procs: Option<CString>,
     state_dir: CString,
     read_only: Vec<CString>,
@@ -123,6 +126,7 @@ impl Prepared {
             caps: caps.iter().fold(0u64, |m, &c| m | (1u64 << c)),
             cap_list: caps.to_vec(),
             max_files: spec.max_files,
+            controlling_tty: spec.tty.is_some(),
             cgroup_procs: cgroup_dir.map(|d| c(&d.join("cgroup.procs"))),
             state_dir: c(&state_path),
             // A mount inside /var (the patch disk) is not covered by
@@ -180,6 +184,11 @@ impl Prepared {
         // which outlives them; nothing here allocates or takes a lock.
         unsafe {
             check(libc::setsid())?;
+            if self.controlling_tty {
+                // The new session takes its terminal (still root here, but
+                // 0: never stolen from another session).
+                check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
+            }
             let files = libc::rlimit {
                 rlim_cur: self.max_files,
                 rlim_max: self.max_files,

@@ -50,6 +50,20 @@ pub const RESTART: RestartPolicy = RestartPolicy {
     give_up_after: 5,
 };
 
+/// The console is the administrator's way in: it comes back after every
+/// exit, quickly, and is never given up on.
+pub const RESPAWN: RestartPolicy = RestartPolicy {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(5),
+    stable: Duration::from_secs(30),
+    give_up_after: u32::MAX,
+};
+
+/// The console's user and group. The control socket is group `console`
+/// (mode 0660), so the console reaches it without being root.
+pub const CONSOLE_UID: u32 = 102;
+pub const CONSOLE_GID: u32 = 102;
+
 /// CAP_NET_BIND_SERVICE (linux/capability.h).
 pub const CAP_NET_BIND_SERVICE: u32 = 10;
 
@@ -75,6 +89,10 @@ pub struct UnitSpec {
     /// Applies a settings change with SIGHUP instead of a restart.
     pub reload: bool,
     pub args: &'static [&'static str],
+    /// The terminal (under /dev) that is the unit's stdin, stdout and
+    /// stderr and its controlling terminal, instead of /dev/null and its
+    /// log file.
+    pub tty: Option<&'static str>,
 }
 
 /// Where a unit's settings file is written: `/run/units/<name>/settings.json`.
@@ -111,24 +129,54 @@ fn port_caps(port: u16) -> Vec<u32> {
     }
 }
 
-pub const UNITS: &[UnitSpec] = &[UnitSpec {
-    name: "proxy",
-    binary: "/usr/bin/gateway-proxy",
-    uid: 101,
-    gid: 101,
-    depends: &[Dependency::Network],
-    memory: MemoryLimit::ShareOfRam {
-        percent: 25,
-        min_mib: 64,
+/// A console text UI on `tty`: its own user, no capabilities, no settings.
+const fn console(name: &'static str, tty: &'static str) -> UnitSpec {
+    UnitSpec {
+        name,
+        binary: "/usr/bin/gateway-console",
+        uid: CONSOLE_UID,
+        gid: CONSOLE_GID,
+        depends: &[],
+        memory: MemoryLimit::ShareOfRam {
+            percent: 5,
+            min_mib: 32,
+        },
+        restart: RESPAWN,
+        max_files: 64,
+        enabled: |_| true,
+        capabilities: |_| Vec::new(),
+        settings: |_| "{}\n".to_owned(),
+        reload: false,
+        // A serial line reports no size: the console sets 80x25 there.
+        args: &["--cols", "80", "--rows", "25"],
+        tty: Some(tty),
+    }
+}
+
+pub const UNITS: &[UnitSpec] = &[
+    UnitSpec {
+        name: "proxy",
+        binary: "/usr/bin/gateway-proxy",
+        uid: 101,
+        gid: 101,
+        depends: &[Dependency::Network],
+        memory: MemoryLimit::ShareOfRam {
+            percent: 25,
+            min_mib: 64,
+        },
+        restart: RESTART,
+        max_files: 65_536,
+        enabled: |_| true,
+        capabilities: |c| port_caps(c.proxy.port),
+        settings: proxy_settings,
+        reload: true,
+        args: &["--config", "/run/units/proxy/settings.json"],
+        tty: None,
     },
-    restart: RESTART,
-    max_files: 65_536,
-    enabled: |_| true,
-    capabilities: |c| port_caps(c.proxy.port),
-    settings: proxy_settings,
-    reload: true,
-    args: &["--config", "/run/units/proxy/settings.json"],
-}];
+    // The VM's screen (VMware, Hyper-V) and its first serial port.
+    console("console-tty1", "tty1"),
+    console("console-ttyS0", "ttyS0"),
+];
 
 pub fn unit(name: &str) -> Option<&'static UnitSpec> {
     UNITS.iter().find(|u| u.name == name)

@@ -1,0 +1,85 @@
+//! A terminal on the guest's serial console: what the guest writes there is
+//! fed to a vt100 emulator (80x25, the size the console sets on ttyS0), so a
+//! test reads the screen as a person would, and types keys to it.
+
+use std::io::{Read, Write};
+use std::num::NonZeroU16;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ROWS: NonZeroU16 = NonZeroU16::new(25).unwrap();
+pub const COLS: NonZeroU16 = NonZeroU16::new(80).unwrap();
+
+/// Keys as a terminal sends them.
+pub const UP: &str = "\x1b[A";
+pub const DOWN: &str = "\x1b[B";
+pub const RIGHT: &str = "\x1b[C";
+pub const LEFT: &str = "\x1b[D";
+pub const ENTER: &str = "\r";
+pub const TAB: &str = "\t";
+
+pub struct Screen {
+    stream: UnixStream,
+    parser: Arc<Mutex<vt100::Parser>>,
+}
+
+impl Screen {
+    /// Starts reading `stream` on a thread of its own; it ends when the
+    /// guest's side closes (QEMU exits).
+    pub fn new(stream: UnixStream) -> std::io::Result<Screen> {
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
+        let mut reader = stream.try_clone()?;
+        let feed = parser.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut p) = feed.lock() {
+                    p.process(&buf[..n]);
+                }
+            }
+        });
+        Ok(Screen { stream, parser })
+    }
+
+    /// The screen's text, a line per row.
+    pub fn text(&self) -> String {
+        self.parser
+            .lock()
+            .map(|p| p.screen().contents())
+            .unwrap_or_default()
+    }
+
+    /// Types `keys` (see the constants for the special ones) and waits a
+    /// moment for the console to take them.
+    pub fn keys(&mut self, keys: &[&str]) {
+        for k in keys {
+            self.stream.write_all(k.as_bytes()).expect("write to ttyS0");
+            // A lone ESC is a key only when nothing follows it at once.
+            std::thread::sleep(Duration::from_millis(if *k == "\x1b" { 400 } else { 60 }));
+        }
+    }
+
+    pub fn esc(&mut self) {
+        self.keys(&["\x1b"]);
+    }
+
+    /// Waits until every one of `texts` is on the screen at once; the
+    /// screen then, or the last screen seen in the panic message.
+    pub fn wait_for(&self, texts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.text();
+            if texts.iter().all(|t| screen.contains(t)) {
+                return screen;
+            }
+            if Instant::now() >= deadline {
+                panic!("{texts:?} not on the screen within {timeout:?}; the screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! Drawing: a pure function of the [`State`]. Two header lines (the
+//! product and eth0's address; the keys), then the top screen as a dialog
+//! box on a blue background, in the 16 colours of a Linux VT.
+
+use gateway_control::cli::{ping_text, utc};
+use gateway_control::protocol::{PingResult, Stats, Status};
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+
+use crate::form::{Form, FormFocus};
+use crate::logs::LogView;
+use crate::model::{Button, Choice, Menu, Screen, State};
+
+pub const PRODUCT: &str = "Gateway Appliance";
+pub const HELP: &str = "USE: arrows to navigate, ENTER to confirm, SPACE to select, TAB to focus";
+const LOG_HELP: &str =
+    "USE: arrows or PgUp/PgDn to navigate, ENTER to exit   / search fwd, ? backward";
+
+const BACKGROUND: Style = Style::new().bg(Color::Blue).fg(Color::White);
+const DIALOG: Style = Style::new().bg(Color::Gray).fg(Color::Black);
+const SELECTED: Style = Style::new().bg(Color::Blue).fg(Color::White);
+const INPUT: Style = Style::new().bg(Color::Black).fg(Color::White);
+const DIM: Style = Style::new().bg(Color::Black).fg(Color::DarkGray);
+const ERROR: Style = Style::new().bg(Color::Gray).fg(Color::Red);
+/// The requirements message of QGS, word for word.
+pub const REQUIREMENTS: &str = "Requirements mismatch : This appliance does not meet the minimal requirements and may not function correctly.";
+
+/// Draws the whole screen.
+pub fn render(f: &mut Frame, state: &State) {
+    let area = f.area();
+    f.render_widget(Clear, area);
+    f.render_widget(Block::new().style(BACKGROUND), area);
+    header(f, area, state);
+    let body = Rect {
+        y: area.y + 2,
+        height: area.height.saturating_sub(2),
+        ..area
+    };
+    match state.top() {
+        Screen::Menu(m) => menu(f, body, state, m),
+        Screen::Choice(c) => choice(f, body, c),
+        Screen::Form(form) => form_screen(f, body, form),
+        Screen::Info { scroll } => {
+            let lines = info_lines(state, body.width.saturating_sub(8));
+            let page = usize::from(body.height.saturating_sub(5));
+            let top = (*scroll).min(lines.len().saturating_sub(page));
+            let title = if lines.len() > page {
+                format!(
+                    "Info ({}-{} of {}, arrows scroll)",
+                    top + 1,
+                    (top + page).min(lines.len()),
+                    lines.len()
+                )
+            } else {
+                "Info".to_owned()
+            };
+            dialog(f, body, &title, &lines[top..], &[("OK", true)], None);
+        }
+        Screen::Units { selected, button } => units(f, body, state, *selected, *button),
+        Screen::Logs(view) => logs(f, area, view),
+        Screen::Stats(stats) => {
+            let lines = match stats {
+                Ok(s) => stats_lines(s),
+                Err(e) => wrap(e, body.width.saturating_sub(8)),
+            };
+            dialog(f, body, "Stats", &plain(lines), &[("OK", true)], None);
+        }
+        Screen::Ping(p) => {
+            dialog(
+                f,
+                body,
+                "Ping",
+                &plain(ping_lines(p)),
+                &[("OK", true)],
+                None,
+            );
+        }
+        Screen::Confirm { kind, button } => {
+            let yes = *button == Button::Ok;
+            dialog(
+                f,
+                body,
+                &kind.title(),
+                &plain(kind.question()),
+                &[("Yes", yes), ("No", !yes)],
+                None,
+            );
+        }
+        Screen::Message(m) => {
+            let mut lines = Vec::new();
+            for l in &m.lines {
+                lines.extend(wrap(l, body.width.saturating_sub(8)));
+            }
+            let style = if m.error { ERROR } else { DIALOG };
+            let lines: Vec<Line> = lines.into_iter().map(|l| Line::styled(l, style)).collect();
+            dialog(f, body, &m.title, &lines, &[("OK", true)], None);
+        }
+    }
+    if let Some(busy) = &state.busy {
+        let lines = plain(wrap(busy, 50));
+        dialog(f, body, "Please wait", &lines, &[], None);
+    }
+}
+
+fn header(f: &mut Frame, area: Rect, state: &State) {
+    let version = state
+        .status
+        .as_ref()
+        .map(|s| format!(" {}", s.version))
+        .unwrap_or_default();
+    let right = match (&state.status, &state.status_error) {
+        (_, Some(_)) => "control API unreachable".to_owned(),
+        (Some(s), None) => format!(
+            "{} {}",
+            s.network.interface,
+            s.network.address.as_deref().unwrap_or("no address")
+        ),
+        (None, None) => String::new(),
+    };
+    let left = format!(" {PRODUCT}{version}");
+    let pad = usize::from(area.width).saturating_sub(left.len() + right.len() + 1);
+    let title = format!("{left}{}{right} ", " ".repeat(pad));
+    let bar = Style::new()
+        .bg(Color::Cyan)
+        .fg(Color::Black)
+        .add_modifier(Modifier::BOLD);
+    f.render_widget(
+        Paragraph::new(Line::styled(title, bar)).style(bar),
+        Rect { height: 1, ..area },
+    );
+    let help = match state.top() {
+        Screen::Logs(_) => LOG_HELP,
+        _ => HELP,
+    };
+    f.render_widget(
+        Paragraph::new(format!(" {help}")).style(BACKGROUND),
+        Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        },
+    );
+}
+
+fn plain(lines: Vec<String>) -> Vec<Line<'static>> {
+    lines.into_iter().map(Line::from).collect()
+}
+
+/// Splits `text` into lines of at most `width` characters, at spaces.
+pub fn wrap(text: &str, width: u16) -> Vec<String> {
+    let width = usize::from(width.max(10));
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            line = line.chars().skip(width).collect();
+            out.push(head);
+        }
+    }
+    out.push(line);
+    out
+}
+
+/// A dialog box centred in `body`: a title, `lines`, and a row of buttons
+/// (label, focused). `cursor` is a position inside the lines (column,
+/// line) where the terminal's cursor goes.
+fn dialog(
+    f: &mut Frame,
+    body: Rect,
+    title: &str,
+    lines: &[Line],
+    buttons: &[(&str, bool)],
+    cursor: Option<(u16, u16)>,
+) {
+    let content_w = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let buttons_w: u16 = buttons.iter().map(|(l, _)| l.len() as u16 + 6).sum();
+    let width = (content_w.max(buttons_w).max(title.len() as u16 + 4) + 6)
+        .max(40)
+        .min(body.width.saturating_sub(2));
+    let extra = if buttons.is_empty() { 2 } else { 4 };
+    let height = (lines.len() as u16 + extra).min(body.height.saturating_sub(1));
+    let area = Rect {
+        x: body.x + (body.width.saturating_sub(width)) / 2,
+        y: body.y + (body.height.saturating_sub(height)) / 2,
+        width,
+        height,
+    };
+    f.render_widget(Clear, area);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(Line::from(format!(" {title} ")).centered())
+        .style(DIALOG);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let text_area = Rect {
+        x: inner.x + 2,
+        width: inner.width.saturating_sub(3),
+        height: inner.height.saturating_sub(extra - 2),
+        ..inner
+    };
+    f.render_widget(Paragraph::new(lines.to_vec()), text_area);
+    if !buttons.is_empty() {
+        let mut spans = Vec::new();
+        for (i, (label, focused)) in buttons.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw("    "));
+            }
+            let style = if *focused { SELECTED } else { DIALOG };
+            spans.push(Span::styled(format!("< {label} >"), style));
+        }
+        let row = Rect {
+            y: inner.y + inner.height.saturating_sub(1),
+            height: 1,
+            ..inner
+        };
+        f.render_widget(Paragraph::new(Line::from(spans).centered()), row);
+    }
+    if let Some((col, line)) = cursor {
+        if line < text_area.height {
+            f.set_cursor_position(Position::new(
+                (text_area.x + col).min(text_area.right().saturating_sub(1)),
+                text_area.y + line,
+            ));
+        }
+    }
+}
+
+fn menu(f: &mut Frame, body: Rect, state: &State, m: &Menu) {
+    let items = m.id.items(state.status.as_ref());
+    let tag_w = items.iter().map(|i| i.tag.len()).max().unwrap_or(0);
+    let help_w = items.iter().map(|i| i.help.len()).max().unwrap_or(0);
+    let lines: Vec<Line> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = format!(" {:tag_w$}   {:help_w$} ", item.tag, item.help);
+            let style = if i == m.selected { SELECTED } else { DIALOG };
+            Line::styled(text, style)
+        })
+        .collect();
+    let buttons: &[(&str, bool)] = if m.id.has_back() {
+        &[
+            ("OK", m.button == Button::Ok),
+            ("Back", m.button == Button::Back),
+        ]
+    } else {
+        &[("OK", true)]
+    };
+    dialog(f, body, m.id.title(), &lines, buttons, None);
+}
+
+fn choice(f: &mut Frame, body: Rect, c: &Choice) {
+    let lines: Vec<Line> = c
+        .options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let mark = if i == c.chosen { '*' } else { ' ' };
+            let style = if i == c.cursor && c.button.is_none() {
+                SELECTED
+            } else {
+                DIALOG
+            };
+            Line::styled(format!(" ({mark}) {o:<14}"), style)
+        })
+        .collect();
+    dialog(
+        f,
+        body,
+        c.kind.title(),
+        &lines,
+        &[
+            ("OK", c.button != Some(Button::Back)),
+            ("Cancel", c.button == Some(Button::Back)),
+        ],
+        None,
+    );
+}
+
+fn form_screen(f: &mut Frame, body: Rect, form: &Form) {
+    let label_w = form.fields.iter().map(|x| x.label.len()).max().unwrap_or(0) + 2;
+    let text_w = body.width.saturating_sub(10);
+    let field_w = usize::from(text_w).saturating_sub(label_w + 1).min(40);
+    let mut lines: Vec<Line> = form.intro.iter().map(|l| Line::from(l.clone())).collect();
+    if !lines.is_empty() {
+        lines.push(Line::from(""));
+    }
+    let mut cursor = None;
+    for (i, field) in form.fields.iter().enumerate() {
+        let focused = form.focus == FormFocus::Field(i);
+        let shown = field.shown();
+        let count = shown.chars().count();
+        // Long values scroll so the cursor stays in view.
+        let skip = field.cursor.saturating_sub(field_w.saturating_sub(1));
+        let visible: String = shown.chars().skip(skip).take(field_w).collect();
+        let (text, style) = if count == 0 && !field.placeholder.is_empty() {
+            (field.placeholder.chars().take(field_w).collect(), DIM)
+        } else {
+            (visible, INPUT)
+        };
+        let pad = field_w.saturating_sub(text.chars().count());
+        let label_style = if focused {
+            DIALOG.add_modifier(Modifier::BOLD)
+        } else {
+            DIALOG
+        };
+        if focused {
+            cursor = Some(((label_w + field.cursor - skip) as u16, lines.len() as u16));
+        }
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{:label_w$}", format!("{}:", field.label)),
+                label_style,
+            ),
+            Span::styled(text, style),
+            Span::styled(" ".repeat(pad), INPUT),
+        ]));
+        if form.touched {
+            if let Some(e) = &field.error {
+                for l in wrap(&format!("^ {e}"), text_w.saturating_sub(label_w as u16)) {
+                    lines.push(Line::from(vec![
+                        Span::styled(" ".repeat(label_w), DIALOG),
+                        Span::styled(l, ERROR),
+                    ]));
+                }
+            }
+        }
+    }
+    if let Some(e) = &form.error {
+        lines.push(Line::from(""));
+        lines.extend(wrap(e, text_w).into_iter().map(|l| Line::styled(l, ERROR)));
+    }
+    let ok = form.focus == FormFocus::Ok;
+    let back = form.focus == FormFocus::Back;
+    dialog(
+        f,
+        body,
+        form.title,
+        &lines,
+        &[("OK", ok), ("Back", back)],
+        cursor,
+    );
+}
+
+fn units(f: &mut Frame, body: Rect, state: &State, selected: usize, button: Button) {
+    let units = state
+        .status
+        .as_ref()
+        .map(|s| s.units.as_slice())
+        .unwrap_or_default();
+    let name_w = units.iter().map(|u| u.name.len()).max().unwrap_or(4).max(4);
+    let detail_w = usize::from(body.width.saturating_sub(12)).saturating_sub(name_w + 14);
+    let mut lines = vec![Line::from(format!(
+        " {:name_w$}  {:<10}  detail",
+        "unit", "state"
+    ))];
+    for (i, u) in units.iter().enumerate() {
+        let detail: String = u.detail.chars().take(detail_w).collect();
+        let text = format!(" {:name_w$}  {:<10}  {detail:detail_w$}", u.name, u.state);
+        let style = if i == selected { SELECTED } else { DIALOG };
+        lines.push(Line::styled(text, style));
+    }
+    if units.is_empty() {
+        lines.push(Line::from(" (no status yet)"));
+    }
+    dialog(
+        f,
+        body,
+        "Units",
+        &lines,
+        &[
+            ("Restart", button == Button::Ok),
+            ("Back", button == Button::Back),
+        ],
+        None,
+    );
+}
+
+fn logs(f: &mut Frame, area: Rect, view: &LogView) {
+    let body = Rect {
+        y: area.y + 2,
+        height: area.height.saturating_sub(3),
+        ..area
+    };
+    let width = usize::from(area.width);
+    let lines: Vec<Line> = view
+        .lines
+        .iter()
+        .enumerate()
+        .skip(view.top)
+        .take(usize::from(body.height))
+        .map(|(i, l)| {
+            let text: String = l.chars().take(width).collect();
+            let style = if Some(i) == view.found {
+                SELECTED
+            } else {
+                DIALOG
+            };
+            Line::styled(format!("{text:width$}"), style)
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines).style(DIALOG), body);
+    let status = match (&view.prompt, &view.note) {
+        (Some((forward, text)), _) => format!("{}{text}", if *forward { '/' } else { '?' }),
+        (None, Some(note)) => note.clone(),
+        (None, None) if view.lines.is_empty() => format!("{}: empty", view.name),
+        (None, None) => format!(
+            "{}: lines {}-{} of {}, newest first",
+            view.name,
+            view.top + 1,
+            (view.top + usize::from(body.height)).min(view.lines.len()),
+            view.lines.len()
+        ),
+    };
+    let row = Rect {
+        y: area.y + area.height.saturating_sub(1),
+        height: 1,
+        ..area
+    };
+    f.render_widget(Paragraph::new(format!(" {status}")).style(BACKGROUND), row);
+    if view.prompt.is_some() {
+        f.set_cursor_position(Position::new(
+            (status.chars().count() as u16 + 1).min(area.width.saturating_sub(1)),
+            row.y,
+        ));
+    }
+}
+
+fn duration(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h {} min", s / 3600, s / 60 % 60),
+        _ => format!("{} days {} h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+/// The Info screen's lines: what the status carries, then the requirements
+/// warnings in QGS's words.
+pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
+    let Some(s) = &state.status else {
+        let why = state
+            .status_error
+            .clone()
+            .unwrap_or_else(|| "Reading the status...".into());
+        return plain(wrap(&why, width));
+    };
+    let pod = state.config.get("platform.pod").filter(|p| !p.is_empty());
+    let mut rows = network_rows(s);
+    rows.extend([
+        (
+            "Platform Status",
+            "Not connected: no registration in this build".to_owned(),
+        ),
+        (
+            "Status URL",
+            "none (nothing is checked in this build)".into(),
+        ),
+    ]);
+    rows.extend(dns_time_rows(s));
+    rows.extend([
+        ("Appliance ID", "not registered".to_owned()),
+        ("Appliance Name", s.hostname.clone()),
+        (
+            "Platform URL",
+            pod.map_or("no POD suffix (System > POD Suffix)".into(), |p| {
+                format!("https://qagpublic.{p}")
+            }),
+        ),
+        ("System Updates", "not available in this build".into()),
+        ("Build-version", s.version.clone()),
+        ("Service Version", format!("gateway-proxy {}", s.version)),
+        ("Uptime", duration(s.uptime_s)),
+    ]);
+    if s.storage == "memory" {
+        rows.push((
+            "Storage",
+            "in memory only (no state partition): changes are lost at reboot".into(),
+        ));
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    // First, so they are seen without scrolling.
+    if !s.warnings.is_empty() {
+        for l in wrap(REQUIREMENTS, width) {
+            lines.push(Line::styled(l, ERROR));
+        }
+        for w in &s.warnings {
+            for l in wrap(&format!("- {w}"), width) {
+                lines.push(Line::styled(l, ERROR));
+            }
+        }
+        lines.push(Line::from(""));
+    }
+    lines.extend(rows.into_iter().flat_map(|(label, value)| {
+        wrap(&value, width.saturating_sub(18))
+            .into_iter()
+            .enumerate()
+            .map(move |(i, v)| {
+                let label = if i == 0 { label } else { "" };
+                let colon = if i == 0 { ':' } else { ' ' };
+                Line::from(format!("{label:<15} {colon} {v}"))
+            })
+    }));
+    lines
+}
+
+fn network_rows(s: &Status) -> Vec<(&'static str, String)> {
+    let n = &s.network;
+    let mode = match n.mode.as_str() {
+        "dhcp" => "DHCP",
+        "static" => "static",
+        "unconfigured" => "unconfigured",
+        other => other,
+    };
+    vec![
+        (
+            "eth0",
+            format!(
+                "{} ({mode}, {})",
+                n.address.as_deref().unwrap_or("no address"),
+                n.state
+            ),
+        ),
+        (
+            "MAC address",
+            n.mac.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        (
+            "Gateway",
+            n.gateway.clone().unwrap_or_else(|| "none".into()),
+        ),
+    ]
+}
+
+fn dns_time_rows(s: &Status) -> Vec<(&'static str, String)> {
+    let source = match s.dns.source.as_str() {
+        "manual" => "set here",
+        "dhcp" => "from DHCP",
+        _ => "none",
+    };
+    let servers = if s.dns.servers.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("{} ({source})", s.dns.servers.join(", "))
+    };
+    let t = &s.time;
+    let mut ntp = t.state.clone();
+    if let Some(server) = &t.server {
+        ntp += &format!(", server {server}");
+    }
+    if let Some(offset) = t.offset_ms {
+        ntp += &format!(", offset {offset:.1} ms");
+    }
+    vec![
+        ("DNS Servers", servers),
+        (
+            "Search domain",
+            s.dns.search.clone().unwrap_or_else(|| "none".into()),
+        ),
+        ("System Time", utc(t.now_unix)),
+        ("System Timezone", "UTC (UTC, +0000)".into()),
+        ("NTP Status", ntp),
+        ("NTP Servers", t.servers.join(", ")),
+    ]
+}
+
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n >= 1024.0 * MIB {
+        format!("{:.1} GiB", n / 1024.0 / MIB)
+    } else {
+        format!("{:.1} MiB", n / MIB)
+    }
+}
+
+fn stats_lines(s: &Stats) -> Vec<String> {
+    let c = &s.cpu;
+    let m = &s.memory;
+    let mut lines = vec![
+        format!(
+            "CPU      : {} cores, {:.1} % busy, load {:.2} {:.2} {:.2}",
+            c.cores, c.busy_percent, c.load[0], c.load[1], c.load[2]
+        ),
+        format!(
+            "Memory   : {} used of {}",
+            bytes(m.total_bytes.saturating_sub(m.available_bytes)),
+            bytes(m.total_bytes)
+        ),
+    ];
+    for d in &s.disks {
+        let pct = (d.used_bytes * 100).checked_div(d.total_bytes).unwrap_or(0);
+        lines.push(format!(
+            "{:<9}: {} used of {} ({pct} %), {}",
+            d.label,
+            bytes(d.used_bytes),
+            bytes(d.total_bytes),
+            d.mount
+        ));
+    }
+    for n in &s.network {
+        lines.push(format!(
+            "{:<9}: received {}, sent {}, errors {}",
+            n.name,
+            bytes(n.rx_bytes),
+            bytes(n.tx_bytes),
+            n.rx_errors + n.tx_errors
+        ));
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "{:<16}{:<10}{:>7}  {}",
+        "Unit", "State", "CPU %", "Memory"
+    ));
+    for u in &s.units {
+        let limit = u
+            .memory_limit_bytes
+            .map(|l| format!(" of {}", bytes(l)))
+            .unwrap_or_default();
+        lines.push(format!(
+            "{:<16}{:<10}{:>7.1}  {}{limit}",
+            u.name,
+            u.state,
+            u.cpu_percent,
+            bytes(u.memory_bytes)
+        ));
+    }
+    lines
+}
+
+fn ping_lines(p: &PingResult) -> Vec<String> {
+    let mut lines: Vec<String> = ping_text(p).lines().map(str::to_owned).collect();
+    lines.insert(lines.len().saturating_sub(1), String::new());
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_long_words() {
+        assert_eq!(wrap("aaa bbb ccc", 10), ["aaa bbb", "ccc"]);
+        assert_eq!(wrap(&"x".repeat(25), 10).len(), 3);
+    }
+}

@@ -1,0 +1,232 @@
+//! The navigation model driven by keys, sans-IO: state + key -> state +
+//! requests. Nothing is sent until OK on a valid form or Yes on a question.
+
+mod common;
+
+use common::{press, sent, state};
+use gateway_console::menu::MenuId;
+use gateway_console::model::{Action, Purpose, Refusal, Screen};
+use gateway_control::protocol::SetResult;
+use gateway_control::Request;
+
+fn set(pairs: &[(&str, &str)]) -> Request {
+    Request::Set {
+        values: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn saved(s: &mut gateway_console::model::State, changed: &[&str]) -> Vec<Action> {
+    let result = SetResult {
+        changed: changed.iter().map(|c| c.to_string()).collect(),
+        applied: vec![],
+    };
+    s.answer(Purpose::Save, Ok(serde_json::to_value(result).unwrap()))
+}
+
+fn top_menu(s: &gateway_console::model::State) -> Option<MenuId> {
+    match s.top() {
+        Screen::Menu(m) => Some(m.id),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_static_address_is_sent_once_valid_and_the_console_returns_to_its_menu() {
+    let mut s = state();
+    assert!(press(&mut s, "down enter enter enter down enter").is_empty());
+    assert!(matches!(s.top(), Screen::Form(_)));
+    // Wrong as typed: nothing is sent on ENTER, the rule is shown.
+    assert!(press(&mut s, r#""10.0.2.15" enter"#).is_empty());
+    let Screen::Form(form) = s.top() else {
+        panic!()
+    };
+    assert!(form.fields[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("prefix length"));
+    let actions = press(&mut s, r#""/24" tab "10.0.2.2" enter"#);
+    assert_eq!(
+        sent(&actions, &Purpose::Save),
+        Some(set(&[
+            ("net.mode", "static"),
+            ("net.address", "10.0.2.15/24"),
+            ("net.gateway", "10.0.2.2")
+        ]))
+    );
+    assert!(s.busy.is_some());
+    assert!(
+        press(&mut s, "esc down").is_empty(),
+        "keys wait for the answer"
+    );
+    let after = saved(&mut s, &["net.mode", "net.address", "net.gateway"]);
+    // The forms are refreshed from the appliance.
+    assert!(sent(&after, &Purpose::Config).is_some());
+    assert!(matches!(s.top(), Screen::Message(m) if !m.error));
+    press(&mut s, "enter");
+    assert_eq!(top_menu(&s), Some(MenuId::Network));
+}
+
+#[test]
+fn dhcp_and_unconfigured_are_set_from_the_radio_list() {
+    let mut s = state();
+    press(&mut s, "down enter enter enter");
+    // SPACE marks, ENTER on OK takes the marked one.
+    let a = press(&mut s, "down down space tab enter");
+    assert_eq!(
+        sent(&a, &Purpose::Save),
+        Some(set(&[("net.mode", "unconfigured")]))
+    );
+    let mut s = state();
+    let a = press(&mut s, "down enter enter enter enter");
+    assert_eq!(sent(&a, &Purpose::Save), Some(set(&[("net.mode", "dhcp")])));
+    // Cancel sends nothing.
+    let mut s = state();
+    assert!(press(&mut s, "down enter enter enter backtab enter").is_empty());
+    assert_eq!(top_menu(&s), Some(MenuId::Network));
+}
+
+#[test]
+fn back_and_esc_return_to_the_previous_screen_and_the_main_menu_stays() {
+    let mut s = state();
+    press(&mut s, "esc esc");
+    assert_eq!(top_menu(&s), Some(MenuId::Main));
+    press(&mut s, "down enter enter down enter");
+    assert!(matches!(s.top(), Screen::Form(_)));
+    press(&mut s, "esc");
+    assert_eq!(top_menu(&s), Some(MenuId::Network));
+    press(&mut s, "tab enter");
+    assert_eq!(top_menu(&s), Some(MenuId::System));
+    press(&mut s, "esc");
+    assert_eq!(top_menu(&s), Some(MenuId::Main));
+    // Back from a form's button, without sending.
+    let a = press(&mut s, r#"enter down enter "x" tab tab enter"#);
+    assert!(a.is_empty());
+    assert_eq!(top_menu(&s), Some(MenuId::System));
+}
+
+#[test]
+fn dns_and_time_forms_send_lists_and_empty_restores_defaults() {
+    let mut s = state();
+    let a = press(
+        &mut s,
+        r#"down enter enter down enter "10.0.2.3" down "10.0.2.4" down down "corp.example.com" enter"#,
+    );
+    assert_eq!(
+        sent(&a, &Purpose::Save),
+        Some(set(&[
+            ("dns.servers", "10.0.2.3,10.0.2.4"),
+            ("dns.search", "corp.example.com")
+        ]))
+    );
+    let mut s = state();
+    let a = press(&mut s, "down enter down down enter enter");
+    assert_eq!(sent(&a, &Purpose::Save), Some(set(&[("ntp.servers", "")])));
+}
+
+#[test]
+fn a_refusal_lands_on_the_field_it_names() {
+    let mut s = state();
+    press(
+        &mut s,
+        r#"down enter down enter "qg1.apps.qualys.com" enter"#,
+    );
+    s.answer(
+        Purpose::Save,
+        Err(Refusal {
+            key: Some("platform.pod".into()),
+            message: "no".into(),
+        }),
+    );
+    let Screen::Form(form) = s.top() else {
+        panic!("still on the form")
+    };
+    assert_eq!(form.fields[0].error.as_deref(), Some("no"));
+    assert!(s.busy.is_none());
+}
+
+#[test]
+fn dangerous_commands_default_to_no() {
+    for (keys, request) in [
+        ("up enter down enter", Request::Reboot),
+        ("up enter down down enter", Request::Poweroff),
+        ("up enter up up enter", Request::ResetAppliance),
+        ("up enter up enter", Request::ResetNetwork),
+    ] {
+        let mut s = state();
+        assert!(press(&mut s, &format!("{keys} enter")).is_empty(), "{keys}");
+        assert_eq!(top_menu(&s), Some(MenuId::Commands));
+        let mut s = state();
+        let a = press(&mut s, &format!("{keys} left enter"));
+        let Some(Action::Call(_, r)) = a.first() else {
+            panic!("{keys}: nothing sent")
+        };
+        assert_eq!(r, &request);
+        let mut s = state();
+        let a = press(&mut s, &format!("{keys} y enter"));
+        assert_eq!(a.len(), 1, "{keys}: y answers yes");
+    }
+}
+
+#[test]
+fn ping_units_logs_and_stats_ask_the_appliance() {
+    let mut s = state();
+    let a = press(&mut s, r#"up enter enter "10.0.2.2" enter"#);
+    assert_eq!(
+        sent(&a, &Purpose::Ping),
+        Some(Request::Ping {
+            target: "10.0.2.2".into(),
+            count: Some(4)
+        })
+    );
+    let mut s = state();
+    let a = press(&mut s, "down down down enter enter down enter left enter");
+    assert_eq!(
+        sent(&a, &Purpose::Restart("console-tty1".into())),
+        Some(Request::RestartUnit {
+            name: "console-tty1".into()
+        })
+    );
+    let mut s = state();
+    let a = press(&mut s, "down down down enter down enter down down enter");
+    assert_eq!(
+        sent(&a, &Purpose::Logs("init".into())),
+        Some(Request::Logs {
+            name: "init".into(),
+            lines: Some(2000),
+            search: None
+        })
+    );
+    let mut s = state();
+    let a = press(&mut s, "down down down enter down down enter");
+    assert!(sent(&a, &Purpose::Stats).is_some());
+    let tick = s.tick();
+    assert!(sent(&tick, &Purpose::Stats).is_some());
+    assert!(sent(&tick, &Purpose::Status).is_some());
+}
+
+#[test]
+fn entries_without_a_backend_say_so_and_send_nothing() {
+    for keys in [
+        "enter",
+        "down down down enter down down down enter",
+        "down down down enter up up up enter",
+        "down down down enter up up enter",
+        "down down down enter up enter",
+    ] {
+        let mut s = state();
+        assert!(press(&mut s, keys).is_empty());
+        let Screen::Message(m) = s.top() else {
+            panic!("{keys}")
+        };
+        assert!(
+            m.lines[0].ends_with("is not available in this build."),
+            "{keys}"
+        );
+        press(&mut s, "enter");
+        assert!(!matches!(s.top(), Screen::Message(_)));
+    }
+}

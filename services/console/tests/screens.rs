@@ -1,0 +1,258 @@
+//! Every screen at 80x25 through ratatui's TestBackend, compared with the
+//! text in tests/snapshots/<name>.txt. `UPDATE_SNAPSHOTS=1 cargo test -p
+//! gateway-console --test screens` rewrites them; review the diff.
+
+mod common;
+
+use std::path::Path;
+
+use common::{press, screen, state};
+use gateway_console::model::{Purpose, State};
+use gateway_control::protocol::{
+    CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult, SetResult, Stats,
+    UnitStats,
+};
+
+fn check(name: &str, state: &State) {
+    let text = screen(state);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert!(
+        text == expected,
+        "screen {name} differs from {}:\n{text}",
+        path.display()
+    );
+}
+
+fn at(keys: &str) -> State {
+    let mut s = state();
+    press(&mut s, keys);
+    s
+}
+
+#[test]
+fn menus() {
+    check("main", &at(""));
+    check("system", &at("down enter"));
+    check("network", &at("down enter enter"));
+    check("diagnostics", &at("down down down enter"));
+    check("log_pick", &at("down down down enter down enter"));
+    check("commands", &at("up enter"));
+    check("commands_back_focused", &at("up enter tab"));
+}
+
+#[test]
+fn network_interface() {
+    check("net_mode", &at("down enter enter enter"));
+    check(
+        "net_mode_static_marked",
+        &at("down enter enter enter down space"),
+    );
+    check("static_form", &at("down enter enter enter down enter"));
+    check(
+        "static_form_typing",
+        &at(r#"down enter enter enter down enter "10.0.2.15""#),
+    );
+    check(
+        "static_form_gateway_outside",
+        &at(r#"down enter enter enter down enter "10.0.2.15/24" tab "10.0.3.1""#),
+    );
+}
+
+#[test]
+fn dns_proxy_pod_time_ssh() {
+    check("dns_form", &at("down enter enter down enter"));
+    check(
+        "dns_form_error",
+        &at(r#"down enter enter down enter "8.8.8""#),
+    );
+    let mut s = state();
+    s.config.insert(
+        "upstream.proxy".into(),
+        "proxy.corp.example.com:3128".into(),
+    );
+    s.config.insert("upstream.user".into(), "agent".into());
+    s.config
+        .insert("upstream.password".into(), "********".into());
+    press(&mut s, "down enter enter down down enter");
+    check("proxy_form", &s);
+    press(&mut s, r#"tab tab tab "secret""#);
+    check("proxy_form_password_typed", &s);
+    check(
+        "proxy_form_no_port",
+        &at(r#"down enter enter down down enter "p.example.com""#),
+    );
+    check(
+        "pod_form",
+        &at(r#"down enter down enter "qg1.apps.qualys.com""#),
+    );
+    check(
+        "pod_form_error",
+        &at(r#"down enter down enter "qg1..qualys""#),
+    );
+    check("time_form", &at("down enter down down enter"));
+    check("ssh", &at("down enter up enter"));
+}
+
+#[test]
+fn info() {
+    check("info", &at("down down enter"));
+    let mut s = state();
+    s.status.as_mut().unwrap().warnings = vec![
+        "memory: 128 MiB, the appliance needs at least 256 MiB".into(),
+        "primary disk: 2.0 GiB, the appliance needs at least 8 GiB".into(),
+    ];
+    s.config
+        .insert("platform.pod".into(), "qg1.apps.qualys.com".into());
+    press(&mut s, "down down enter");
+    check("info_requirements", &s);
+    let mut s = gateway_console::model::State::new();
+    s.status_error = Some("cannot reach the control socket /run/gateway/control.sock: No such file or directory (os error 2) (is this the appliance, and are you root?)".into());
+    press(&mut s, "down down enter");
+    check("info_unreachable", &s);
+}
+
+#[test]
+fn diagnostics() {
+    check("units", &at("down down down enter enter"));
+    check(
+        "units_restart",
+        &at("down down down enter enter down enter"),
+    );
+    let mut s = at("down down down enter down enter enter");
+    let lines: Vec<String> = (0..60)
+        .rev()
+        .map(|i| format!("{:>8.3} unit proxy: message number {i}", f64::from(i) * 1.5))
+        .collect();
+    s.answer(
+        Purpose::Logs("proxy".into()),
+        Ok(serde_json::json!({"name": "proxy", "lines": lines})),
+    );
+    check("logs", &s);
+    press(&mut s, r#"/ "number" space "4""#);
+    check("logs_search_prompt", &s);
+    press(&mut s, "enter");
+    check("logs_found", &s);
+    press(&mut s, r#"? "nothing" enter"#);
+    check("logs_not_found", &s);
+    let mut s = at("down down down enter down down enter");
+    check("stats_waiting", &s);
+    s.answer(
+        Purpose::Stats,
+        Err(gateway_console::model::Refusal {
+            key: None,
+            message: "statistics are not served yet".into(),
+        }),
+    );
+    check("stats_unavailable", &s);
+    let stats = Stats {
+        uptime_s: 100,
+        cpu: CpuStats {
+            cores: 2,
+            busy_percent: 3.5,
+            load: [0.1, 0.05, 0.0],
+        },
+        memory: MemoryStats {
+            total_bytes: 256 << 20,
+            available_bytes: 200 << 20,
+        },
+        disks: vec![
+            DiskUsage {
+                label: "Disk 1".into(),
+                mount: "/var".into(),
+                total_bytes: 40 << 30,
+                used_bytes: 12 << 20,
+            },
+            DiskUsage {
+                label: "Disk 2".into(),
+                mount: "/var/lib/patch".into(),
+                total_bytes: 100 << 30,
+                used_bytes: 1 << 30,
+            },
+        ],
+        network: vec![InterfaceCounters {
+            name: "eth0".into(),
+            rx_bytes: 3 << 20,
+            tx_bytes: 1 << 20,
+            ..Default::default()
+        }],
+        units: vec![UnitStats {
+            name: "proxy".into(),
+            state: "active".into(),
+            cpu_percent: 0.7,
+            cpu_total_s: 1.0,
+            memory_bytes: 3 << 20,
+            memory_limit_bytes: Some(64 << 20),
+        }],
+    };
+    s.answer(Purpose::Stats, Ok(serde_json::to_value(stats).unwrap()));
+    check("stats", &s);
+    for (name, keys) in [
+        ("proxy_test", "down down down enter down down down enter"),
+        ("connectivity", "down down down enter up up up enter"),
+        ("report", "down down down enter up up enter"),
+        ("capture", "down down down enter up enter"),
+    ] {
+        check(name, &at(keys));
+    }
+}
+
+#[test]
+fn commands() {
+    check("ping_form", &at("up enter enter"));
+    check("ping_form_error", &at(r#"up enter enter "10.0.2""#));
+    let mut s = at(r#"up enter enter "10.0.2.2" enter"#);
+    check("ping_waiting", &s);
+    let result = PingResult {
+        target: "10.0.2.2".into(),
+        address: "10.0.2.2".into(),
+        sent: 4,
+        received: 3,
+        loss_percent: 25.0,
+        replies: (1..4)
+            .map(|seq| PingReply {
+                seq,
+                time_ms: 0.25 * f64::from(seq),
+            })
+            .collect(),
+    };
+    s.answer(Purpose::Ping, Ok(serde_json::to_value(result).unwrap()));
+    check("ping_result", &s);
+    check("reboot", &at("up enter down enter"));
+    check("shutdown", &at("up enter down down enter"));
+    check("reset_appliance", &at("up enter up up enter"));
+    check("reset_network", &at("up enter up enter"));
+    check("reset_network_yes", &at("up enter up enter left"));
+}
+
+#[test]
+fn messages() {
+    check("registration", &at("enter"));
+    let mut s = at(r#"down enter enter down enter "10.0.2.3""#);
+    press(&mut s, "enter");
+    s.answer(
+        Purpose::Save,
+        Ok(serde_json::to_value(SetResult {
+            changed: vec!["dns.servers".into()],
+            applied: vec!["resolv.conf rewritten".into()],
+        })
+        .unwrap()),
+    );
+    check("saved", &s);
+    let mut s = at(r#"down enter down enter "qg1.apps.qualys.com" enter"#);
+    s.answer(
+        Purpose::Save,
+        Err(gateway_console::model::Refusal {
+            key: Some("platform.pod".into()),
+            message: "refused by the appliance for a test".into(),
+        }),
+    );
+    check("pod_refused", &s);
+}
