@@ -49,11 +49,26 @@ fn publish(a: &Appliance, name: &str, state: &str, detail: String) {
     });
 }
 
-fn ready(spec: &UnitSpec, a: &Appliance, config: &Config) -> bool {
-    (spec.enabled)(config)
-        && spec.depends.iter().all(|d| match d {
-            Dependency::Network => a.network.borrow().address.is_some(),
-        })
+/// Why the unit may not start yet, in words; None when it may.
+fn waiting_for(spec: &UnitSpec, a: &Appliance, config: &Config) -> Option<&'static str> {
+    if !(spec.enabled)(config) {
+        return Some("disabled");
+    }
+    spec.depends.iter().find_map(|d| match d {
+        Dependency::Network => a
+            .network
+            .borrow()
+            .address
+            .is_none()
+            .then_some("waiting for the network"),
+        Dependency::PatchDisk => (config.patch.enabled
+            && !a
+                .disks
+                .borrow()
+                .iter()
+                .any(|d| d.role == "patch" && d.mount.is_some()))
+        .then_some("waiting for the patch disk (patch mode)"),
+    })
 }
 
 fn ram_bytes() -> u64 {
@@ -222,29 +237,22 @@ pub async fn run(
     let mut config = appliance.subscribe();
     let mut network = appliance.network.subscribe();
     let mut dns = appliance.dns.subscribe();
+    let mut disks = appliance.disks.subscribe();
     let mut backoff = Backoff::new(spec.restart);
-    publish(
-        &appliance,
-        spec.name,
-        "inactive",
-        "waiting for the network".into(),
-    );
+    publish(&appliance, spec.name, "inactive", "starting".into());
     'life: loop {
         // Wait until it may start.
         loop {
             let c = config.borrow_and_update().clone();
-            if ready(spec, &appliance, &c) {
+            disks.borrow_and_update();
+            let Some(why) = waiting_for(spec, &appliance, &c) else {
                 break;
-            }
-            let why = if (spec.enabled)(&c) {
-                "waiting for the network"
-            } else {
-                "disabled"
             };
             publish(&appliance, spec.name, "inactive", why.into());
             tokio::select! {
                 r = config.changed() => if r.is_err() { return },
                 r = network.changed() => if r.is_err() { return },
+                r = disks.changed() => if r.is_err() { return },
                 Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
             }
         }
@@ -299,6 +307,21 @@ pub async fn run(
                         }
                     } else {
                         info!("unit {}: settings changed: restarting it", spec.name);
+                        stop(spec.name, running).await;
+                        backoff.reset();
+                        continue 'life;
+                    }
+                }
+                r = disks.changed(), if spec.patch_dir => {
+                    if r.is_err() { return }
+                    // The patch disk came (a format) or went: the unit's
+                    // directory there is part of its sandbox.
+                    let mounted = disks
+                        .borrow_and_update()
+                        .iter()
+                        .any(|d| d.role == "patch" && d.mount.is_some());
+                    if mounted != running.sandbox.patch_path.is_some() {
+                        info!("unit {}: the patch disk changed: restarting it", spec.name);
                         stop(spec.name, running).await;
                         backoff.reset();
                         continue 'life;

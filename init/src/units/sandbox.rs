@@ -53,9 +53,15 @@ pub struct Prepared {
     /// stdin is a terminal that becomes the unit's controlling terminal.
     controlling_tty: bool,
     cgroup_procs: Option<CString>,
-    state_dir: CString,
+    /// Its own directories: the state directory, and its directory on the
+    /// patch disk when it has one; bind-mounted on themselves so that they
+    /// stay writable under the read-only mounts.
+    writable: Vec<CString>,
     read_only: Vec<CString>,
     pub state_path: PathBuf,
+    /// Its directory on the patch disk, when it asks for one and the disk
+    /// is mounted.
+    pub patch_path: Option<PathBuf>,
     pub runtime_path: PathBuf,
 }
 
@@ -119,6 +125,12 @@ impl Prepared {
         let runtime_path = Path::new(RUNTIME_ROOT).join(spec.name);
         private_dir(&state_path, spec.uid, spec.gid)?;
         private_dir(&runtime_path, spec.uid, spec.gid)?;
+        let patch_mount = Path::new(crate::disks::patch::MOUNT_POINT);
+        let patch_mounted = crate::mounts::is_mount_point(patch_mount);
+        let patch_path = (spec.patch_dir && patch_mounted).then(|| patch_mount.join(spec.name));
+        if let Some(p) = &patch_path {
+            private_dir(p, spec.uid, spec.gid)?;
+        }
         let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
         Ok(Prepared {
             uid: spec.uid,
@@ -128,19 +140,21 @@ impl Prepared {
             max_files: spec.max_files,
             controlling_tty: spec.tty.is_some(),
             cgroup_procs: cgroup_dir.map(|d| c(&d.join("cgroup.procs"))),
-            state_dir: c(&state_path),
+            writable: [Some(&state_path), patch_path.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|p| c(p))
+                .collect(),
             // A mount inside /var (the patch disk) is not covered by
             // /var's read-only remount: it needs its own.
             read_only: READ_ONLY
                 .iter()
                 .map(Path::new)
-                .chain(
-                    Some(Path::new(crate::disks::patch::MOUNT_POINT))
-                        .filter(|p| crate::mounts::is_mount_point(p)),
-                )
+                .chain(Some(patch_mount).filter(|_| patch_mounted))
                 .map(c)
                 .collect(),
             state_path,
+            patch_path,
             runtime_path,
         })
     }
@@ -215,13 +229,15 @@ impl Prepared {
             ))?;
             // The state directory becomes a mount of its own, so making
             // /var read-only below leaves it writable.
-            check(libc::mount(
-                self.state_dir.as_ptr(),
-                self.state_dir.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ))?;
+            for dir in &self.writable {
+                check(libc::mount(
+                    dir.as_ptr(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
             for dir in &self.read_only {
                 check(libc::mount(
                     std::ptr::null(),

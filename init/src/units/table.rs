@@ -13,6 +13,9 @@ use serde_json::json;
 pub enum Dependency {
     /// eth0 has an address (DHCP lease or static).
     Network,
+    /// In patch mode, the patch disk is mounted (nothing to wait for in
+    /// cache mode).
+    PatchDisk,
 }
 
 /// A memory limit for the unit's cgroup.
@@ -93,6 +96,9 @@ pub struct UnitSpec {
     /// stderr and its controlling terminal, instead of /dev/null and its
     /// log file.
     pub tty: Option<&'static str>,
+    /// Gets its own writable directory on the patch disk,
+    /// `/var/lib/patch/<name>`, when the disk is mounted.
+    pub patch_dir: bool,
 }
 
 /// Where a unit's settings file is written: `/run/units/<name>/settings.json`.
@@ -150,6 +156,7 @@ const fn console(name: &'static str, tty: &'static str) -> UnitSpec {
         // A serial line reports no size: the console sets 80x25 there.
         args: &["--cols", "80", "--rows", "25"],
         tty: Some(tty),
+        patch_dir: false,
     }
 }
 
@@ -172,6 +179,7 @@ pub const UNITS: &[UnitSpec] = &[
         reload: true,
         args: &["--config", "/run/units/proxy/settings.json"],
         tty: None,
+        patch_dir: false,
     },
     // The VM's screen (VMware, Hyper-V) and its first serial port.
     console("console-tty1", "tty1"),
