@@ -1,0 +1,259 @@
+//! Talking to origins: a connection (direct or through the upstream proxy,
+//! TLS verified for https), one request, its response head; and the fill
+//! task that reads a storable body into an object, whoever is reading it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_proxy::body::{self, BodyKind};
+use gateway_proxy::head::{RequestHead, Target};
+use gateway_proxy::response::{self, ResponseHead};
+use gateway_proxy::server::{connect, upstream_connect};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::object::{Object, Progress, Tier};
+use crate::settings::CacheConfig;
+use crate::stats::CacheStats;
+use crate::store::Store;
+
+/// A byte stream to an origin (plain TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A failure before anything reached the client: the status it gets and
+/// why, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub status: u16,
+    pub why: String,
+}
+
+fn fail(status: u16, why: impl Into<String>) -> FetchError {
+    FetchError {
+        status,
+        why: why.into(),
+    }
+}
+
+/// Opens a connection for `origin`: through the upstream proxy when it
+/// applies (CONNECT for https, absolute-form requests for http), TLS with
+/// the origin's certificate verified for https. Returns the stream and
+/// whether requests must be in absolute form (plain HTTP via the upstream).
+pub async fn open(
+    origin: &Origin,
+    config: &CacheConfig,
+) -> Result<(Box<dyn Io>, bool), FetchError> {
+    let p = &config.proxy;
+    let via = p.upstream.as_ref().filter(|u| u.applies_to(&origin.host));
+    let tcp = match via {
+        Some(u) => connect(&u.host, u.port, p, true).await,
+        None => connect(&origin.host, origin.port, p, false).await,
+    }
+    .map_err(|(s, why)| fail(s, format!("{}:{}: {why}", origin.host, origin.port)))?;
+    if !origin.https {
+        return Ok((Box::new(tcp), via.is_some()));
+    }
+    let mut tcp = tcp;
+    if let Some(u) = via {
+        let target = Target::Authority {
+            host: origin.host.clone(),
+            port: origin.port,
+        };
+        // Bytes an upstream sends after its 200 before our ClientHello
+        // would be a protocol error: TLS starts with the server's answer.
+        upstream_connect(&mut tcp, u, &target, p)
+            .await
+            .map_err(|why| fail(502, format!("upstream proxy {}:{}: {why}", u.host, u.port)))?;
+    }
+    let name = rustls_pki_types::ServerName::try_from(origin.host.clone())
+        .map_err(|e| fail(502, format!("{}: {e}", origin.host)))?;
+    let connector = tokio_rustls::TlsConnector::from(config.origin_tls.clone());
+    let tls = timeout(p.connect_timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| fail(504, format!("{}: TLS handshake timed out", origin.host)))?
+        .map_err(|e| fail(502, format!("{}: TLS: {e}", origin.host)))?;
+    Ok((Box::new(tls), false))
+}
+
+/// The request the cache sends for a shared object: the client's request
+/// without what concerns only that client (Range, conditionals), plus the
+/// cache's own conditionals when revalidating.
+pub fn shared_request(
+    head: &RequestHead,
+    origin: &Origin,
+    absolute: Option<Option<String>>,
+    extra: &[(String, Vec<u8>)],
+) -> Vec<u8> {
+    let mut h = head.clone();
+    h.headers
+        .retain(|(n, _)| !crate::rules::PER_CLIENT.contains(&n.to_ascii_lowercase().as_str()));
+    h.headers.extend(extra.iter().cloned());
+    h.method = "GET".into();
+    if let Target::Origin { path } = &h.target {
+        h.target = Target::Absolute {
+            scheme: gateway_proxy::head::Scheme::Http,
+            host: origin.host.clone(),
+            port: origin.port,
+            path: path.clone(),
+        };
+    }
+    gateway_proxy::forward::origin_request(&h, absolute, BodyKind::None)
+}
+
+/// A response whose head has been read; `rest` holds body bytes read with it.
+pub struct Response {
+    pub head: ResponseHead,
+    pub body: BodyKind,
+    pub stream: Box<dyn Io>,
+    pub rest: Vec<u8>,
+}
+
+/// Sends `request` on a new connection and reads the final response head
+/// (interim 1xx ones are skipped).
+pub async fn exchange(
+    origin: &Origin,
+    request_for: impl FnOnce(bool) -> Vec<u8>,
+    head_request: bool,
+    config: &CacheConfig,
+) -> Result<Response, FetchError> {
+    let (mut stream, absolute) = open(origin, config).await?;
+    let request = request_for(absolute);
+    let idle = config.proxy.idle_timeout;
+    timeout(idle, stream.write_all(&request))
+        .await
+        .map_err(|_| fail(504, "the origin did not take the request in time"))?
+        .map_err(|e| fail(502, format!("send the request: {e}")))?;
+    let mut buf = Vec::with_capacity(8192);
+    loop {
+        match response::parse(&buf) {
+            Ok(Some(head)) if (100..200).contains(&head.status) => {
+                buf.drain(..head.len);
+                continue;
+            }
+            Ok(Some(head)) => {
+                let body = body::response_body(head_request, head.status, &head.headers)
+                    .map_err(|e| fail(502, format!("the origin's response framing: {e}")))?;
+                let rest = buf.split_off(head.len);
+                return Ok(Response {
+                    head,
+                    body,
+                    stream,
+                    rest,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(fail(502, format!("the origin's response: {e}"))),
+        }
+        let n = timeout(idle, stream.read_buf(&mut buf))
+            .await
+            .map_err(|_| fail(504, "the origin sent no response in time"))?
+            .map_err(|e| fail(502, format!("read the response: {e}")))?;
+        if n == 0 {
+            return Err(fail(502, "the origin closed before its response"));
+        }
+    }
+}
+
+/// Reads a storable response's body (exactly `length` bytes) into `o`, then
+/// stores it for good (disk: fsync, rename, metadata) or, on any failure,
+/// marks it failed and drops it: a truncated body is never stored.
+pub async fn fill(
+    o: Arc<Object>,
+    mut resp: Response,
+    disk_tmp: Option<(std::path::PathBuf, Arc<std::fs::File>)>,
+    store: Arc<Store>,
+    stats: Arc<CacheStats>,
+    idle: Duration,
+) {
+    let meta = o.meta();
+    let length = meta.length;
+    let mut hasher = Sha256::new();
+    let mut filled = 0u64;
+    let mut buf = std::mem::take(&mut resp.rest);
+    let ok = loop {
+        if !buf.is_empty() {
+            let take = ((length - filled) as usize).min(buf.len());
+            hasher.update(&buf[..take]);
+            if let Err(e) = o.append(&buf[..take], filled) {
+                tracing::warn!("cache fill {}: store: {e}", meta.key);
+                break false;
+            }
+            filled += take as u64;
+            stats.from_origin(take as u64);
+            buf.clear();
+        }
+        if filled == length {
+            break true;
+        }
+        buf.reserve(64 * 1024);
+        match timeout(idle, resp.stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => {
+                tracing::info!(
+                    "cache fill {}: the origin closed at {filled} of {length} bytes; not stored",
+                    meta.key
+                );
+                break false;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(
+                    "cache fill {}: {e} at {filled} of {length} bytes; not stored",
+                    meta.key
+                );
+                break false;
+            }
+            Err(_) => {
+                tracing::info!(
+                    "cache fill {}: the origin stalled at {filled} of {length} bytes; not stored",
+                    meta.key
+                );
+                break false;
+            }
+        }
+    };
+    if !ok {
+        o.finish(Progress::Failed);
+        store.remove(&meta.key, &o);
+        if let Some((tmp, _)) = disk_tmp {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return;
+    }
+    let sha: [u8; 32] = hasher.finalize().into();
+    if let Ok(mut s) = o.sha256.lock() {
+        *s = Some(sha);
+    }
+    if let (Tier::Disk, Some((tmp, file))) = (o.tier, disk_tmp) {
+        let (meta2, file2, store2) = (meta.clone(), file.clone(), store.clone());
+        let committed = tokio::task::spawn_blocking(move || match &store2.disk {
+            Some(disk) => disk.commit(&tmp, &file2, &meta2, &sha),
+            None => Err(std::io::Error::other("no disk tier")),
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        if let Err(e) = committed {
+            tracing::warn!("cache fill {}: commit to disk: {e}; not stored", meta.key);
+            // Readers already have every byte; the object just is not kept.
+            o.finish(Progress::Complete);
+            store.remove(&meta.key, &o);
+            return;
+        }
+        o.verified_mtime.store(
+            crate::disk::mtime_ns(&file),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    o.finish(Progress::Complete);
+    tracing::debug!("cache fill {}: {length} bytes stored", meta.key);
+}
