@@ -429,11 +429,19 @@ pub fn sha256(data: &[u8]) -> String {
     gateway_cache::disk::hex(&sha2::Sha256::digest(data))
 }
 
-/// Bytes that differ at every offset (a shifted copy is caught).
+/// Bytes without a short period (a shifted or repeated copy is caught):
+/// a pseudo-random run of a prime length, repeated.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
+    const PERIOD: usize = 1_000_003;
+    let run: Vec<u8> = (0..PERIOD.min(len))
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
+        .collect();
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let take = (len - out.len()).min(run.len());
+        out.extend_from_slice(&run[..take]);
+    }
+    out
 }
 
 pub fn object_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
