@@ -31,7 +31,9 @@ pub enum CaError {
     ChainPem(String),
     #[error("certificate {index} of the chain cannot be parsed: {reason}")]
     BadCertificate { index: usize, reason: String },
-    #[error("the key cannot be read (expected a PEM private key: PKCS#8, SEC1 or PKCS#1): {0}")]
+    #[error(
+        "the key cannot be read (expected an unencrypted PEM private key: PKCS#8, EC or RSA): {0}"
+    )]
     BadKey(String),
     #[error("the key does not match the first certificate of the chain")]
     KeyMismatch,
@@ -107,6 +109,12 @@ impl Ca {
             .join(":")
     }
 
+    /// The key as PKCS#8 PEM (what [`install`] writes, whatever form it
+    /// was given in).
+    fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
     pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
@@ -126,7 +134,7 @@ pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, C
     if chain.is_empty() {
         return Err(CaError::NoCertificate);
     }
-    let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::BadKey(e.to_string()))?;
+    let key = read_key(key_pem)?;
     let now_secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -187,6 +195,74 @@ pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, C
         fingerprint,
         subject: first_subject,
     })
+}
+
+/// A private key in PEM: PKCS#8, or SEC1 (`EC PRIVATE KEY`) and PKCS#1
+/// (`RSA PRIVATE KEY`) rewrapped as PKCS#8, the one form ring reads.
+fn read_key(key_pem: &str) -> Result<KeyPair, CaError> {
+    use rustls_pki_types::PrivateKeyDer;
+    let bad = |e: String| CaError::BadKey(e);
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let attempts: Vec<Vec<u8>> = match &der {
+        PrivateKeyDer::Pkcs8(k) => vec![k.secret_pkcs8_der().to_vec()],
+        PrivateKeyDer::Pkcs1(k) => vec![pkcs8(RSA_ALG, k.secret_pkcs1_der())],
+        // The curve is not known without parsing SEC1: ring refuses the
+        // wrong one, so try the curves it signs with.
+        PrivateKeyDer::Sec1(k) => [P256_ALG, P384_ALG]
+            .iter()
+            .map(|alg| pkcs8(alg, k.secret_sec1_der()))
+            .collect(),
+        _ => return Err(bad("unsupported key format".into())),
+    };
+    let mut last = String::new();
+    for der in attempts {
+        match KeyPair::try_from(der.as_slice()) {
+            Ok(k) => return Ok(k),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(bad(last))
+}
+
+/// AlgorithmIdentifier contents: rsaEncryption with NULL parameters.
+const RSA_ALG: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+/// id-ecPublicKey with prime256v1.
+const P256_ALG: &[u8] = &[
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+    0x03, 0x01, 0x07,
+];
+/// id-ecPublicKey with secp384r1.
+const P384_ALG: &[u8] = &[
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22,
+];
+
+/// DER tag-length-value.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// PKCS#8 PrivateKeyInfo (RFC 5208): version 0, the algorithm, the key.
+fn pkcs8(alg: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend(tlv(0x30, alg));
+    body.extend(tlv(0x04, key));
+    tlv(0x30, &body)
 }
 
 /// A certificate in PEM, lines of 64 characters.
@@ -264,7 +340,7 @@ pub fn install(dir: &Path, chain_pem: &str, key_pem: &str, now: SystemTime) -> R
     let chain_path = dir.join(CHAIN_FILE);
     // The key first: a cut between the two leaves a mismatch the next
     // start reports, never a chain served with a key that is not its own.
-    write_atomic(&key_path, key_pem.as_bytes(), 0o600).map_err(io_err(&key_path))?;
+    write_atomic(&key_path, ca.key_pem().as_bytes(), 0o600).map_err(io_err(&key_path))?;
     write_atomic(&chain_path, ca.chain_pem.as_bytes(), 0o644).map_err(io_err(&chain_path))?;
     Ok(ca)
 }

@@ -318,9 +318,15 @@ async fn connect_request(
 /// A handshake failure in words; an old client gets the reason spelled out.
 fn handshake_failure(e: &std::io::Error) -> String {
     let text = e.to_string();
-    let old = text.contains("SupportedVersionsExtensionRequired")
-        || text.contains("ProtocolVersion")
-        || text.contains("protocol version");
+    // What rustls says to a ClientHello of TLS 1.0 or 1.1: no
+    // supported_versions extension (1.3) and no signature_algorithms (1.2).
+    let old = [
+        "SupportedVersionsExtensionRequired",
+        "SignatureAlgorithmsExtensionRequired",
+        "ProtocolVersion",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
     if old {
         format!(
             "{text}: the client offers no TLS version this service speaks; TLS 1.0 and 1.1 are refused because rustls does not implement them (they are deprecated by RFC 8996)"
@@ -408,4 +414,26 @@ async fn local_endpoint(
         json,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_client_is_told_why() {
+        for e in [
+            rustls::PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+            rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+        ] {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::PeerIncompatible(e),
+            );
+            assert!(handshake_failure(&e)
+                .contains("TLS 1.0 and 1.1 are refused because rustls does not implement them"));
+        }
+        let other = std::io::Error::other("connection reset");
+        assert_eq!(handshake_failure(&other), "connection reset");
+    }
 }

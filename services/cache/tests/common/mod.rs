@@ -230,17 +230,17 @@ pub struct Cache {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl Drop for World {
+impl Drop for Cache {
     fn drop(&mut self) {
-        if let Some(c) = self.cache.take() {
-            c.task.abort();
-        }
+        self.task.abort();
     }
 }
 
 impl World {
     /// Origins up (TLS and plain, both on loopback); the cache not yet.
     pub fn new() -> World {
+        // The cache's log in the test's output (shown when a test fails).
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let rt = runtime();
         let origin = Arc::new(OriginState::default());
         let ca = test_ca();
@@ -308,10 +308,7 @@ impl World {
 
     /// Starts (or restarts) the cache with `extra` settings.
     pub fn start_cache(&mut self, extra: &str) {
-        if let Some(c) = self.cache.take() {
-            c.task.abort();
-            let _ = self.rt.block_on(c.task);
-        }
+        self.stop_cache();
         let settings = CacheSettings::parse(&self.settings_json(extra)).unwrap();
         let store = gateway_cache::run::store(&settings).unwrap();
         let service =
@@ -334,6 +331,14 @@ impl World {
             service,
             task,
         });
+    }
+
+    /// Stops accepting (connections already served finish on their own).
+    pub fn stop_cache(&mut self) {
+        if let Some(mut c) = self.cache.take() {
+            c.task.abort();
+            let _ = self.rt.block_on(&mut c.task);
+        }
     }
 
     pub fn cache_addr(&self) -> SocketAddr {
