@@ -87,7 +87,9 @@ pub async fn open(
 
 /// The request the cache sends for a shared object: the client's request
 /// without what concerns only that client (Range, conditionals), plus the
-/// cache's own conditionals when revalidating.
+/// cache's own conditionals when revalidating. `Host` is the origin's as
+/// the key names it: a client naming another host could otherwise fill the
+/// key with another site's answer.
 pub fn shared_request(
     head: &RequestHead,
     origin: &Origin,
@@ -95,8 +97,22 @@ pub fn shared_request(
     extra: &[(String, Vec<u8>)],
 ) -> Vec<u8> {
     let mut h = head.clone();
-    h.headers
-        .retain(|(n, _)| !crate::rules::PER_CLIENT.contains(&n.to_ascii_lowercase().as_str()));
+    h.headers.retain(|(n, _)| {
+        let n = n.to_ascii_lowercase();
+        n != "host" && !crate::rules::PER_CLIENT.contains(&n.as_str())
+    });
+    let default_port = if origin.https { 443 } else { 80 };
+    let host = if origin.host.contains(':') {
+        format!("[{}]", origin.host)
+    } else {
+        origin.host.clone()
+    };
+    let host = if origin.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", origin.port)
+    };
+    h.headers.insert(0, ("Host".to_owned(), host.into_bytes()));
     h.headers.extend(extra.iter().cloned());
     h.method = "GET".into();
     if let Target::Origin { path } = &h.target {

@@ -256,3 +256,21 @@ fn spliced_domains_are_tunnelled_untouched() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_shared_fetch_names_the_keyed_host() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin.set(
+        "/h",
+        Resource::ok(b"h".to_vec(), &[("Cache-Control", "max-age=60")]),
+    );
+    let r = w.curl(&w.https_url("/h"), &["-H", "Host: elsewhere.example.net"]);
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    let seen = w.origin.last_request("/h");
+    assert!(
+        seen.contains(&format!("Host: {}:{}", common::NAME, w.tls_port)),
+        "{seen}"
+    );
+    assert!(!seen.contains("elsewhere"), "{seen}");
+}
