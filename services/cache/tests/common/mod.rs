@@ -2,7 +2,7 @@
 //! under a test CA, and plain), the cache in-process on loopback, curl.
 //! Everything listens on 127.0.0.1 and lives in a runtime the test owns:
 //! dropping it (also when a test fails) closes every socket.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -99,16 +99,8 @@ impl OriginState {
 }
 
 async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<OriginState>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head = loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break String::from_utf8_lossy(&buf[..end]).into_owned();
-        }
+    let Some(head) = shared::read_request_head(&mut s).await else {
+        return;
     };
     state.requests.lock().unwrap().push(head.clone());
     state.count.fetch_add(1, Ordering::SeqCst);
@@ -434,20 +426,8 @@ pub fn sha256(data: &[u8]) -> String {
     gateway_cache::disk::hex(&sha2::Sha256::digest(data))
 }
 
-/// Bytes without a short period (a shifted or repeated copy is caught):
-/// a pseudo-random run of a prime length, repeated.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    const PERIOD: usize = 1_000_003;
-    let run: Vec<u8> = (0..PERIOD.min(len))
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect();
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        let take = (len - out.len()).min(run.len());
-        out.extend_from_slice(&run[..take]);
-    }
-    out
-}
+pub mod shared;
+pub use shared::pattern;
 
 pub fn object_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
