@@ -85,36 +85,24 @@ pub async fn open(
     Ok((Box::new(tls), false))
 }
 
-/// The request the cache sends for a shared object: the client's request
-/// without what concerns only that client (Range, conditionals), plus the
-/// cache's own conditionals when revalidating. `Host` is the origin's as
-/// the key names it: a client naming another host could otherwise fill the
-/// key with another site's answer.
-pub fn shared_request(
-    head: &RequestHead,
-    origin: &Origin,
-    absolute: Option<Option<String>>,
-    extra: &[(String, Vec<u8>)],
-) -> Vec<u8> {
+/// Which request goes to the origin.
+#[derive(Debug, Clone, Copy)]
+pub enum Ask<'a> {
+    /// The request that fills a shared object: the client's request
+    /// without what concerns only that client (Range, conditionals), plus
+    /// these fields (the cache's own conditionals when revalidating). `Host`
+    /// is the origin's as the key names it: a client naming another host
+    /// could otherwise fill the key with another site's answer.
+    Shared(&'a [(String, Vec<u8>)]),
+    /// The client's GET or HEAD as it is, for that client alone.
+    Own,
+}
+
+/// The request with an absolute target naming `origin` (the form the
+/// proxy's request writer turns into origin form, or keeps for an
+/// upstream proxy).
+fn with_origin(head: &RequestHead, origin: &Origin) -> RequestHead {
     let mut h = head.clone();
-    h.headers.retain(|(n, _)| {
-        let n = n.to_ascii_lowercase();
-        n != "host" && !crate::rules::PER_CLIENT.contains(&n.as_str())
-    });
-    let default_port = if origin.https { 443 } else { 80 };
-    let host = if origin.host.contains(':') {
-        format!("[{}]", origin.host)
-    } else {
-        origin.host.clone()
-    };
-    let host = if origin.port == default_port {
-        host
-    } else {
-        format!("{host}:{}", origin.port)
-    };
-    h.headers.insert(0, ("Host".to_owned(), host.into_bytes()));
-    h.headers.extend(extra.iter().cloned());
-    h.method = "GET".into();
     if let Target::Origin { path } = &h.target {
         h.target = Target::Absolute {
             scheme: gateway_proxy::head::Scheme::Http,
@@ -123,7 +111,39 @@ pub fn shared_request(
             path: path.clone(),
         };
     }
-    gateway_proxy::forward::origin_request(&h, absolute, BodyKind::None)
+    h
+}
+
+/// The bytes of the request `ask` describes; `via`: through the upstream
+/// proxy in absolute form, with its credentials if any.
+fn request(
+    head: &RequestHead,
+    origin: &Origin,
+    ask: Ask<'_>,
+    via: Option<Option<String>>,
+) -> Vec<u8> {
+    let mut h = with_origin(head, origin);
+    if let Ask::Shared(extra) = ask {
+        h.headers.retain(|(n, _)| {
+            let n = n.to_ascii_lowercase();
+            n != "host" && !crate::rules::PER_CLIENT.contains(&n.as_str())
+        });
+        let default_port = if origin.https { 443 } else { 80 };
+        let host = if origin.host.contains(':') {
+            format!("[{}]", origin.host)
+        } else {
+            origin.host.clone()
+        };
+        let host = if origin.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", origin.port)
+        };
+        h.headers.insert(0, ("Host".to_owned(), host.into_bytes()));
+        h.headers.extend(extra.iter().cloned());
+        h.method = "GET".into();
+    }
+    gateway_proxy::forward::origin_request(&h, via, BodyKind::None)
 }
 
 /// A response whose head has been read; `rest` holds body bytes read with it.
@@ -134,16 +154,24 @@ pub struct Response {
     pub rest: Vec<u8>,
 }
 
-/// Sends `request` on a new connection and reads the final response head
-/// (interim 1xx ones are skipped).
+/// Sends the request `ask` makes of `head` on a new connection and reads
+/// the final response head (interim 1xx ones are skipped).
 pub async fn exchange(
     origin: &Origin,
-    request_for: impl FnOnce(bool) -> Vec<u8>,
-    head_request: bool,
+    head: &RequestHead,
+    ask: Ask<'_>,
     config: &CacheConfig,
 ) -> Result<Response, FetchError> {
     let (mut stream, absolute) = open(origin, config).await?;
-    let request = request_for(absolute);
+    let via = absolute.then(|| {
+        config
+            .proxy
+            .upstream
+            .as_ref()
+            .and_then(|u| u.authorization())
+    });
+    let head_request = matches!(ask, Ask::Own) && head.method == "HEAD";
+    let request = request(head, origin, ask, via);
     let idle = config.proxy.idle_timeout;
     timeout(idle, stream.write_all(&request))
         .await

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-use crate::fetch::{self, FetchError, Origin, Response};
+use crate::fetch::{self, Ask, FetchError, Origin, Response};
 use crate::object::{epoch_secs, Body, Meta, Object, ReadError, Tier};
 use crate::rules::{self, RangeAnswer, RequestClass};
 use crate::server::{Next, Service};
@@ -148,7 +148,7 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                     continue;
                 }
                 if o.is_complete() && !o.meta().is_fresh(SystemTime::now()) {
-                    return revalidate(client, head, origin, svc, o, is_head).await;
+                    return revalidate(client, head, origin, svc, o).await;
                 }
                 return send_object(client, head, origin, svc, &o, Served::Hit).await;
             }
@@ -165,20 +165,20 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                     Resolved::Object(o) if varies_alike(&o, &primary, head) => {
                         send_object(client, head, origin, svc, &o, Served::Collapsed).await
                     }
-                    _ => own_fetch(client, head, origin, svc, is_head).await,
+                    _ => own_fetch(client, head, origin, svc).await,
                 };
             }
             Lookup::Fill(ticket) => {
                 if is_head {
                     // A HEAD does not fill; it is relayed.
                     drop(ticket);
-                    return own_fetch(client, head, origin, svc, true).await;
+                    return own_fetch(client, head, origin, svc).await;
                 }
                 return miss(client, head, origin, svc, ticket, &primary).await;
             }
         }
     }
-    own_fetch(client, head, origin, svc, is_head).await
+    own_fetch(client, head, origin, svc).await
 }
 
 /// Whether a stored object answers this request given its `Vary`.
@@ -284,22 +284,8 @@ impl FillTask {
     /// Fetches, and when the response is storable makes the object,
     /// publishes it to the waiters and fills it in a task of its own.
     async fn run(self, ticket: FillTicket, extra: &[(String, Vec<u8>)]) -> FillStart {
-        let auth = self
-            .config
-            .proxy
-            .upstream
-            .as_ref()
-            .map(|u| u.authorization());
         let (head, origin) = (&self.head, &self.origin);
-        let request = |absolute: bool| {
-            fetch::shared_request(
-                head,
-                origin,
-                absolute.then(|| auth.clone().flatten()),
-                extra,
-            )
-        };
-        let resp = match fetch::exchange(origin, request, false, &self.config).await {
+        let resp = match fetch::exchange(origin, head, Ask::Shared(extra), &self.config).await {
             Ok(r) => r,
             Err(e) => return FillStart::Failed(e),
         };
@@ -415,7 +401,6 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     origin: &Origin,
     svc: &Service,
     old: Arc<Object>,
-    is_head: bool,
 ) -> (Outcome, Next) {
     let meta = old.meta();
     let mut extra = Vec::new();
@@ -425,21 +410,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(lm) = meta.header("last-modified") {
         extra.push(("If-Modified-Since".to_owned(), lm.as_bytes().to_vec()));
     }
-    let auth = svc
-        .config
-        .proxy
-        .upstream
-        .as_ref()
-        .map(|u| u.authorization());
-    let request = |absolute: bool| {
-        fetch::shared_request(
-            head,
-            origin,
-            absolute.then(|| auth.clone().flatten()),
-            &extra,
-        )
-    };
-    let resp = match fetch::exchange(origin, request, false, &svc.config).await {
+    let resp = match fetch::exchange(origin, head, Ask::Shared(&extra), &svc.config).await {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(
@@ -464,7 +435,6 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         stats: svc.cache_stats.clone(),
         config: svc.config.clone(),
     };
-    let _ = is_head;
     match task.start(resp) {
         Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
         Err(resp) => relay(client, head, origin, svc, *resp, "not stored").await,
@@ -504,38 +474,12 @@ async fn own_fetch<S: AsyncRead + AsyncWrite + Unpin>(
     head: &RequestHead,
     origin: &Origin,
     svc: &Service,
-    is_head: bool,
 ) -> (Outcome, Next) {
     svc.cache_stats.served(Served::Passed);
-    let auth = svc
-        .config
-        .proxy
-        .upstream
-        .as_ref()
-        .map(|u| u.authorization());
-    let request = |absolute: bool| {
-        let via = absolute.then(|| auth.clone().flatten());
-        gateway_proxy::forward::origin_request(&with_origin(head, origin), via, BodyKind::None)
-    };
-    match fetch::exchange(origin, request, is_head, &svc.config).await {
+    match fetch::exchange(origin, head, Ask::Own, &svc.config).await {
         Ok(resp) => relay(client, head, origin, svc, resp, "own fetch").await,
         Err(e) => (error_answer(client, svc, origin, e).await, Next::Close),
     }
-}
-
-/// The request with an absolute target naming `origin` (the form the
-/// proxy's request writer turns into origin form or keeps for an upstream).
-fn with_origin(head: &RequestHead, origin: &Origin) -> RequestHead {
-    let mut h = head.clone();
-    if let gateway_proxy::head::Target::Origin { path } = &h.target {
-        h.target = gateway_proxy::head::Target::Absolute {
-            scheme: gateway_proxy::head::Scheme::Http,
-            host: origin.host.clone(),
-            port: origin.port,
-            path: path.clone(),
-        };
-    }
-    h
 }
 
 /// Relays a response that is not stored: its head rewritten for the

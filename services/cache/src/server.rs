@@ -42,35 +42,17 @@ pub async fn serve(
     services: watch::Receiver<Arc<Service>>,
     slots: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let svc = services.borrow().clone();
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    handle(client, peer, &svc).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let body = format!(
-                        "gateway cache: too many connections (limit {})",
-                        svc.config.proxy.max_connections
-                    );
-                    refuse(&mut client, &svc.stats, "capacity", 503, &body).await;
-                });
-            }
-        }
-    }
+    proxy::accept_loop(
+        listener,
+        services,
+        slots,
+        |client, peer, svc| async move { handle(client, peer, &svc).await },
+        |client, svc| async move {
+            let limit = svc.config.proxy.max_connections;
+            proxy::refuse_capacity(client, &svc.stats, "gateway cache", limit).await
+        },
+    )
+    .await
 }
 
 use gateway_proxy::server::access_log as log;

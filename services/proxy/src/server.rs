@@ -81,6 +81,41 @@ pub async fn serve_with(
     slots: Arc<Semaphore>,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
+    let full = stats.clone();
+    accept_loop(
+        listener,
+        configs,
+        slots,
+        move |client, peer, config| {
+            let stats = stats.clone();
+            async move { handle(client, peer, &config, &stats).await }
+        },
+        move |client, config| {
+            let stats = full.clone();
+            async move { refuse_capacity(client, &stats, "gateway proxy", config.max_connections).await }
+        },
+    )
+    .await
+}
+
+/// The accept loop of a service port (the proxy's, the cache's): each
+/// connection is its own task, `handle`d with the value `current` holds
+/// when it arrives; above the connections `slots` allows, `over_capacity`
+/// answers it instead.
+pub async fn accept_loop<C, H, HF, R, RF>(
+    listener: TcpListener,
+    current: watch::Receiver<Arc<C>>,
+    slots: Arc<Semaphore>,
+    handle: H,
+    over_capacity: R,
+) -> std::io::Result<()>
+where
+    C: Send + Sync + 'static,
+    H: Fn(TcpStream, SocketAddr, Arc<C>) -> HF,
+    HF: std::future::Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, Arc<C>) -> RF,
+    RF: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -91,27 +126,26 @@ pub async fn serve_with(
                 continue;
             }
         };
-        let config = configs.borrow().clone();
-        let stats = stats.clone();
+        let value = current.borrow().clone();
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
+                let task = handle(client, peer, value);
                 tokio::spawn(async move {
-                    handle(client, peer, &config, &stats).await;
+                    task.await;
                     drop(permit);
                 });
             }
             Err(_) => {
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let body = format!(
-                        "gateway proxy: too many connections (limit {})",
-                        config.max_connections
-                    );
-                    refuse(&mut client, &stats, "capacity", 503, &body).await;
-                });
+                tokio::spawn(over_capacity(client, value));
             }
         }
     }
+}
+
+/// 503 for a connection above the cap.
+pub async fn refuse_capacity(mut client: TcpStream, stats: &Stats, service: &str, limit: usize) {
+    let body = format!("{service}: too many connections (limit {limit})");
+    refuse(&mut client, stats, "capacity", 503, &body).await;
 }
 
 /// What happened to one request, for the access log.
