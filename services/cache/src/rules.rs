@@ -237,6 +237,14 @@ pub fn format_http_date(t: SystemTime) -> String {
 /// 10 % of the time since `Last-Modified` (at most a day), else 0: stored,
 /// but revalidated (or fetched again) before each later use.
 pub fn freshness(fields: &Fields, now: SystemTime) -> Duration {
+    lifetime(fields, now).min(MAX_DELTA)
+}
+
+/// Delta-seconds above 2^31 are taken as 2^31 (RFC 9111 section 1.2.2): a
+/// lifetime added to the clock never overflows it.
+pub const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
+fn lifetime(fields: &Fields, now: SystemTime) -> Duration {
     if has_directive(fields, "no-cache") {
         return Duration::ZERO;
     }
@@ -435,6 +443,9 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(freshness(&f(&[]), now), Duration::ZERO);
+        let huge = f(&[("Cache-Control", "max-age=18446744073709551615")]);
+        assert_eq!(freshness(&huge, now), MAX_DELTA);
+        let _ = SystemTime::now() + freshness(&huge, now);
     }
 
     #[test]

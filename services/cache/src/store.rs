@@ -67,8 +67,9 @@ impl Drop for FillTicket {
 #[derive(Default)]
 struct Index {
     objects: HashMap<String, Arc<Object>>,
-    /// Primary key (method and URL) -> the fields its responses vary on.
-    vary: HashMap<String, Vec<String>>,
+    /// Primary key (method and URL) -> the fields its responses vary on,
+    /// and how many stored variants there are (the entry goes with the last).
+    vary: HashMap<String, (Vec<String>, usize)>,
     pending: HashMap<String, watch::Sender<Option<Resolved>>>,
     lru: BTreeMap<u64, String>,
     tick: u64,
@@ -115,8 +116,31 @@ impl Index {
         self.lru.insert(self.tick, key.to_owned());
     }
 
+    /// Notes the Vary of an object stored under `key`.
+    fn add_variant(&mut self, key: &str, vary: &[String]) {
+        match key.split_once('\n') {
+            Some((primary, _)) => {
+                let e = self.vary.entry(primary.to_owned()).or_default();
+                e.0 = vary.to_vec();
+                e.1 += 1;
+            }
+            // The origin no longer varies: the key is the URL alone again.
+            None => {
+                self.vary.remove(key);
+            }
+        }
+    }
+
     fn take(&mut self, key: &str) -> Option<Arc<Object>> {
         let o = self.objects.remove(key)?;
+        if let Some((primary, _)) = key.split_once('\n') {
+            if let Some(e) = self.vary.get_mut(primary) {
+                e.1 = e.1.saturating_sub(1);
+                if e.1 == 0 {
+                    self.vary.remove(primary);
+                }
+            }
+        }
         self.lru.remove(&o.tick.load(Ordering::Relaxed));
         self.account(o.tier, o.length(), false);
         Some(o)
@@ -150,11 +174,7 @@ impl Store {
                 continue;
             };
             let key = l.meta.key.clone();
-            if !l.meta.vary.is_empty() {
-                if let Some((primary, _)) = key.split_once('\n') {
-                    ix.vary.insert(primary.to_owned(), l.meta.vary.clone());
-                }
-            }
+            ix.add_variant(&key, &l.meta.vary);
             let o = Object::complete(l.meta, Body::File(Arc::new(file)), Tier::Disk, l.sha256);
             ix.account(Tier::Disk, o.length(), true);
             ix.touch(&key, &o);
@@ -174,7 +194,7 @@ impl Store {
     pub fn full_key(&self, primary: &str, request: &rules::Fields) -> String {
         let ix = self.lock();
         match ix.vary.get(primary) {
-            Some(names) => format!("{primary}{}", rules::vary_key(names, request)),
+            Some((names, _)) => format!("{primary}{}", rules::vary_key(names, request)),
             None => primary.to_owned(),
         }
     }
@@ -230,12 +250,7 @@ impl Store {
                     evicted.push(key.to_owned());
                 }
             }
-            let meta = o.meta();
-            if let Some((primary, _)) = key.split_once('\n') {
-                ix.vary.insert(primary.to_owned(), meta.vary.clone());
-            } else if !meta.vary.is_empty() {
-                ix.vary.insert(key.to_owned(), meta.vary.clone());
-            }
+            ix.add_variant(key, &o.meta().vary);
             ix.account(o.tier, o.length(), true);
             ix.touch(key, &o);
             ix.objects.insert(key.to_owned(), o.clone());
@@ -351,6 +366,25 @@ mod tests {
         rx.changed().await.unwrap();
         assert!(matches!(&*rx.borrow(), Some(Resolved::NotShared)));
         assert!(matches!(store.lookup("GET b", &[]), Lookup::Fill(_)));
+    }
+
+    #[test]
+    fn variants_are_keyed_by_what_they_vary_on() {
+        let store = Store::new(1000, None);
+        let gzip = vec![("Accept-Encoding".to_string(), b"gzip".to_vec())];
+        let names = vec!["accept-encoding".to_string()];
+        let key = format!("GET a{}", rules::vary_key(&names, &gzip));
+        let o = object(&key, 10);
+        if let Ok(mut m) = o.meta.lock() {
+            m.vary = names.clone();
+        }
+        store.insert(&key, o);
+        assert!(matches!(store.lookup("GET a", &gzip), Lookup::Found(_)));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Fill(_)));
+        // The origin stops varying: the URL alone is the key again.
+        store.insert("GET a", object("GET a", 10));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
+        assert!(matches!(store.lookup("GET a", &gzip), Lookup::Found(_)));
     }
 
     #[test]
