@@ -13,12 +13,13 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[path = "../../tests/common/shared.rs"]
@@ -66,7 +67,7 @@ impl Origin {
     }
 }
 
-async fn origin_conn(mut s: TcpStream, o: Arc<Origin>) {
+async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, o: Arc<Origin>) {
     let Some(head) = shared::read_request_head(&mut s).await else {
         return;
     };
@@ -112,12 +113,24 @@ async fn origin_conn(mut s: TcpStream, o: Arc<Origin>) {
     }
 }
 
+/// How a client reaches the origin through a peer.
+#[derive(Clone)]
+enum How {
+    /// Absolute-form requests to a forward proxy.
+    Forward,
+    /// Origin-form requests to a reverse proxy.
+    Reverse,
+    /// CONNECT, TLS trusting the peer's CA, origin-form requests inside.
+    Intercept(Arc<rustls::ClientConfig>),
+}
+
 /// A cache under test.
 struct Peer {
     name: String,
     port: u16,
-    /// Requests go in absolute form (a forward proxy) or origin form.
-    forward: bool,
+    how: How,
+    /// The origin's port this peer's clients name (plain or TLS).
+    origin_port: u16,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -134,14 +147,16 @@ impl Peer {
     fn started(
         name: String,
         port: u16,
-        forward: bool,
+        how: How,
+        origin_port: u16,
         child: Child,
         dir: tempfile::TempDir,
     ) -> Option<Peer> {
         let peer = Peer {
             name,
             port,
-            forward,
+            how,
+            origin_port,
             child,
             _dir: dir,
         };
@@ -158,12 +173,16 @@ fn spawn(cmd: &mut Command) -> Option<Child> {
         .ok()
 }
 
-fn start_ours(origin_port: u16) -> Option<Peer> {
+/// Ours; with `intercept`, clients go through CONNECT and TLS to the
+/// origin's TLS port.
+fn start_ours(ports: (u16, u16), origin_ca: &Path, intercept: bool) -> Option<Peer> {
     let dir = tempfile::tempdir().ok()?;
     let port = free_port();
+    let (plain, tls) = ports;
     let settings = format!(
-        r#"{{"listen": "127.0.0.1:{port}", "allowed_domains": ["{NAME}:{origin_port}"], "hosts": {{"{NAME}": "127.0.0.1"}},
-            "resolv_conf": "/nonexistent", "ca_dir": {:?}, "memory_bytes": 536870912}}"#,
+        r#"{{"listen": "127.0.0.1:{port}", "allowed_domains": ["{NAME}:{plain}", "{NAME}:{tls}"],
+            "hosts": {{"{NAME}": "127.0.0.1"}}, "resolv_conf": "/nonexistent", "ca_dir": {:?},
+            "origin_ca_bundle": {origin_ca:?}, "memory_bytes": 536870912}}"#,
         dir.path().join("ca")
     );
     let file = dir.path().join("cache.json");
@@ -172,7 +191,61 @@ fn start_ours(origin_port: u16) -> Option<Peer> {
         .ok()?
         .with_file_name("gateway-cache");
     let child = spawn(Command::new(exe).arg("run").arg("--config").arg(&file))?;
-    Peer::started("gateway-cache".into(), port, true, child, dir)
+    if !intercept {
+        return Peer::started(
+            "gateway-cache".into(),
+            port,
+            How::Forward,
+            plain,
+            child,
+            dir,
+        );
+    }
+    let name = "gateway-cache, HTTPS (TLS interception)".to_owned();
+    let mut peer = Peer::started(name, port, How::Forward, tls, child, dir)?;
+    // The CA exists once the cache listens.
+    let ca = std::fs::read(peer._dir.path().join("ca").join("ca.pem")).ok()?;
+    peer.how = How::Intercept(client_config(&ca)?);
+    Some(peer)
+}
+
+/// A TLS client trusting the CA in `pem`.
+fn client_config(pem: &[u8]) -> Option<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(gateway_cache::tls::provider())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(Arc::new(config))
+}
+
+/// The origin's TLS side: a certificate for NAME from a CA of its own,
+/// written to `ca_file` for the cache to trust.
+fn origin_tls(ca_file: &Path) -> Option<tokio_rustls::TlsAcceptor> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().ok()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).ok()?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    std::fs::write(ca_file, ca.self_signed(&ca_key).ok()?.pem()).ok()?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().ok()?;
+    let cert = CertificateParams::new(vec![NAME.to_owned()])
+        .ok()?
+        .signed_by(&key, &issuer)
+        .ok()?;
+    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(gateway_cache::tls::provider())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .ok()?;
+    Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 fn writable_dir() -> Option<tempfile::TempDir> {
@@ -208,13 +281,14 @@ fn start_nginx(origin_port: u16, lock: bool) -> Option<Peer> {
     Peer::started(
         format!("nginx 1.22 (proxy_cache_lock {lock})"),
         port,
-        false,
+        How::Reverse,
+        origin_port,
         child,
         dir,
     )
 }
 
-fn start_squid(collapsed: bool) -> Option<Peer> {
+fn start_squid(origin_port: u16, collapsed: bool) -> Option<Peer> {
     let dir = writable_dir()?;
     let d = dir.path().display();
     let port = free_port();
@@ -240,7 +314,8 @@ fn start_squid(collapsed: bool) -> Option<Peer> {
     Peer::started(
         format!("squid 5.7 (collapsed_forwarding {collapsed})"),
         port,
-        true,
+        How::Forward,
+        origin_port,
         child,
         dir,
     )
@@ -250,19 +325,43 @@ fn start_squid(collapsed: bool) -> Option<Peer> {
 /// bytes, total time).
 async fn get(
     peer_port: u16,
-    forward: bool,
+    how: How,
     origin_port: u16,
     path: String,
 ) -> Option<(Duration, u64, Duration)> {
     let start = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", peer_port)).await.ok()?;
-    let target = if forward {
-        format!("http://{NAME}:{origin_port}{path}")
-    } else {
-        path.to_owned()
-    };
-    let req =
-        format!("GET {target} HTTP/1.1\r\nHost: {NAME}:{origin_port}\r\nConnection: close\r\n\r\n");
+    let host = format!("{NAME}:{origin_port}");
+    let tail = format!("HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    match how {
+        How::Forward => response(s, format!("GET http://{host}{path} {tail}"), start).await,
+        How::Reverse => response(s, format!("GET {path} {tail}"), start).await,
+        How::Intercept(config) => {
+            s.write_all(format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
+            let answer = shared::read_request_head(&mut s).await?;
+            if !answer.starts_with("HTTP/1.1 200") {
+                eprintln!("{answer}");
+                return None;
+            }
+            let name = rustls_pki_types::ServerName::try_from(NAME).ok()?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, s)
+                .await
+                .ok()?;
+            response(tls, format!("GET {path} {tail}"), start).await
+        }
+    }
+}
+
+/// Sends `req` and reads the response: (time to the first body byte,
+/// body bytes, total time), counted from `start`.
+async fn response<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    req: String,
+    start: Instant,
+) -> Option<(Duration, u64, Duration)> {
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut head = Vec::new();
@@ -312,7 +411,14 @@ async fn parallel(
     let start = Instant::now();
     let target = format!("/{path}");
     let tasks: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(get(peer.port, peer.forward, origin_port, target.clone())))
+        .map(|_| {
+            tokio::spawn(get(
+                peer.port,
+                peer.how.clone(),
+                origin_port,
+                target.clone(),
+            ))
+        })
         .collect();
     let mut ok = true;
     for t in tasks {
@@ -327,11 +433,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-async fn bench(peer: &Peer, origin: &Arc<Origin>, origin_port: u16, round: usize) {
+async fn bench(peer: &Peer, origin: &Arc<Origin>, round: usize) {
+    let origin_port = peer.origin_port;
     let mb = |x: Option<f64>| x.map(|v| format!("{v:.0} MB/s")).unwrap_or("failed".into());
     // Hit throughput: warm, then 1 and 50 clients.
     let hit = format!("hit{round}");
-    let _ = get(peer.port, peer.forward, origin_port, format!("/{hit}")).await;
+    let _ = get(peer.port, peer.how.clone(), origin_port, format!("/{hit}")).await;
     let one = parallel(peer, origin_port, &hit, 1, HIT_LEN).await;
     let fifty = parallel(peer, origin_port, &hit, 50, HIT_LEN).await;
     // Origin bytes for 100 clients on a cold object.
@@ -342,7 +449,7 @@ async fn bench(peer: &Peer, origin: &Arc<Origin>, origin_port: u16, round: usize
     let trickle = format!("trickle{round}");
     let first = tokio::spawn(get(
         peer.port,
-        peer.forward,
+        peer.how.clone(),
         origin_port,
         format!("/{trickle}"),
     ));
@@ -351,7 +458,7 @@ async fn bench(peer: &Peer, origin: &Arc<Origin>, origin_port: u16, round: usize
         .map(|_| {
             tokio::spawn(get(
                 peer.port,
-                peer.forward,
+                peer.how.clone(),
                 origin_port,
                 format!("/{trickle}"),
             ))
@@ -388,20 +495,47 @@ fn main() {
         let origin = Arc::new(Origin::default());
         // 20 MB over ~2 s: 100 KB every 10 ms.
         origin.trickle.store(100_000, Ordering::Relaxed);
-        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else { return };
+        let (Ok(listener), Ok(tls_listener), Ok(dir)) = (
+            TcpListener::bind("127.0.0.1:0").await,
+            TcpListener::bind("127.0.0.1:0").await,
+            tempfile::tempdir(),
+        ) else {
+            return;
+        };
+        let origin_ca = dir.path().join("origin-ca.pem");
+        let Some(acceptor) = origin_tls(&origin_ca) else {
+            eprintln!("bench-cache: the origin's certificate");
+            return;
+        };
         let origin_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let tls_port = tls_listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let o = origin.clone();
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 tokio::spawn(origin_conn(s, o.clone()));
             }
         });
+        let o = origin.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = tls_listener.accept().await {
+                let (acceptor, o) = (acceptor.clone(), o.clone());
+                tokio::spawn(async move {
+                    if let Ok(s) = acceptor.accept(s).await {
+                        origin_conn(s, o).await;
+                    }
+                });
+            }
+        });
+        let ports = (origin_port, tls_port);
+        let ca = origin_ca.clone();
+        let ca2 = origin_ca.clone();
         let peers: Vec<Box<dyn Fn() -> Option<Peer>>> = vec![
-            Box::new(move || start_ours(origin_port)),
+            Box::new(move || start_ours(ports, &ca, false)),
             Box::new(move || start_nginx(origin_port, false)),
             Box::new(move || start_nginx(origin_port, true)),
-            Box::new(|| start_squid(false)),
-            Box::new(|| start_squid(true)),
+            Box::new(move || start_squid(origin_port, false)),
+            Box::new(move || start_squid(origin_port, true)),
+            Box::new(move || start_ours(ports, &ca2, true)),
         ];
         if let Ok(mut m) = origin.objects.lock() {
             for round in 0..peers.len() {
@@ -414,7 +548,7 @@ fn main() {
         println!("|---|---|---|---|---|");
         for (round, start) in peers.iter().enumerate() {
             match start() {
-                Some(peer) => bench(&peer, &origin, origin_port, round).await,
+                Some(peer) => bench(&peer, &origin, round).await,
                 None => println!("| (round {round}: did not start) | | | | |"),
             }
         }
