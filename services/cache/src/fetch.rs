@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::object::{Object, Progress, Tier};
+use crate::object::{Body, Object, Progress, Tier};
 use crate::settings::CacheConfig;
 use crate::stats::CacheStats;
 use crate::store::Store;
@@ -277,26 +277,31 @@ pub async fn fill(
     if let Ok(mut s) = o.sha256.lock() {
         *s = Some(sha);
     }
-    if let (Tier::Disk, Some((tmp, file))) = (o.tier, disk_tmp) {
-        let (meta2, file2, store2) = (meta.clone(), file.clone(), store.clone());
+    if let (Tier::Disk, Some((tmp, file)), Body::File(body)) = (o.tier, disk_tmp, &o.body) {
+        let (meta2, store2) = (meta.clone(), store.clone());
         let committed = tokio::task::spawn_blocking(move || match &store2.disk {
-            Some(disk) => disk.commit(&tmp, &file2, &meta2, &sha),
+            Some(disk) => disk.commit(&tmp, &file, &meta2, &sha),
             None => Err(std::io::Error::other("no disk tier")),
         })
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r);
-        if let Err(e) = committed {
-            tracing::warn!("cache fill {}: commit to disk: {e}; not stored", meta.key);
-            // Readers already have every byte; the object just is not kept.
-            o.finish(Progress::Complete);
-            store.remove(&meta.key, &o);
-            return;
+        match committed {
+            Ok(data) => {
+                o.verified_mtime.store(
+                    crate::disk::mtime_ns(&data),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                body.committed(data);
+            }
+            Err(e) => {
+                tracing::warn!("cache fill {}: commit to disk: {e}; not stored", meta.key);
+                // Readers already have every byte; the object just is not kept.
+                o.finish(Progress::Complete);
+                store.remove(&meta.key, &o);
+                return;
+            }
         }
-        o.verified_mtime.store(
-            crate::disk::mtime_ns(&file),
-            std::sync::atomic::Ordering::Relaxed,
-        );
     }
     o.finish(Progress::Complete);
     tracing::debug!("cache fill {}: {length} bytes stored", meta.key);

@@ -6,7 +6,9 @@
 //! is served as the origin sends, not after the fill. The fill runs in its
 //! own task; a reader leaving changes nothing for it.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -74,9 +76,67 @@ pub enum Progress {
 
 pub enum Body {
     Memory(RwLock<Vec<Vec<u8>>>),
-    /// A file being written or complete; read at offsets (the descriptor
-    /// stays valid across the rename that completes the fill).
-    File(Arc<std::fs::File>),
+    File(DiskBody),
+}
+
+/// A body on disk. While it fills, readers share the fill's descriptor
+/// (valid across the rename that commits it); once committed, the object
+/// holds no descriptor (thousands of stored objects must not hold
+/// thousands of files open) and each response opens the file once, so a
+/// reader keeps the bytes it started with even if the object is replaced.
+pub struct DiskBody {
+    path: Mutex<PathBuf>,
+    fill: Mutex<Option<Arc<File>>>,
+}
+
+impl DiskBody {
+    /// A body being written to `path` (the temp file) through `file`.
+    pub fn filling(path: PathBuf, file: Arc<File>) -> DiskBody {
+        DiskBody {
+            path: Mutex::new(path),
+            fill: Mutex::new(Some(file)),
+        }
+    }
+
+    /// A committed body.
+    pub fn stored(path: PathBuf) -> DiskBody {
+        DiskBody {
+            path: Mutex::new(path),
+            fill: Mutex::new(None),
+        }
+    }
+
+    /// Where the body is now.
+    pub fn path(&self) -> PathBuf {
+        self.path.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The fill committed the body to `path`; its descriptor goes.
+    pub fn committed(&self, path: PathBuf) {
+        if let Ok(mut p) = self.path.lock() {
+            *p = path;
+        }
+        if let Ok(mut f) = self.fill.lock() {
+            *f = None;
+        }
+    }
+
+    fn fill_file(&self) -> Option<Arc<File>> {
+        self.fill.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn open(&self) -> std::io::Result<Arc<File>> {
+        match self.fill_file() {
+            Some(f) => Ok(f),
+            None => File::open(self.path()).map(Arc::new),
+        }
+    }
+}
+
+/// What one response reads an object from.
+pub enum Source {
+    Memory,
+    File(Arc<File>),
 }
 
 pub struct Object {
@@ -165,7 +225,10 @@ impl Object {
                     rest = &rest[take..];
                 }
             }
-            Body::File(f) => f.write_all_at(data, filled)?,
+            Body::File(d) => d
+                .fill_file()
+                .ok_or_else(|| std::io::Error::other("the fill's file is closed"))?
+                .write_all_at(data, filled)?,
         }
         self.progress
             .send_replace(Progress::Filling(filled + data.len() as u64));
@@ -176,9 +239,22 @@ impl Object {
         self.progress.send_replace(result);
     }
 
-    /// Up to `max` bytes at `offset`, waiting for the fill when they are
-    /// not there yet. `Ok(empty)` at the end of the object.
-    pub async fn read_at(&self, offset: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+    /// Opens the object for one response.
+    pub fn source(&self) -> std::io::Result<Source> {
+        match &self.body {
+            Body::Memory(_) => Ok(Source::Memory),
+            Body::File(d) => d.open().map(Source::File),
+        }
+    }
+
+    /// Up to `max` bytes at `offset` of `src`, waiting for the fill when
+    /// they are not there yet. `Ok(empty)` at the end of the object.
+    pub async fn read_at(
+        &self,
+        src: &Source,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, ReadError> {
         let length = self.length();
         if offset >= length {
             return Ok(Vec::new());
@@ -197,8 +273,8 @@ impl Object {
             }
         };
         let want = ((available - offset) as usize).min(max);
-        match &self.body {
-            Body::Memory(segments) => {
+        match (&self.body, src) {
+            (Body::Memory(segments), _) => {
                 let segs = segments
                     .read()
                     .map_err(|_| ReadError::Io("poisoned".into()))?;
@@ -217,7 +293,8 @@ impl Object {
                 }
                 Ok(out)
             }
-            Body::File(f) => {
+            (Body::File(_), Source::Memory) => Err(ReadError::Io("not a memory object".into())),
+            (_, Source::File(f)) => {
                 let f = f.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut out = vec![0u8; want];
@@ -286,7 +363,10 @@ mod tests {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 while (got.len() as u64) < len {
-                    let b = o.read_at(got.len() as u64, 100_000).await.unwrap();
+                    let b = o
+                        .read_at(&Source::Memory, got.len() as u64, 100_000)
+                        .await
+                        .unwrap();
                     got.extend_from_slice(&b);
                 }
                 got
@@ -301,7 +381,11 @@ mod tests {
         }
         o.finish(Progress::Complete);
         assert_eq!(reader.await.unwrap(), data);
-        assert!(o.read_at(len, 10).await.unwrap().is_empty());
+        assert!(o
+            .read_at(&Source::Memory, len, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -312,10 +396,10 @@ mod tests {
             Tier::Memory,
         );
         o.append(b"abc", 0).unwrap();
-        assert_eq!(o.read_at(0, 10).await.unwrap(), b"abc");
+        assert_eq!(o.read_at(&Source::Memory, 0, 10).await.unwrap(), b"abc");
         let waiting = {
             let o = o.clone();
-            tokio::spawn(async move { o.read_at(3, 10).await })
+            tokio::spawn(async move { o.read_at(&Source::Memory, 3, 10).await })
         };
         tokio::task::yield_now().await;
         o.finish(Progress::Failed);

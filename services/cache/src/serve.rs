@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use crate::fetch::{self, Ask, FetchError, Origin, Response};
-use crate::object::{epoch_secs, Body, Meta, Object, ReadError, Tier};
+use crate::object::{epoch_secs, Body, DiskBody, Meta, Object, ReadError, Tier};
 use crate::rules::{self, RangeAnswer, RequestClass};
 use crate::server::{Next, Service};
 use crate::stats::Served;
@@ -197,18 +197,20 @@ fn varies_alike(o: &Object, primary: &str, head: &RequestHead) -> bool {
 /// mismatch drops the object (the caller fetches it again).
 async fn verified(o: &Arc<Object>, svc: &Service) -> bool {
     use std::sync::atomic::Ordering;
-    let (Tier::Disk, Body::File(file)) = (o.tier, &o.body) else {
+    let (Tier::Disk, Body::File(body)) = (o.tier, &o.body) else {
         return true;
     };
     if !o.is_complete() {
         return true;
     }
-    let mtime = crate::disk::mtime_ns(file);
+    let path = body.path();
+    let mtime = crate::disk::mtime_ns(&path);
     if o.verified.load(Ordering::Relaxed) && o.verified_mtime.load(Ordering::Relaxed) == mtime {
         return true;
     }
-    let f = file.clone();
-    let sha = tokio::task::spawn_blocking(move || crate::disk::file_sha256(&f)).await;
+    let sha =
+        tokio::task::spawn_blocking(move || crate::disk::file_sha256(&std::fs::File::open(path)?))
+            .await;
     let expected = o.sha256.lock().ok().and_then(|s| *s);
     match (sha, expected) {
         (Ok(Ok(got)), Some(want)) if got == want => {
@@ -347,7 +349,8 @@ impl FillTask {
                 match made {
                     Some(Ok((path, file))) => {
                         let file = Arc::new(file);
-                        (Body::File(file.clone()), Some((path, file)))
+                        let body = DiskBody::filling(path.clone(), file.clone());
+                        (Body::File(body), Some((path, file)))
                     }
                     Some(Err(e)) => {
                         tracing::warn!("disk tier: create a file for {key}: {e}; not stored");
@@ -459,9 +462,9 @@ fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
         m.fresh_until = epoch_secs(now + rules::freshness(&all, now));
         m.clone()
     };
-    if o.tier == Tier::Disk {
-        if let (Some(disk), Some(sha)) = (&svc.store.disk, o.sha256.lock().ok().and_then(|s| *s)) {
-            if let Err(e) = disk.write_meta(&updated, &sha) {
+    if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
+        if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
+            if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {
                 tracing::warn!("disk tier: {}: update metadata: {e}", updated.key);
             }
         }
@@ -592,6 +595,19 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         svc.cache_stats.served(served);
     }
     let meta = o.meta();
+    // Opened once per response, before anything is sent: a reader of a
+    // replaced object keeps its bytes.
+    let src = match o.source() {
+        Ok(src) => src,
+        Err(e) => {
+            svc.store.remove(&meta.key, o);
+            let e = FetchError {
+                status: 502,
+                why: format!("the stored object cannot be opened: {e}"),
+            };
+            return (error_answer(client, svc, origin, e).await, Next::Close);
+        }
+    };
     let len = meta.length;
     let keep = body::client_persistent(head.version, &head.headers);
     let is_head = head.method == "HEAD";
@@ -672,7 +688,7 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     let mut at = start;
     while body_wanted && at < end {
         let want = ((end - at) as usize).min(READ_CHUNK);
-        let chunk = match o.read_at(at, want).await {
+        let chunk = match o.read_at(&src, at, want).await {
             Ok(c) if !c.is_empty() => c,
             Ok(_) | Err(ReadError::Failed) => {
                 return (

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::disk::Disk;
-use crate::object::{Body, Object, Tier};
+use crate::object::{Body, DiskBody, Object, Tier};
 use crate::rules;
 
 /// What a fill turned out to be, for the requests that waited on it.
@@ -170,12 +170,10 @@ impl Store {
         loaded.sort_by_key(|l| l.meta.fresh_until);
         let mut ix = self.lock();
         for l in loaded {
-            let Ok(file) = std::fs::File::open(&l.data) else {
-                continue;
-            };
             let key = l.meta.key.clone();
             ix.add_variant(&key, &l.meta.vary);
-            let o = Object::complete(l.meta, Body::File(Arc::new(file)), Tier::Disk, l.sha256);
+            let body = Body::File(DiskBody::stored(l.data));
+            let o = Object::complete(l.meta, body, Tier::Disk, l.sha256);
             ix.account(Tier::Disk, o.length(), true);
             ix.touch(&key, &o);
             ix.objects.insert(key, o);
@@ -245,10 +243,10 @@ impl Store {
         let mut evicted = Vec::new();
         {
             let mut ix = self.lock();
+            // A replaced disk object's body goes now (a response reading it
+            // keeps its open file); the new one is another file.
             if let Some(old) = ix.take(key) {
-                if old.tier == Tier::Disk && o.tier != Tier::Disk {
-                    evicted.push(key.to_owned());
-                }
+                evicted.push((key.to_owned(), old));
             }
             ix.add_variant(key, &o.meta().vary);
             ix.account(o.tier, o.length(), true);
@@ -279,16 +277,19 @@ impl Store {
                     .map(|(t, k)| (*t, k.clone()));
                 let Some((t, victim)) = victim else { break };
                 cursor = t + 1;
-                ix.take(&victim);
-                if o.tier == Tier::Disk {
-                    evicted.push(victim);
+                if let Some(v) = ix.take(&victim) {
+                    evicted.push((victim, v));
                 }
             }
         }
-        if let Some(disk) = &self.disk {
-            for k in evicted {
-                disk.remove(&k);
-            }
+        for (k, o) in evicted {
+            self.remove_files(&k, &o);
+        }
+    }
+
+    fn remove_files(&self, key: &str, o: &Object) {
+        if let (Some(disk), Body::File(d)) = (&self.disk, &o.body) {
+            disk.remove(key, &d.path());
         }
     }
 
@@ -302,10 +303,8 @@ impl Store {
                 _ => false,
             }
         };
-        if removed && o.tier == Tier::Disk {
-            if let Some(disk) = &self.disk {
-                disk.remove(key);
-            }
+        if removed {
+            self.remove_files(key, o);
         }
     }
 

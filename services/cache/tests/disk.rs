@@ -65,6 +65,13 @@ fn the_disk_tier_survives_a_restart_and_catches_corruption() {
         w.curl(&w.https_url("/win.msu"), &[]).header("x-cache"),
         Some("HIT")
     );
+    // A stored object holds no file open (thousands of them must not);
+    // the response's own descriptor closes as its task ends: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_data_files() > 0 {
+        assert!(Instant::now() < deadline, "data files left open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Damaged while running: caught before it is served, fetched again.
     corrupt(&w);
@@ -108,4 +115,14 @@ fn small_objects_stay_in_memory_beside_the_disk_tier() {
         (Some(0), Some(1)),
         "{stats}"
     );
+}
+
+/// Data files of the disk tier this process has open.
+fn open_data_files() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.extension().is_some_and(|x| x == "data"))
+        .count()
 }
