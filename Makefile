@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Runtime files of the image come from these Debian packages (see image/).
 DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 
-.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-ntp bench-net fuzz-proxy clean
+.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache clean
 
 all: image
 
@@ -73,6 +73,11 @@ bench-proxy: deps
 	$(CARGO) build --release --locked -p gateway-proxy
 	ulimit -n 20000 && $(RELEASE)/bench-proxy
 
+# The cache against nginx (proxy_cache) and squid, same run, loopback.
+bench-cache: deps
+	$(CARGO) build --release --locked -p gateway-cache
+	ulimit -n 20000 && $(RELEASE)/bench-cache
+
 # First-sync offset of the appliance's NTP client and of chronyd as a client,
 # both against chronyd over a veth link between namespaces (root). RUNS=n.
 bench-ntp: deps
@@ -88,6 +93,11 @@ FUZZ_SECONDS ?= 60
 fuzz-proxy:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd services/proxy && $(CARGO) +nightly fuzz run head -- -max_total_time=$(FUZZ_SECONDS)
+
+# The cache rules (Range, Cache-Control, Vary, dates) under libFuzzer.
+fuzz-cache:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd services/cache && $(CARGO) +nightly fuzz run rules -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(DIST) target/qemu-tests

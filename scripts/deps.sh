@@ -14,6 +14,8 @@ packages=(
     xorriso
     # service tests: real clients
     curl squid openssl dnsmasq-base
+    # bench-cache: nginx's proxy_cache beside squid
+    nginx-light
     # network and time tests: DHCP and NTP peers in namespaces the tests create
     # (Debian's policy-rc.d in containers keeps chronyd from starting on install)
     iproute2 chrony faketime

@@ -113,7 +113,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-pub fn main() -> ExitCode {
+/// Logs to stderr as init collects them from a unit (the cache's too).
+pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -122,6 +123,10 @@ pub fn main() -> ExitCode {
         // issue); a second timestamp would cost per connection for nothing.
         .without_time()
         .init();
+}
+
+pub fn main() -> ExitCode {
+    init_logging();
     let args = Args::parse();
     if let Some(path) = args.config.clone() {
         return run_with_file(path);

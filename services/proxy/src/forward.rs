@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::body::{self, BodyKind, ChunkedDecoder, ChunkedError};
@@ -92,14 +91,21 @@ struct Relayed {
 /// the upstream proxy). `buf` holds what the client sent past the request
 /// head; on return it holds what was read past the request body (the next
 /// pipelined request), untouched.
-pub async fn forward(
-    client: &mut TcpStream,
+///
+/// Generic over both streams so the cache can forward what it does not
+/// store over the TLS connections it terminates and opens.
+pub async fn forward<C, O>(
+    client: &mut C,
     buf: &mut Vec<u8>,
-    mut origin: TcpStream,
+    mut origin: O,
     ex: Exchange<'_>,
     config: &ProxyConfig,
     stats: &Stats,
-) -> Forwarded {
+) -> Forwarded
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    O: AsyncRead + AsyncWrite + Unpin,
+{
     let request = origin_request(ex.head, ex.via.map(|u| u.authorization()), ex.body);
     if origin.write_all(&request).await.is_err() {
         let why = "the origin closed before the request was sent";
@@ -117,8 +123,8 @@ pub async fn forward(
     let head_sent = AtomicBool::new(false);
     let mut down = 0u64;
     let (uploaded, downloaded) = {
-        let (mut cr, mut cw) = client.split();
-        let (mut or, mut ow) = origin.split();
+        let (mut cr, mut cw) = tokio::io::split(&mut *client);
+        let (mut or, mut ow) = tokio::io::split(&mut origin);
         let upload = send_body(&mut cr, buf, &mut ow, ex.body, config.idle_timeout, stats);
         let download = relay_response(&mut or, &mut cw, &ex, config, stats, &head_sent, &mut down);
         tokio::pin!(upload, download);

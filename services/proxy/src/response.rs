@@ -67,7 +67,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, ResponseError> {
 
 /// Response fields that concern one connection only (RFC 9110 section
 /// 7.6.1) and are not passed on.
-const HOP_BY_HOP: [&str; 6] = [
+pub const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "proxy-connection",
     "keep-alive",

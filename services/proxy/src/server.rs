@@ -81,6 +81,41 @@ pub async fn serve_with(
     slots: Arc<Semaphore>,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
+    let full = stats.clone();
+    accept_loop(
+        listener,
+        configs,
+        slots,
+        move |client, peer, config| {
+            let stats = stats.clone();
+            async move { handle(client, peer, &config, &stats).await }
+        },
+        move |client, config| {
+            let stats = full.clone();
+            async move { refuse_capacity(client, &stats, "gateway proxy", config.max_connections).await }
+        },
+    )
+    .await
+}
+
+/// The accept loop of a service port (the proxy's, the cache's): each
+/// connection is its own task, `handle`d with the value `current` holds
+/// when it arrives; above the connections `slots` allows, `over_capacity`
+/// answers it instead.
+pub async fn accept_loop<C, H, HF, R, RF>(
+    listener: TcpListener,
+    current: watch::Receiver<Arc<C>>,
+    slots: Arc<Semaphore>,
+    handle: H,
+    over_capacity: R,
+) -> std::io::Result<()>
+where
+    C: Send + Sync + 'static,
+    H: Fn(TcpStream, SocketAddr, Arc<C>) -> HF,
+    HF: std::future::Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, Arc<C>) -> RF,
+    RF: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -91,39 +126,38 @@ pub async fn serve_with(
                 continue;
             }
         };
-        let config = configs.borrow().clone();
-        let stats = stats.clone();
+        let value = current.borrow().clone();
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
+                let task = handle(client, peer, value);
                 tokio::spawn(async move {
-                    handle(client, peer, &config, &stats).await;
+                    task.await;
                     drop(permit);
                 });
             }
             Err(_) => {
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let body = format!(
-                        "gateway proxy: too many connections (limit {})",
-                        config.max_connections
-                    );
-                    refuse(&mut client, &stats, "capacity", 503, &body).await;
-                });
+                tokio::spawn(over_capacity(client, value));
             }
         }
     }
 }
 
+/// 503 for a connection above the cap.
+pub async fn refuse_capacity(mut client: TcpStream, stats: &Stats, service: &str, limit: usize) {
+    let body = format!("{service}: too many connections (limit {limit})");
+    refuse(&mut client, stats, "capacity", 503, &body).await;
+}
+
 /// What happened to one request, for the access log.
-struct Outcome {
-    destination: String,
-    result: String,
-    up: u64,
-    down: u64,
+pub struct Outcome {
+    pub destination: String,
+    pub result: String,
+    pub up: u64,
+    pub down: u64,
 }
 
 impl Outcome {
-    fn refused(destination: &str, status: u16, reason: &str) -> Outcome {
+    pub fn refused(destination: &str, status: u16, reason: &str) -> Outcome {
         Outcome {
             destination: destination.into(),
             result: format!("{status} {reason}"),
@@ -155,21 +189,7 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, s
     let _ = client.set_nodelay(true);
     stats.client_seen(peer.ip());
     let log = |n: u32, method: &str, outcome: &Outcome, started: Instant| {
-        tracing::info!(
-            "access client={} dest={} result={:?} method={} up={} down={} ms={} req={}",
-            peer.ip(),
-            if outcome.destination.is_empty() {
-                "-"
-            } else {
-                &outcome.destination
-            },
-            outcome.result,
-            method,
-            outcome.up,
-            outcome.down,
-            started.elapsed().as_millis(),
-            n,
-        )
+        access_log(peer, n, method, outcome, started)
     };
     if let Decision::Deny(refusal) = config.policy.check_client(peer.ip()) {
         refuse(
@@ -229,11 +249,31 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, config: &ProxyConfig, s
     linger_close(client).await;
 }
 
+/// The access-log line of one request (`n`: its number on the client
+/// connection). No header is logged: credentials never appear.
+pub fn access_log(peer: SocketAddr, n: u32, method: &str, outcome: &Outcome, started: Instant) {
+    tracing::info!(
+        "access client={} dest={} result={:?} method={} up={} down={} ms={} req={}",
+        peer.ip(),
+        if outcome.destination.is_empty() {
+            "-"
+        } else {
+            &outcome.destination
+        },
+        outcome.result,
+        method,
+        outcome.up,
+        outcome.down,
+        started.elapsed().as_millis(),
+        n,
+    )
+}
+
 /// Closes after a final answer: our side first (the client reads the end of
 /// the answer), then whatever the client still sends is read off for a short
 /// while. Closing with unread bytes would send a reset, and a reset can make
 /// the client's system drop our answer before the client read it.
-async fn linger_close(mut client: TcpStream) {
+pub async fn linger_close(mut client: TcpStream) {
     let _ = client.shutdown().await;
     let mut sink = vec![0u8; 4096];
     let mut drained = 0usize;
@@ -252,8 +292,8 @@ async fn linger_close(mut client: TcpStream) {
 /// connection's start; a later one may wait `idle_timeout` for its first
 /// byte (an idle keep-alive connection), then has `head_timeout` to be
 /// complete. `Err(None)`: the connection ended between requests.
-async fn next_head(
-    client: &mut TcpStream,
+pub async fn next_head<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
     buf: &mut Vec<u8>,
     config: &ProxyConfig,
     stats: &Stats,
@@ -429,6 +469,22 @@ async fn local_endpoint(
     path: &str,
     stats: &Stats,
 ) -> Outcome {
+    let json = || stats.snapshot(Instant::now()).to_json();
+    service_endpoint(client, peer, method, path, stats, "gateway proxy", json).await
+}
+
+/// The local endpoints of a service port (the proxy's, the cache's):
+/// `/health`, `/stats` from loopback with `stats_json`'s answer, and 400
+/// naming `service` for any other origin-form request.
+pub async fn service_endpoint<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    peer: SocketAddr,
+    method: &str,
+    path: &str,
+    stats: &Stats,
+    service: &str,
+    stats_json: impl FnOnce() -> String,
+) -> Outcome {
     let get = method == "GET" || method == "HEAD";
     match path {
         "/health" if get => {
@@ -436,13 +492,12 @@ async fn local_endpoint(
             Outcome::refused("/health", 200, "health")
         }
         "/stats" if get && peer.ip().is_loopback() => {
-            let body = stats.snapshot(Instant::now()).to_json();
-            let _ = respond(client, 200, "OK", &body).await;
+            let _ = respond(client, 200, "OK", &stats_json()).await;
             Outcome::refused("/stats", 200, "stats")
         }
         _ => {
             let body = format!(
-                "gateway proxy: {path} is not a proxy request; use an absolute URL (http://host/...) or CONNECT host:port"
+                "{service}: {path} is not a proxy request; use an absolute URL (http://host/...) or CONNECT host:port"
             );
             refuse(client, stats, "malformed", 400, &body).await;
             Outcome::refused(path, 400, "origin-form")
@@ -450,13 +505,16 @@ async fn local_endpoint(
     }
 }
 
-enum ReadHeadError {
+/// Why no request head could be read.
+pub enum ReadHeadError {
+    /// The connection closed or failed first.
     Closed,
+    /// The head is malformed or over a limit.
     Head(HeadError),
 }
 
 /// Reads until `buf` holds a complete head (what follows it stays in `buf`).
-async fn read_head<R: AsyncRead + Unpin>(
+pub async fn read_head<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     limits: &Limits,
@@ -483,7 +541,7 @@ async fn read_head<R: AsyncRead + Unpin>(
 
 /// Resolves (hosts map first) and connects; errors are the status for the
 /// client and a reason in words.
-async fn connect(
+pub async fn connect(
     host: &str,
     port: u16,
     config: &ProxyConfig,
@@ -561,7 +619,7 @@ pub fn is_local_address(ip: IpAddr) -> bool {
 
 /// Asks the upstream proxy for a tunnel; returns the bytes it sent after its
 /// 200, or why it refused in words (its status and reason).
-async fn upstream_connect(
+pub async fn upstream_connect(
     stream: &mut TcpStream,
     u: &Upstream,
     target: &Target,
@@ -597,7 +655,10 @@ async fn upstream_connect(
     Ok(buf.split_off(head.len))
 }
 
-async fn tunnel(
+/// Answers the CONNECT and relays both ways until the tunnel ends;
+/// `early` is what the client sent after its head, `early_down` what the
+/// upstream proxy sent after its 200.
+pub async fn tunnel(
     client: &mut TcpStream,
     mut upstream: TcpStream,
     early: &[u8],
@@ -717,7 +778,8 @@ async fn pump(
     (up, down, "closed")
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+/// The reason phrase of the statuses the proxy answers with itself.
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         403 => "Forbidden",
@@ -734,7 +796,12 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Counts a refusal under `label` and answers it with `status` and `body`.
 /// A request the proxy cannot read: `status`, with the error in words.
-async fn refuse_malformed(client: &mut TcpStream, stats: &Stats, status: u16, error: String) {
+pub async fn refuse_malformed<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    stats: &Stats,
+    status: u16,
+    error: String,
+) {
     refuse(
         client,
         stats,
@@ -745,8 +812,8 @@ async fn refuse_malformed(client: &mut TcpStream, stats: &Stats, status: u16, er
     .await;
 }
 
-async fn refuse(
-    client: &mut TcpStream,
+pub async fn refuse<W: AsyncWrite + Unpin>(
+    client: &mut W,
     stats: &Stats,
     label: &'static str,
     status: u16,
@@ -758,7 +825,7 @@ async fn refuse(
 
 /// An error answer with the status's own reason phrase; the connection is
 /// closed after it.
-pub(crate) async fn respond_error<W: AsyncWrite + Unpin>(
+pub async fn respond_error<W: AsyncWrite + Unpin>(
     w: &mut W,
     status: u16,
     body: &str,
@@ -767,7 +834,7 @@ pub(crate) async fn respond_error<W: AsyncWrite + Unpin>(
 }
 
 /// A complete short answer; the connection is closed after it.
-async fn respond<W: AsyncWrite + Unpin>(
+pub async fn respond<W: AsyncWrite + Unpin>(
     w: &mut W,
     status: u16,
     reason: &str,

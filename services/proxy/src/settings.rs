@@ -100,19 +100,28 @@ pub enum SettingsError {
     Invalid { key: &'static str, reason: String },
 }
 
-impl ProxySettings {
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+/// Reads the settings file at `path` with `parse`; a parse error names the
+/// file (the cache's settings are read the same way).
+pub fn load_with<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, SettingsError>,
+) -> Result<T, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        SettingsError::Parse { source, .. } => SettingsError::Parse {
             path: path.display().to_string(),
             source,
-        })?;
-        Self::parse(&text).map_err(|e| match e {
-            SettingsError::Parse { source, .. } => SettingsError::Parse {
-                path: path.display().to_string(),
-                source,
-            },
-            other => other,
-        })
+        },
+        other => other,
+    })
+}
+
+impl ProxySettings {
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        load_with(path, Self::parse)
     }
 
     pub fn parse(text: &str) -> Result<Self, SettingsError> {

@@ -1,0 +1,445 @@
+//! The appliance CA: the certificate agents trust so the cache can terminate
+//! their TLS. Generated at first start (ECDSA P-256: every agent OS accepts
+//! it, and signing a leaf costs microseconds) and kept in the CA directory,
+//! or a customer-signed chain + key installed in its place after checks that
+//! say in words what is wrong. The files:
+//!
+//! - `ca.pem`: the chain, the certificate that signs leaves first;
+//! - `ca.key`: its private key (PKCS#8 PEM, mode 0600, never logged).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+
+pub const CHAIN_FILE: &str = "ca.pem";
+pub const KEY_FILE: &str = "ca.key";
+
+/// A generated CA is valid this long (agents keep trusting it across years
+/// of updates; the administrator can replace it at any time).
+const GENERATED_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("the chain has no PEM certificate")]
+    NoCertificate,
+    #[error("the chain's PEM cannot be read: {0}")]
+    ChainPem(String),
+    #[error("certificate {index} of the chain cannot be parsed: {reason}")]
+    BadCertificate { index: usize, reason: String },
+    #[error(
+        "the key cannot be read (expected an unencrypted PEM private key: PKCS#8, EC or RSA): {0}"
+    )]
+    BadKey(String),
+    #[error("the key does not match the first certificate of the chain")]
+    KeyMismatch,
+    #[error("the first certificate ({subject}) is not a CA (basicConstraints CA:TRUE is missing)")]
+    NotCa { subject: String },
+    #[error("the first certificate ({subject}) may not sign certificates (its keyUsage lacks keyCertSign)")]
+    NoCertSign { subject: String },
+    #[error("certificate {index} of the chain ({subject}) expired on {not_after}")]
+    Expired {
+        index: usize,
+        subject: String,
+        not_after: String,
+    },
+    #[error("certificate {index} of the chain ({subject}) is not valid before {not_before}")]
+    NotYetValid {
+        index: usize,
+        subject: String,
+        not_before: String,
+    },
+    #[error("generate the CA: {0}")]
+    Generate(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{present} exists but {missing} does not; install a chain and key, or remove both to generate a new CA")]
+    HalfPresent { present: PathBuf, missing: PathBuf },
+    #[error("sign a certificate for {host}: {reason}")]
+    Mint { host: String, reason: String },
+}
+
+/// A usable CA: its chain and the issuer that signs leaves.
+pub struct Ca {
+    chain: Vec<CertificateDer<'static>>,
+    chain_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    fingerprint: [u8; 32],
+    subject: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Ca")
+            .field("subject", &self.subject)
+            .field("fingerprint", &self.fingerprint_hex())
+            .finish()
+    }
+}
+
+impl Ca {
+    /// The chain as PEM, what agents import.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// SHA-256 of the signing certificate's DER, as `AB:CD:...` (the form
+    /// `openssl x509 -fingerprint -sha256` and the agent OSes show).
+    pub fn fingerprint_hex(&self) -> String {
+        self.fingerprint
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// The key as PKCS#8 PEM (what [`install`] writes, whatever form it
+    /// was given in).
+    fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+}
+
+fn time_of(t: SystemTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(t)
+}
+
+/// Checks a chain and key (PEM) and makes a [`Ca`] of them: the key matches
+/// the first certificate, which is a CA allowed to sign certificates, and no
+/// certificate of the chain is expired or not yet valid at `now`.
+pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, CaError> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CaError::ChainPem(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(CaError::NoCertificate);
+    }
+    let key = read_key(key_pem)?;
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut first_subject = String::new();
+    for (index, der) in chain.iter().enumerate() {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| CaError::BadCertificate {
+                index: index + 1,
+                reason: e.to_string(),
+            })?;
+        let subject = cert.subject().to_string();
+        let validity = cert.validity();
+        if validity.not_after.timestamp() < now_secs {
+            return Err(CaError::Expired {
+                index: index + 1,
+                subject,
+                not_after: validity.not_after.to_string(),
+            });
+        }
+        if validity.not_before.timestamp() > now_secs {
+            return Err(CaError::NotYetValid {
+                index: index + 1,
+                subject,
+                not_before: validity.not_before.to_string(),
+            });
+        }
+        if index > 0 {
+            continue;
+        }
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CaError::KeyMismatch);
+        }
+        let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        if !is_ca {
+            return Err(CaError::NotCa { subject });
+        }
+        if let Ok(Some(ku)) = cert.key_usage() {
+            if !ku.value.key_cert_sign() {
+                return Err(CaError::NoCertSign { subject });
+            }
+        }
+        first_subject = subject;
+    }
+    let issuer = Issuer::from_ca_cert_der(&chain[0], key).map_err(|e| CaError::BadCertificate {
+        index: 1,
+        reason: e.to_string(),
+    })?;
+    let fingerprint: [u8; 32] = Sha256::digest(chain[0].as_ref()).into();
+    let chain_pem = chain
+        .iter()
+        .map(|c| pem_certificate(c.as_ref()))
+        .collect::<String>();
+    Ok(Ca {
+        chain,
+        chain_pem,
+        issuer,
+        fingerprint,
+        subject: first_subject,
+    })
+}
+
+/// A private key in PEM: PKCS#8, or SEC1 (`EC PRIVATE KEY`) and PKCS#1
+/// (`RSA PRIVATE KEY`) rewrapped as PKCS#8, the one form ring reads.
+fn read_key(key_pem: &str) -> Result<KeyPair, CaError> {
+    use rustls_pki_types::PrivateKeyDer;
+    let bad = |e: String| CaError::BadKey(e);
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let attempts: Vec<Vec<u8>> = match &der {
+        PrivateKeyDer::Pkcs8(k) => vec![k.secret_pkcs8_der().to_vec()],
+        PrivateKeyDer::Pkcs1(k) => vec![pkcs8(RSA_ALG, k.secret_pkcs1_der())],
+        // The curve is not known without parsing SEC1: ring refuses the
+        // wrong one, so try the curves it signs with.
+        PrivateKeyDer::Sec1(k) => [P256_ALG, P384_ALG]
+            .iter()
+            .map(|alg| pkcs8(alg, k.secret_sec1_der()))
+            .collect(),
+        _ => return Err(bad("unsupported key format".into())),
+    };
+    let mut last = String::new();
+    for der in attempts {
+        match KeyPair::try_from(der.as_slice()) {
+            Ok(k) => return Ok(k),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(bad(last))
+}
+
+/// AlgorithmIdentifier contents: rsaEncryption with NULL parameters.
+const RSA_ALG: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+/// id-ecPublicKey with prime256v1.
+const P256_ALG: &[u8] = &[
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+    0x03, 0x01, 0x07,
+];
+/// id-ecPublicKey with secp384r1.
+const P384_ALG: &[u8] = &[
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22,
+];
+
+/// DER tag-length-value.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// PKCS#8 PrivateKeyInfo (RFC 5208): version 0, the algorithm, the key.
+fn pkcs8(alg: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend(tlv(0x30, alg));
+    body.extend(tlv(0x04, key));
+    tlv(0x30, &body)
+}
+
+/// A certificate in PEM, lines of 64 characters.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// A new self-signed CA (ECDSA P-256), as (chain PEM, key PEM). The subject
+/// carries a random suffix so two appliances' CAs are told apart.
+pub fn generate(now: SystemTime) -> Result<(String, String), CaError> {
+    let gen = |e: rcgen::Error| CaError::Generate(e.to_string());
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
+    let tag: [u8; 32] = Sha256::digest(key.public_key_raw()).into();
+    let tag: String = tag[..4].iter().map(|b| format!("{b:02x}")).collect();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Gateway Appliance CA {tag}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Gateway Appliance");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    // A day back: an agent whose clock runs behind still accepts it.
+    params.not_before = time_of(now - Duration::from_secs(86_400));
+    params.not_after = time_of(now + GENERATED_VALIDITY);
+    let cert = params.self_signed(&key).map_err(gen)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `data` to `path` atomically (temp file, fsync, rename, fsync of
+/// the directory) with `mode`: a power cut leaves the old or the new file.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Checks `chain_pem` and `key_pem` and, when they are fine, makes them the
+/// CA of `dir` (the key 0600). Nothing is written when a check fails.
+pub fn install(dir: &Path, chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, CaError> {
+    let ca = validate(chain_pem, key_pem, now)?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let key_path = dir.join(KEY_FILE);
+    let chain_path = dir.join(CHAIN_FILE);
+    // The key first: a cut between the two leaves a mismatch the next
+    // start reports, never a chain served with a key that is not its own.
+    write_atomic(&key_path, ca.key_pem().as_bytes(), 0o600).map_err(io_err(&key_path))?;
+    write_atomic(&chain_path, ca.chain_pem.as_bytes(), 0o644).map_err(io_err(&chain_path))?;
+    Ok(ca)
+}
+
+/// The CA of `dir`; generated and written there when neither file exists.
+pub fn load_or_generate(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
+    let chain_path = dir.join(CHAIN_FILE);
+    let key_path = dir.join(KEY_FILE);
+    match (chain_path.exists(), key_path.exists()) {
+        (true, true) => load(dir, now),
+        (false, false) => {
+            let (chain, key) = generate(now)?;
+            let ca = install(dir, &chain, &key, now)?;
+            tracing::info!(
+                "generated the appliance CA {} (SHA-256 {})",
+                ca.subject,
+                ca.fingerprint_hex()
+            );
+            Ok(ca)
+        }
+        (true, false) => Err(CaError::HalfPresent {
+            present: chain_path,
+            missing: key_path,
+        }),
+        (false, true) => Err(CaError::HalfPresent {
+            present: key_path,
+            missing: chain_path,
+        }),
+    }
+}
+
+/// The CA of `dir`, checked as [`validate`] does.
+pub fn load(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
+    let chain_path = dir.join(CHAIN_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let chain = std::fs::read_to_string(&chain_path).map_err(io_err(&chain_path))?;
+    let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+    validate(&chain, &key, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_params(is_ca: bool, not_after: SystemTime) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "Test");
+        if is_ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        p.not_before = time_of(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+        p.not_after = time_of(not_after);
+        p
+    }
+
+    #[test]
+    fn a_generated_ca_is_valid_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let a = load_or_generate(dir.path(), now).unwrap();
+        let b = load_or_generate(dir.path(), now).unwrap();
+        assert_eq!(a.fingerprint_hex(), b.fingerprint_hex());
+        assert_eq!(a.fingerprint_hex().len(), 32 * 3 - 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(a.chain_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(!format!("{a:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let now = SystemTime::now();
+        let key = KeyPair::generate().unwrap();
+        let other = KeyPair::generate().unwrap();
+        let later = now + Duration::from_secs(86_400);
+        let ca = ca_params(true, later).self_signed(&key).unwrap().pem();
+        let leaf = ca_params(false, later).self_signed(&key).unwrap().pem();
+        let expired = ca_params(true, now - Duration::from_secs(86_400))
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let k = key.serialize_pem();
+        assert!(validate(&ca, &k, now).is_ok());
+        for (chain, key, needle) in [
+            (ca.as_str(), other.serialize_pem(), "does not match"),
+            (leaf.as_str(), k.clone(), "is not a CA"),
+            (expired.as_str(), k.clone(), "expired on"),
+            ("", k.clone(), "no PEM certificate"),
+            (ca.as_str(), "junk".into(), "the key cannot be read"),
+        ] {
+            let err = validate(chain, &key, now).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(install(dir.path(), &leaf, &k, now).is_err());
+        assert!(!dir.path().join(KEY_FILE).exists(), "nothing written");
+    }
+}

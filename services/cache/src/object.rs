@@ -1,0 +1,409 @@
+//! One stored object while it fills and after: its response metadata, its
+//! body (memory segments or a file) and how far the fill has come.
+//!
+//! Read-while-write: readers wait on a watch of the filled length and get
+//! bytes as soon as the fill has them, so every client of a collapsed miss
+//! is served as the origin sends, not after the fill. The fill runs in its
+//! own task; a reader leaving changes nothing for it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// Memory bodies are kept in segments of this size (never reallocated, so
+/// a reader copies out of one while the fill appends to another).
+pub const SEGMENT: usize = 256 * 1024;
+
+/// The response metadata a stored object is served with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub key: String,
+    pub status: u16,
+    pub reason: String,
+    /// End-to-end fields of the origin's response (framing and hop-by-hop
+    /// fields left out; the cache writes its own).
+    pub headers: Vec<(String, String)>,
+    pub length: u64,
+    /// Seconds since the epoch after which the object must be revalidated.
+    pub fresh_until: u64,
+    /// The request fields the response varies on (lowercase).
+    pub vary: Vec<String>,
+}
+
+impl Meta {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        epoch_secs(now) < self.fresh_until
+    }
+}
+
+pub fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Which tier holds an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Disk,
+}
+
+/// How far the fill has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// This many bytes are readable; more to come.
+    Filling(u64),
+    /// The whole object is there.
+    Complete,
+    /// The origin failed or cut the body short: readers stop, the object is
+    /// never stored.
+    Failed,
+}
+
+pub enum Body {
+    Memory(RwLock<Vec<Vec<u8>>>),
+    File(DiskBody),
+}
+
+/// A body on disk. While it fills, readers share the fill's descriptor
+/// (valid across the rename that commits it); once committed, the object
+/// holds no descriptor (thousands of stored objects must not hold
+/// thousands of files open) and each response opens the file once, so a
+/// reader keeps the bytes it started with even if the object is replaced.
+pub struct DiskBody {
+    path: Mutex<PathBuf>,
+    fill: Mutex<Option<Arc<File>>>,
+}
+
+impl DiskBody {
+    /// A body being written to `path` (the temp file) through `file`.
+    pub fn filling(path: PathBuf, file: Arc<File>) -> DiskBody {
+        DiskBody {
+            path: Mutex::new(path),
+            fill: Mutex::new(Some(file)),
+        }
+    }
+
+    /// A committed body.
+    pub fn stored(path: PathBuf) -> DiskBody {
+        DiskBody {
+            path: Mutex::new(path),
+            fill: Mutex::new(None),
+        }
+    }
+
+    /// Where the body is now.
+    pub fn path(&self) -> PathBuf {
+        self.path.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The fill committed the body to `path`; its descriptor goes.
+    pub fn committed(&self, path: PathBuf) {
+        if let Ok(mut p) = self.path.lock() {
+            *p = path;
+        }
+        if let Ok(mut f) = self.fill.lock() {
+            *f = None;
+        }
+    }
+
+    fn fill_file(&self) -> Option<Arc<File>> {
+        self.fill.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn open(&self) -> std::io::Result<Arc<File>> {
+        match self.fill_file() {
+            Some(f) => Ok(f),
+            None => File::open(self.path()).map(Arc::new),
+        }
+    }
+}
+
+/// What one response reads an object from.
+pub enum Source {
+    Memory,
+    File(Arc<File>),
+}
+
+pub struct Object {
+    pub meta: Mutex<Meta>,
+    pub body: Body,
+    pub tier: Tier,
+    progress: watch::Sender<Progress>,
+    /// SHA-256 of the body once complete.
+    pub sha256: Mutex<Option<[u8; 32]>>,
+    /// Disk objects: the body was checked against its SHA-256 since it was
+    /// last modified (`verified_mtime`, nanoseconds).
+    pub verified: AtomicBool,
+    pub verified_mtime: AtomicU64,
+    /// LRU position (a tick of the store's clock).
+    pub tick: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("the origin transfer failed; the object was not stored")]
+    Failed,
+    #[error("read the stored object: {0}")]
+    Io(String),
+}
+
+impl Object {
+    pub fn new(meta: Meta, body: Body, tier: Tier) -> Arc<Object> {
+        let (progress, _) = watch::channel(Progress::Filling(0));
+        Arc::new(Object {
+            meta: Mutex::new(meta),
+            body,
+            tier,
+            progress,
+            sha256: Mutex::new(None),
+            verified: AtomicBool::new(true),
+            verified_mtime: AtomicU64::new(0),
+            tick: AtomicU64::new(0),
+        })
+    }
+
+    /// An object whose body is already complete (loaded from disk).
+    pub fn complete(meta: Meta, body: Body, tier: Tier, sha256: [u8; 32]) -> Arc<Object> {
+        let o = Object::new(meta, body, tier);
+        o.progress.send_replace(Progress::Complete);
+        if let Ok(mut s) = o.sha256.lock() {
+            *s = Some(sha256);
+        }
+        o.verified.store(false, Ordering::Relaxed);
+        o
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.meta
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn length(&self) -> u64 {
+        self.meta.lock().map(|m| m.length).unwrap_or(0)
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.progress() == Progress::Complete
+    }
+
+    /// Appends bytes the origin sent (the fill task only).
+    pub fn append(&self, data: &[u8], filled: u64) -> std::io::Result<()> {
+        match &self.body {
+            Body::Memory(segments) => {
+                let mut segs = segments
+                    .write()
+                    .map_err(|_| std::io::Error::other("poisoned"))?;
+                let mut rest = data;
+                while !rest.is_empty() {
+                    if segs.last().is_none_or(|s| s.len() == SEGMENT) {
+                        segs.push(Vec::with_capacity(SEGMENT));
+                    }
+                    let Some(last) = segs.last_mut() else { break };
+                    let take = (SEGMENT - last.len()).min(rest.len());
+                    last.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
+            }
+            Body::File(d) => d
+                .fill_file()
+                .ok_or_else(|| std::io::Error::other("the fill's file is closed"))?
+                .write_all_at(data, filled)?,
+        }
+        self.progress
+            .send_replace(Progress::Filling(filled + data.len() as u64));
+        Ok(())
+    }
+
+    pub fn finish(&self, result: Progress) {
+        self.progress.send_replace(result);
+    }
+
+    /// Opens the object for one response.
+    pub fn source(&self) -> std::io::Result<Source> {
+        match &self.body {
+            Body::Memory(_) => Ok(Source::Memory),
+            Body::File(d) => d.open().map(Source::File),
+        }
+    }
+
+    /// Up to `max` bytes at `offset` of `src`, waiting for the fill when
+    /// they are not there yet. `Ok(empty)` at the end of the object.
+    pub async fn read_at(
+        &self,
+        src: &Source,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, ReadError> {
+        let length = self.length();
+        if offset >= length {
+            return Ok(Vec::new());
+        }
+        let mut rx = self.progress.subscribe();
+        let available = loop {
+            let p = *rx.borrow_and_update();
+            match p {
+                Progress::Complete => break length,
+                Progress::Failed => return Err(ReadError::Failed),
+                Progress::Filling(n) if n > offset => break n,
+                Progress::Filling(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(ReadError::Failed);
+            }
+        };
+        let want = ((available - offset) as usize).min(max);
+        match (&self.body, src) {
+            (Body::Memory(segments), _) => {
+                let segs = segments
+                    .read()
+                    .map_err(|_| ReadError::Io("poisoned".into()))?;
+                let mut out = Vec::with_capacity(want);
+                let mut at = offset;
+                while out.len() < want {
+                    let i = (at / SEGMENT as u64) as usize;
+                    let within = (at % SEGMENT as u64) as usize;
+                    let Some(seg) = segs.get(i) else { break };
+                    let take = (seg.len().saturating_sub(within)).min(want - out.len());
+                    if take == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&seg[within..within + take]);
+                    at += take as u64;
+                }
+                Ok(out)
+            }
+            (Body::File(_), Source::Memory) => Err(ReadError::Io("not a memory object".into())),
+            (_, Source::File(f)) => {
+                let f = f.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut out = vec![0u8; want];
+                    let n = f.read_at(&mut out, offset)?;
+                    out.truncate(n);
+                    Ok::<_, std::io::Error>(out)
+                })
+                .await
+                .map_err(|e| ReadError::Io(e.to_string()))?
+                .map_err(|e| ReadError::Io(e.to_string()))
+                .and_then(|out| {
+                    if out.is_empty() {
+                        Err(ReadError::Io(
+                            "the file is shorter than its index says".into(),
+                        ))
+                    } else {
+                        Ok(out)
+                    }
+                })
+            }
+        }
+    }
+
+    /// Waits until the fill has ended; true when the object is complete.
+    pub async fn wait_done(&self) -> bool {
+        let mut rx = self.progress.subscribe();
+        loop {
+            match *rx.borrow_and_update() {
+                Progress::Complete => return true,
+                Progress::Failed => return false,
+                Progress::Filling(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(len: u64) -> Meta {
+        Meta {
+            key: "k".into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![],
+            length: len,
+            fresh_until: 0,
+            vary: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_get_bytes_as_the_fill_appends_them() {
+        let len = (SEGMENT * 2 + 10) as u64;
+        let o = Object::new(
+            meta(len),
+            Body::Memory(RwLock::new(Vec::new())),
+            Tier::Memory,
+        );
+        let reader = {
+            let o = o.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while (got.len() as u64) < len {
+                    let b = o
+                        .read_at(&Source::Memory, got.len() as u64, 100_000)
+                        .await
+                        .unwrap();
+                    got.extend_from_slice(&b);
+                }
+                got
+            })
+        };
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut at = 0;
+        for piece in data.chunks(70_000) {
+            o.append(piece, at).unwrap();
+            at += piece.len() as u64;
+            tokio::task::yield_now().await;
+        }
+        o.finish(Progress::Complete);
+        assert_eq!(reader.await.unwrap(), data);
+        assert!(o
+            .read_at(&Source::Memory, len, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_stops_its_readers() {
+        let o = Object::new(
+            meta(100),
+            Body::Memory(RwLock::new(Vec::new())),
+            Tier::Memory,
+        );
+        o.append(b"abc", 0).unwrap();
+        assert_eq!(o.read_at(&Source::Memory, 0, 10).await.unwrap(), b"abc");
+        let waiting = {
+            let o = o.clone();
+            tokio::spawn(async move { o.read_at(&Source::Memory, 3, 10).await })
+        };
+        tokio::task::yield_now().await;
+        o.finish(Progress::Failed);
+        assert_eq!(waiting.await.unwrap(), Err(ReadError::Failed));
+        assert!(!o.wait_done().await);
+    }
+}

@@ -1,0 +1,506 @@
+//! The cache policy, sans-IO: what a request may be answered from, what a
+//! response may be stored as, how long it stays fresh, what a Range asks
+//! for (RFC 9111, RFC 9110 section 14). Fed parsed header fields and the
+//! time; no I/O, no clock.
+
+use std::time::{Duration, SystemTime};
+
+/// Header fields as the proxy's head parsers give them.
+pub type Fields = [(String, Vec<u8>)];
+
+/// A freshness lifetime guessed from `Last-Modified` is at most this
+/// (RFC 9111 section 4.2.2 suggests 10 % of the age since modification).
+pub const MAX_HEURISTIC: Duration = Duration::from_secs(86_400);
+
+fn values<'a>(fields: &'a Fields, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+pub fn header<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+fn header_str<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    header(fields, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The `Cache-Control` directives, lowercase names with their values.
+fn cache_control(fields: &Fields) -> Vec<(String, Option<String>)> {
+    values(fields, "cache-control")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|d| {
+            let d = std::str::from_utf8(d).ok()?.trim();
+            if d.is_empty() {
+                return None;
+            }
+            Some(match d.split_once('=') {
+                Some((n, v)) => (
+                    n.trim().to_ascii_lowercase(),
+                    Some(v.trim().trim_matches('"').to_owned()),
+                ),
+                None => (d.to_ascii_lowercase(), None),
+            })
+        })
+        .collect()
+}
+
+fn has_directive(fields: &Fields, name: &str) -> bool {
+    cache_control(fields).iter().any(|(n, _)| n == name)
+}
+
+fn directive_secs(fields: &Fields, name: &str) -> Option<u64> {
+    cache_control(fields)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v?.parse().ok())
+}
+
+/// The key of a stored object: method and normalised URL. Scheme and host
+/// are lowercased, the default port dropped, the fragment never reaches us.
+/// HEAD shares GET's object (it is answered from its metadata).
+pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
+    let default = if https { 443 } else { 80 };
+    let scheme = if https { "https" } else { "http" };
+    let host = host.to_ascii_lowercase();
+    let path = if path.is_empty() { "/" } else { path };
+    if port == default {
+        format!("GET {scheme}://{host}{path}")
+    } else {
+        format!("GET {scheme}://{host}:{port}{path}")
+    }
+}
+
+/// What the cache does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// GET that may be answered from a shared object.
+    Get,
+    /// HEAD: answered from a stored object's metadata when there is one.
+    Head,
+    /// Relayed to the origin as the proxy does, never stored; the reason
+    /// is for the access log.
+    PassThrough(&'static str),
+}
+
+pub fn classify_request(method: &str, fields: &Fields) -> RequestClass {
+    let shared = match method {
+        "GET" => RequestClass::Get,
+        "HEAD" => RequestClass::Head,
+        _ => return RequestClass::PassThrough("method"),
+    };
+    // RFC 9111 section 3.5: a response to a request with Authorization is
+    // not shared; cookies make responses personal in practice.
+    if header(fields, "authorization").is_some() {
+        return RequestClass::PassThrough("authorization");
+    }
+    if header(fields, "cookie").is_some() {
+        return RequestClass::PassThrough("cookie");
+    }
+    if has_directive(fields, "no-store") {
+        return RequestClass::PassThrough("no-store");
+    }
+    // A request body on GET has no defined meaning; do not guess.
+    if header(fields, "content-length").is_some_and(|v| v != b"0")
+        || header(fields, "transfer-encoding").is_some()
+    {
+        return RequestClass::PassThrough("body");
+    }
+    shared
+}
+
+/// Request fields that describe this client's view of the object, not the
+/// object: left out of the request that fills the shared object.
+pub const PER_CLIENT: [&str; 6] = [
+    "range",
+    "if-range",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+];
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    Status(u16),
+    NoStore,
+    Private,
+    SetCookie,
+    VaryStar,
+    /// No `Content-Length`: the cache stores only objects whose end it knows
+    /// in advance (a truncated transfer is then always detected).
+    NoLength,
+    TooLarge,
+}
+
+impl std::fmt::Display for NotStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStored::Status(s) => write!(f, "status {s}"),
+            NotStored::NoStore => f.write_str("no-store"),
+            NotStored::Private => f.write_str("private"),
+            NotStored::SetCookie => f.write_str("set-cookie"),
+            NotStored::VaryStar => f.write_str("vary *"),
+            NotStored::NoLength => f.write_str("no content-length"),
+            NotStored::TooLarge => f.write_str("too large"),
+        }
+    }
+}
+
+/// Whether a response to a shared GET may be stored: 200 with a known
+/// length up to `max_len`, no `no-store`/`private`, no `Set-Cookie`, no
+/// `Vary: *`. Other statuses (404 included) are passed on, not stored.
+pub fn storable(
+    status: u16,
+    fields: &Fields,
+    length: Option<u64>,
+    max_len: u64,
+) -> Result<u64, NotStored> {
+    if status != 200 {
+        return Err(NotStored::Status(status));
+    }
+    if has_directive(fields, "no-store") {
+        return Err(NotStored::NoStore);
+    }
+    if has_directive(fields, "private") {
+        return Err(NotStored::Private);
+    }
+    if header(fields, "set-cookie").is_some() {
+        return Err(NotStored::SetCookie);
+    }
+    if vary_names(fields).is_none() {
+        return Err(NotStored::VaryStar);
+    }
+    match length {
+        None => Err(NotStored::NoLength),
+        Some(n) if n > max_len => Err(NotStored::TooLarge),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The request fields the response varies on, lowercase; `None` for
+/// `Vary: *` (never matches a later request).
+pub fn vary_names(fields: &Fields) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for v in values(fields, "vary") {
+        for n in v.split(|&b| b == b',') {
+            let n = String::from_utf8_lossy(n.trim_ascii()).to_ascii_lowercase();
+            if n == "*" {
+                return None;
+            }
+            if !n.is_empty() && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names.sort();
+    Some(names)
+}
+
+/// The part of the key a `Vary` adds: the request's values of those fields.
+pub fn vary_key(names: &[String], request: &Fields) -> String {
+    let mut out = String::new();
+    for n in names {
+        out.push('\n');
+        out.push_str(n);
+        out.push('=');
+        let v: Vec<String> = values(request, n)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        out.push_str(&v.join(","));
+    }
+    out
+}
+
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()?;
+    Some(SystemTime::from(t))
+}
+
+pub fn format_http_date(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// How long a response received at `now` stays fresh (RFC 9111 section
+/// 4.2.1): `no-cache` 0, `s-maxage`, `max-age`, `Expires` - `Date`, else
+/// 10 % of the time since `Last-Modified` (at most a day), else 0: stored,
+/// but revalidated (or fetched again) before each later use.
+pub fn freshness(fields: &Fields, now: SystemTime) -> Duration {
+    lifetime(fields, now).min(MAX_DELTA)
+}
+
+/// Delta-seconds above 2^31 are taken as 2^31 (RFC 9111 section 1.2.2): a
+/// lifetime added to the clock never overflows it.
+pub const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
+fn lifetime(fields: &Fields, now: SystemTime) -> Duration {
+    if has_directive(fields, "no-cache") {
+        return Duration::ZERO;
+    }
+    if let Some(s) =
+        directive_secs(fields, "s-maxage").or_else(|| directive_secs(fields, "max-age"))
+    {
+        return Duration::from_secs(s);
+    }
+    let date = header_str(fields, "date")
+        .and_then(parse_http_date)
+        .unwrap_or(now);
+    if let Some(expires) = header_str(fields, "expires") {
+        return parse_http_date(expires)
+            .and_then(|e| e.duration_since(date).ok())
+            .unwrap_or(Duration::ZERO);
+    }
+    if let Some(lm) = header_str(fields, "last-modified").and_then(parse_http_date) {
+        if let Ok(age) = date.duration_since(lm) {
+            return (age / 10).min(MAX_HEURISTIC);
+        }
+    }
+    Duration::ZERO
+}
+
+/// A single byte range resolved against a length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No usable Range (absent, several ranges, another unit): the whole.
+    Full,
+    /// `start..=end`, both within the object.
+    Partial { start: u64, end: u64 },
+    /// 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+/// Reads `Range: bytes=a-b | a- | -n` against an object of `len` bytes.
+/// Several ranges are answered with the whole object (RFC 9110 section
+/// 14.2 lets a server ignore Range).
+pub fn range(fields: &Fields, len: u64) -> RangeAnswer {
+    let Some(v) = header_str(fields, "range") else {
+        return RangeAnswer::Full;
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Full;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.is_empty(), num(a), num(b)) {
+        (true, _, Some(0)) => RangeAnswer::Unsatisfiable,
+        (true, _, Some(n)) if len == 0 => {
+            let _ = n;
+            RangeAnswer::Unsatisfiable
+        }
+        (true, _, Some(n)) => RangeAnswer::Partial {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        },
+        (false, Some(start), _) if start >= len => RangeAnswer::Unsatisfiable,
+        (false, Some(start), None) if b.is_empty() => RangeAnswer::Partial {
+            start,
+            end: len - 1,
+        },
+        (false, Some(start), Some(end)) if end >= start => RangeAnswer::Partial {
+            start,
+            end: end.min(len - 1),
+        },
+        _ => RangeAnswer::Full,
+    }
+}
+
+/// Whether a client's conditional request is answered 304 by a stored
+/// object with these validators (RFC 9110 section 13.2.2: If-None-Match
+/// first, If-Modified-Since only without it).
+pub fn not_modified(request: &Fields, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    if let Some(inm) = header_str(request, "if-none-match") {
+        let Some(etag) = etag else { return false };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || weak(t) == weak(etag));
+    }
+    match (
+        header_str(request, "if-modified-since").and_then(parse_http_date),
+        last_modified.and_then(parse_http_date),
+    ) {
+        (Some(since), Some(lm)) => lm <= since,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_normalised() {
+        assert_eq!(
+            cache_key(true, "A.Example.COM", 443, "/x?y"),
+            "GET https://a.example.com/x?y"
+        );
+        assert_eq!(cache_key(false, "h", 8080, ""), "GET http://h:8080/");
+    }
+
+    #[test]
+    fn requests_that_are_not_shared() {
+        assert_eq!(classify_request("GET", &f(&[])), RequestClass::Get);
+        assert_eq!(classify_request("HEAD", &f(&[])), RequestClass::Head);
+        for (m, fields) in [
+            ("POST", f(&[])),
+            ("GET", f(&[("Authorization", "Basic x")])),
+            ("GET", f(&[("Cookie", "a=b")])),
+            ("GET", f(&[("Cache-Control", "no-store")])),
+        ] {
+            assert!(matches!(
+                classify_request(m, &fields),
+                RequestClass::PassThrough(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn what_is_stored() {
+        assert_eq!(storable(200, &f(&[]), Some(5), 10), Ok(5));
+        assert_eq!(
+            storable(404, &f(&[]), Some(5), 10),
+            Err(NotStored::Status(404))
+        );
+        assert_eq!(
+            storable(
+                200,
+                &f(&[("Cache-Control", "public, no-store")]),
+                Some(5),
+                10
+            ),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            storable(200, &f(&[("Cache-Control", "private")]), Some(5), 10),
+            Err(NotStored::Private)
+        );
+        assert_eq!(
+            storable(200, &f(&[("Vary", "Accept, *")]), Some(5), 10),
+            Err(NotStored::VaryStar)
+        );
+        assert_eq!(storable(200, &f(&[]), None, 10), Err(NotStored::NoLength));
+        assert_eq!(
+            storable(200, &f(&[]), Some(11), 10),
+            Err(NotStored::TooLarge)
+        );
+    }
+
+    #[test]
+    fn freshness_rules() {
+        let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(format_http_date(now), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            freshness(&f(&[("Cache-Control", "max-age=60")]), now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            freshness(&f(&[("Cache-Control", "max-age=60, no-cache")]), now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            freshness(
+                &f(&[
+                    ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("Expires", "Sun, 06 Nov 1994 08:50:37 GMT")
+                ]),
+                now
+            ),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            freshness(
+                &f(&[("Last-Modified", "Sun, 06 Nov 1994 08:39:37 GMT")]),
+                now
+            ),
+            Duration::from_secs(60)
+        );
+        assert_eq!(freshness(&f(&[]), now), Duration::ZERO);
+        let huge = f(&[("Cache-Control", "max-age=18446744073709551615")]);
+        assert_eq!(freshness(&huge, now), MAX_DELTA);
+        let _ = SystemTime::now() + freshness(&huge, now);
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |v: &str, len| range(&f(&[("Range", v)]), len);
+        assert_eq!(
+            r("bytes=0-9", 100),
+            RangeAnswer::Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            r("bytes=90-", 100),
+            RangeAnswer::Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            r("bytes=-10", 100),
+            RangeAnswer::Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            r("bytes=-1000", 100),
+            RangeAnswer::Partial { start: 0, end: 99 }
+        );
+        assert_eq!(
+            r("bytes=50-1000", 100),
+            RangeAnswer::Partial { start: 50, end: 99 }
+        );
+        assert_eq!(r("bytes=100-", 100), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=-0", 100), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6", 100), RangeAnswer::Full);
+        assert_eq!(r("items=0-1", 100), RangeAnswer::Full);
+        assert_eq!(r("bytes=9-1", 100), RangeAnswer::Full);
+        assert_eq!(r("bytes=x-1", 100), RangeAnswer::Full);
+        assert_eq!(range(&f(&[]), 100), RangeAnswer::Full);
+    }
+
+    #[test]
+    fn conditionals_and_vary() {
+        let req = f(&[("If-None-Match", "\"a\", \"b\"")]);
+        assert!(not_modified(&req, Some("\"b\""), None));
+        assert!(!not_modified(&req, Some("\"c\""), None));
+        let req = f(&[("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert!(not_modified(
+            &req,
+            None,
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        ));
+        assert!(!not_modified(
+            &req,
+            None,
+            Some("Sun, 06 Nov 1994 08:49:38 GMT")
+        ));
+        let names = vary_names(&f(&[("Vary", "Accept-Encoding, accept")])).unwrap();
+        assert_eq!(names, vec!["accept", "accept-encoding"]);
+        assert_eq!(
+            vary_key(&names, &f(&[("Accept-Encoding", "gzip")])),
+            "\naccept=\naccept-encoding=gzip"
+        );
+    }
+}

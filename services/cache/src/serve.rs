@@ -1,0 +1,728 @@
+//! One request to an origin, answered from the cache where the rules allow:
+//! a hit (revalidated first when stale), a collapsed miss (joins the fill
+//! another request started), a miss (starts the fill, in its own task), or
+//! a pass-through (the proxy's forwarding, nothing stored). Ranges,
+//! HEAD and client conditionals are answered from the stored object.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use gateway_proxy::body::{self, BodyKind, ChunkedDecoder};
+use gateway_proxy::forward::{self, Exchange};
+use gateway_proxy::head::RequestHead;
+use gateway_proxy::response::{self, ClientConnection, HOP_BY_HOP};
+use gateway_proxy::server::{respond_error, Outcome};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+use crate::fetch::{self, Ask, FetchError, Origin, Response};
+use crate::object::{epoch_secs, Body, DiskBody, Meta, Object, ReadError, Tier};
+use crate::rules::{self, RangeAnswer, RequestClass};
+use crate::server::{Next, Service};
+use crate::stats::Served;
+use crate::store::{FillTicket, Lookup, Resolved};
+
+/// Bytes read from a stored object per write to the client.
+const READ_CHUNK: usize = 256 * 1024;
+
+fn dest(origin: &Origin) -> String {
+    format!("{}:{}", origin.host, origin.port)
+}
+
+fn path_of(head: &RequestHead) -> &str {
+    match &head.target {
+        gateway_proxy::head::Target::Origin { path }
+        | gateway_proxy::head::Target::Absolute { path, .. } => path,
+        gateway_proxy::head::Target::Authority { .. } => "/",
+    }
+}
+
+pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    origin: &Origin,
+    svc: &Service,
+) -> (Outcome, Next) {
+    match rules::classify_request(&head.method, &head.headers) {
+        RequestClass::PassThrough(why) => pass_through(client, head, buf, origin, svc, why).await,
+        class => shared(client, head, origin, svc, class == RequestClass::Head).await,
+    }
+}
+
+/// Relays the request as the proxy does; nothing is stored.
+async fn pass_through<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    origin: &Origin,
+    svc: &Service,
+    why: &str,
+) -> (Outcome, Next) {
+    svc.cache_stats.served(Served::Passed);
+    let body = match body::request_body(head.version, &head.headers) {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            gateway_proxy::server::refuse_malformed(client, &svc.stats, status, e.to_string())
+                .await;
+            return (
+                Outcome::refused(&dest(origin), status, &e.to_string()),
+                Next::Close,
+            );
+        }
+    };
+    let (stream, absolute) = match fetch::open(origin, &svc.config).await {
+        Ok(s) => s,
+        Err(e) => return (error_answer(client, svc, origin, e).await, Next::Close),
+    };
+    let via = if absolute {
+        svc.config.proxy.upstream.as_ref()
+    } else {
+        None
+    };
+    let ex = Exchange {
+        head,
+        body,
+        via,
+        client_keep: body::client_persistent(head.version, &head.headers),
+    };
+    let f = forward::forward(client, buf, stream, ex, &svc.config.proxy, &svc.stats).await;
+    svc.cache_stats.from_origin(f.down);
+    let o = Outcome {
+        destination: dest(origin),
+        result: format!("{} pass ({why})", f.result),
+        up: f.up,
+        down: f.down,
+    };
+    (
+        o,
+        if f.keep_alive {
+            Next::Request
+        } else {
+            Next::Close
+        },
+    )
+}
+
+async fn error_answer<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    svc: &Service,
+    origin: &Origin,
+    e: FetchError,
+) -> Outcome {
+    svc.stats.refused("upstream");
+    let _ = respond_error(
+        client,
+        e.status,
+        &format!("gateway cache: {}: {}", dest(origin), e.why),
+    )
+    .await;
+    Outcome::refused(&dest(origin), e.status, &e.why)
+}
+
+/// What the first request of a miss learns from the fill task.
+enum FillStart {
+    Stored(Arc<Object>),
+    /// Not storable: the response is this request's alone to relay.
+    Relay(Response),
+    Failed(FetchError),
+}
+
+/// GET and HEAD: from the cache when possible.
+async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+    is_head: bool,
+) -> (Outcome, Next) {
+    let primary = rules::cache_key(origin.https, &origin.host, origin.port, path_of(head));
+    // A damaged disk object is dropped and looked up again: a second round
+    // finds nothing and fills.
+    for _ in 0..3 {
+        match svc.store.lookup(&primary, &head.headers) {
+            Lookup::Found(o) => {
+                if !verified(&o, svc).await {
+                    continue;
+                }
+                if o.is_complete() && !o.meta().is_fresh(SystemTime::now()) {
+                    return revalidate(client, head, origin, svc, o).await;
+                }
+                return send_object(client, head, origin, svc, &o, Served::Hit).await;
+            }
+            Lookup::Wait(mut rx) => {
+                let resolved = loop {
+                    if let Some(r) = rx.borrow_and_update().clone() {
+                        break r;
+                    }
+                    if rx.changed().await.is_err() {
+                        break Resolved::NotShared;
+                    }
+                };
+                return match resolved {
+                    Resolved::Object(o) if varies_alike(&o, &primary, head) => {
+                        send_object(client, head, origin, svc, &o, Served::Collapsed).await
+                    }
+                    _ => own_fetch(client, head, origin, svc).await,
+                };
+            }
+            Lookup::Fill(ticket) => {
+                if is_head {
+                    // A HEAD does not fill; it is relayed.
+                    drop(ticket);
+                    return own_fetch(client, head, origin, svc).await;
+                }
+                return miss(client, head, origin, svc, ticket, &primary).await;
+            }
+        }
+    }
+    own_fetch(client, head, origin, svc).await
+}
+
+/// Whether a stored object answers this request given its `Vary`.
+fn varies_alike(o: &Object, primary: &str, head: &RequestHead) -> bool {
+    let meta = o.meta();
+    let want = if meta.vary.is_empty() {
+        primary.to_owned()
+    } else {
+        format!("{primary}{}", rules::vary_key(&meta.vary, &head.headers))
+    };
+    want == meta.key
+}
+
+/// Disk objects are checked against their SHA-256 before their first use
+/// after a load, and again whenever the file was modified since: a
+/// mismatch drops the object (the caller fetches it again).
+async fn verified(o: &Arc<Object>, svc: &Service) -> bool {
+    use std::sync::atomic::Ordering;
+    let (Tier::Disk, Body::File(body)) = (o.tier, &o.body) else {
+        return true;
+    };
+    if !o.is_complete() {
+        return true;
+    }
+    let path = body.path();
+    let mtime = crate::disk::mtime_ns(&path);
+    if o.verified.load(Ordering::Relaxed) && o.verified_mtime.load(Ordering::Relaxed) == mtime {
+        return true;
+    }
+    let sha =
+        tokio::task::spawn_blocking(move || crate::disk::file_sha256(&std::fs::File::open(path)?))
+            .await;
+    let expected = o.sha256.lock().ok().and_then(|s| *s);
+    match (sha, expected) {
+        (Ok(Ok(got)), Some(want)) if got == want => {
+            o.verified_mtime.store(mtime, Ordering::Relaxed);
+            o.verified.store(true, Ordering::Relaxed);
+            true
+        }
+        _ => {
+            let key = o.meta().key;
+            tracing::warn!(
+                "disk tier: {key}: the body does not match its SHA-256; dropped, fetching again"
+            );
+            svc.store.remove(&key, o);
+            false
+        }
+    }
+}
+
+/// The first request of a miss: the fill task fetches (and goes on
+/// without this request if it leaves); this request then reads the object
+/// like any other, or relays a response that is not stored.
+async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+    ticket: FillTicket,
+    primary: &str,
+) -> (Outcome, Next) {
+    let (tx, rx) = oneshot::channel();
+    let task = FillTask {
+        head: head.clone(),
+        origin: origin.clone(),
+        primary: primary.to_owned(),
+        store: svc.store.clone(),
+        stats: svc.cache_stats.clone(),
+        config: svc.config.clone(),
+    };
+    tokio::spawn(async move {
+        let start = task.run(ticket, &[]).await;
+        let _ = tx.send(start);
+    });
+    match rx.await {
+        Ok(FillStart::Stored(o)) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        Ok(FillStart::Relay(resp)) => relay(client, head, origin, svc, resp, "not stored").await,
+        Ok(FillStart::Failed(e)) => (error_answer(client, svc, origin, e).await, Next::Close),
+        Err(_) => (
+            error_answer(
+                client,
+                svc,
+                origin,
+                FetchError {
+                    status: 502,
+                    why: "the fetch ended".into(),
+                },
+            )
+            .await,
+            Next::Close,
+        ),
+    }
+}
+
+struct FillTask {
+    head: RequestHead,
+    origin: Origin,
+    primary: String,
+    store: Arc<crate::store::Store>,
+    stats: Arc<crate::stats::CacheStats>,
+    config: crate::settings::CacheConfig,
+}
+
+impl FillTask {
+    /// Fetches, and when the response is storable makes the object,
+    /// publishes it to the waiters and fills it in a task of its own.
+    async fn run(self, ticket: FillTicket, extra: &[(String, Vec<u8>)]) -> FillStart {
+        let (head, origin) = (&self.head, &self.origin);
+        let resp = match fetch::exchange(origin, head, Ask::Shared(extra), &self.config).await {
+            Ok(r) => r,
+            Err(e) => return FillStart::Failed(e),
+        };
+        match self.start(resp) {
+            Ok(o) => {
+                ticket.resolve(Resolved::Object(o.clone()));
+                FillStart::Stored(o)
+            }
+            Err(resp) => FillStart::Relay(*resp),
+        }
+    }
+
+    /// The object for a storable response, filling; the response back
+    /// when it is not to be stored.
+    fn start(&self, resp: Response) -> Result<Arc<Object>, Box<Response>> {
+        let length = match resp.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        };
+        let len = match rules::storable(
+            resp.head.status,
+            &resp.head.headers,
+            length,
+            self.config.max_object_bytes,
+        ) {
+            Ok(n) => n,
+            Err(why) => {
+                tracing::debug!("not stored ({why}): {}", self.primary);
+                return Err(Box::new(resp));
+            }
+        };
+        let Some(tier) = self.store.tier_for(len) else {
+            return Err(Box::new(resp));
+        };
+        let vary = rules::vary_names(&resp.head.headers).unwrap_or_default();
+        let key = if vary.is_empty() {
+            self.primary.clone()
+        } else {
+            format!(
+                "{}{}",
+                self.primary,
+                rules::vary_key(&vary, &self.head.headers)
+            )
+        };
+        let now = SystemTime::now();
+        let meta = Meta {
+            key: key.clone(),
+            status: resp.head.status,
+            reason: resp.head.reason.clone(),
+            headers: end_to_end(&resp.head.headers),
+            length: len,
+            fresh_until: epoch_secs(now + rules::freshness(&resp.head.headers, now)),
+            vary,
+        };
+        let (body, tmp) = match tier {
+            Tier::Memory => (crate::store::Store::memory_body(), None),
+            Tier::Disk => {
+                let made = self.store.disk.as_ref().map(|d| d.temp_file(&key));
+                match made {
+                    Some(Ok((path, file))) => {
+                        let file = Arc::new(file);
+                        let body = DiskBody::filling(path.clone(), file.clone());
+                        (Body::File(body), Some((path, file)))
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("disk tier: create a file for {key}: {e}; not stored");
+                        return Err(Box::new(resp));
+                    }
+                    None => return Err(Box::new(resp)),
+                }
+            }
+        };
+        let o = Object::new(meta, body, tier);
+        self.store.insert(&key, o.clone());
+        self.stats.served(Served::Miss);
+        let idle = self.config.proxy.idle_timeout;
+        tokio::spawn(fetch::fill(
+            o.clone(),
+            resp,
+            tmp,
+            self.store.clone(),
+            self.stats.clone(),
+            idle,
+        ));
+        Ok(o)
+    }
+}
+
+/// The origin's fields worth storing: without hop-by-hop and framing
+/// fields (the cache frames its answers itself).
+fn end_to_end(fields: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    let named = body::connection_tokens(fields);
+    fields
+        .iter()
+        .filter(|(n, _)| {
+            let l = n.to_ascii_lowercase();
+            !HOP_BY_HOP.contains(&l.as_str())
+                && !named.contains(&l)
+                && !matches!(
+                    l.as_str(),
+                    "content-length" | "transfer-encoding" | "trailer" | "age"
+                )
+        })
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+/// A stale object: asked again with its validators. 304 refreshes it; a
+/// storable 200 replaces it; anything else is relayed and the old object
+/// dropped. When the origin cannot be reached, the stale object is served.
+async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+    old: Arc<Object>,
+) -> (Outcome, Next) {
+    let meta = old.meta();
+    let mut extra = Vec::new();
+    if let Some(etag) = meta.header("etag") {
+        extra.push(("If-None-Match".to_owned(), etag.as_bytes().to_vec()));
+    }
+    if let Some(lm) = meta.header("last-modified") {
+        extra.push(("If-Modified-Since".to_owned(), lm.as_bytes().to_vec()));
+    }
+    let resp = match fetch::exchange(origin, head, Ask::Shared(&extra), &svc.config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(
+                "revalidate {}: {}; serving the stored copy",
+                meta.key,
+                e.why
+            );
+            return send_object(client, head, origin, svc, &old, Served::Hit).await;
+        }
+    };
+    if resp.head.status == 304 && !extra.is_empty() {
+        refresh(&old, &resp.head.headers, svc);
+        return send_object(client, head, origin, svc, &old, Served::Revalidated).await;
+    }
+    svc.store.remove(&meta.key, &old);
+    let primary = meta.key.split('\n').next().unwrap_or_default().to_owned();
+    let task = FillTask {
+        head: head.clone(),
+        origin: origin.clone(),
+        primary,
+        store: svc.store.clone(),
+        stats: svc.cache_stats.clone(),
+        config: svc.config.clone(),
+    };
+    match task.start(resp) {
+        Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        Err(resp) => relay(client, head, origin, svc, *resp, "not stored").await,
+    }
+}
+
+/// A 304 from the origin: new freshness, and the validators and caching
+/// fields it sent replace the stored ones (RFC 9111 section 4.3.4).
+fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
+    let now = SystemTime::now();
+    let updated = {
+        let Ok(mut m) = o.meta.lock() else { return };
+        for (n, v) in end_to_end(fields) {
+            m.headers.retain(|(old, _)| !old.eq_ignore_ascii_case(&n));
+            m.headers.push((n, v));
+        }
+        let all: Vec<(String, Vec<u8>)> = m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+            .collect();
+        m.fresh_until = epoch_secs(now + rules::freshness(&all, now));
+        m.clone()
+    };
+    if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
+        if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
+            if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {
+                tracing::warn!("disk tier: {}: update metadata: {e}", updated.key);
+            }
+        }
+    }
+}
+
+/// Fetches for this request alone (not shared, nothing stored).
+async fn own_fetch<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+) -> (Outcome, Next) {
+    svc.cache_stats.served(Served::Passed);
+    match fetch::exchange(origin, head, Ask::Own, &svc.config).await {
+        Ok(resp) => relay(client, head, origin, svc, resp, "own fetch").await,
+        Err(e) => (error_answer(client, svc, origin, e).await, Next::Close),
+    }
+}
+
+/// Relays a response that is not stored: its head rewritten for the
+/// client, then exactly its body.
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+    mut resp: Response,
+    what: &str,
+) -> (Outcome, Next) {
+    let idle = svc.config.proxy.idle_timeout;
+    let mut keep = body::client_persistent(head.version, &head.headers);
+    let dechunk = head.version == 0 && resp.body == BodyKind::Chunked;
+    if resp.body == BodyKind::UntilClose || dechunk {
+        keep = false;
+    }
+    let conn = match (keep, head.version) {
+        (false, _) => ClientConnection::Close,
+        (true, 0) => ClientConnection::KeepAlive10,
+        (true, _) => ClientConnection::Default,
+    };
+    let status = resp.head.status;
+    let mut down = 0u64;
+    let out = response::client_head(&resp.head, conn, dechunk);
+    let failed = |down| {
+        (
+            Outcome {
+                destination: dest(origin),
+                result: format!("{status} {what}, cut short"),
+                up: 0,
+                down,
+            },
+            Next::Close,
+        )
+    };
+    if timeout(idle, client.write_all(&out))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return failed(0);
+    }
+    down += out.len() as u64;
+    let mut left = match resp.body {
+        BodyKind::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut decoder = ChunkedDecoder::new();
+    let mut buf = std::mem::take(&mut resp.rest);
+    let mut done = matches!(resp.body, BodyKind::None) || left == 0;
+    while !done {
+        if buf.is_empty() {
+            buf.reserve(64 * 1024);
+            match timeout(idle, resp.stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ if resp.body == BodyKind::UntilClose => break,
+                _ => return failed(down),
+            }
+        }
+        let (send, rest): (Vec<u8>, usize) = match resp.body {
+            BodyKind::Length(_) => {
+                let take = (left.min(buf.len() as u64)) as usize;
+                left -= take as u64;
+                done = left == 0;
+                (buf[..take].to_vec(), take)
+            }
+            BodyKind::Chunked => {
+                let mut data = Vec::new();
+                let used = match decoder.feed(&buf, |d| data.extend_from_slice(d)) {
+                    Ok(n) => n,
+                    Err(_) => return failed(down),
+                };
+                done = decoder.is_done();
+                (if dechunk { data } else { buf[..used].to_vec() }, used)
+            }
+            _ => (buf.clone(), buf.len()),
+        };
+        buf.drain(..rest);
+        if timeout(idle, client.write_all(&send))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return failed(down);
+        }
+        down += send.len() as u64;
+        svc.cache_stats.from_origin(send.len() as u64);
+    }
+    let o = Outcome {
+        destination: dest(origin),
+        result: format!("{status} {what}"),
+        up: 0,
+        down,
+    };
+    (o, if keep { Next::Request } else { Next::Close })
+}
+
+/// Answers from a stored (or filling) object: 304 for a matching client
+/// conditional, 206 for a range, 416 for a range past the end, else 200;
+/// HEAD gets the head alone. Bytes go out as the fill provides them.
+async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    head: &RequestHead,
+    origin: &Origin,
+    svc: &Service,
+    o: &Arc<Object>,
+    served: Served,
+) -> (Outcome, Next) {
+    if served != Served::Miss {
+        svc.cache_stats.served(served);
+    }
+    let meta = o.meta();
+    // Opened once per response, before anything is sent: a reader of a
+    // replaced object keeps its bytes.
+    let src = match o.source() {
+        Ok(src) => src,
+        Err(e) => {
+            svc.store.remove(&meta.key, o);
+            let e = FetchError {
+                status: 502,
+                why: format!("the stored object cannot be opened: {e}"),
+            };
+            return (error_answer(client, svc, origin, e).await, Next::Close);
+        }
+    };
+    let len = meta.length;
+    let keep = body::client_persistent(head.version, &head.headers);
+    let is_head = head.method == "HEAD";
+    let label = match served {
+        Served::Miss => "MISS",
+        Served::Collapsed => "HIT-COLLAPSED",
+        Served::Revalidated => "REVALIDATED",
+        _ => "HIT",
+    };
+    let (etag, lm) = (meta.header("etag"), meta.header("last-modified"));
+    let range = match rules::header(&head.headers, "if-range") {
+        // A range applies only to the representation the client has.
+        Some(v)
+            if Some(String::from_utf8_lossy(v).as_ref()) != etag
+                && Some(String::from_utf8_lossy(v).as_ref()) != lm =>
+        {
+            RangeAnswer::Full
+        }
+        _ => rules::range(&head.headers, len),
+    };
+    let (status, reason, start, end) = if rules::not_modified(&head.headers, etag, lm) {
+        (304, "Not Modified", 0, 0)
+    } else {
+        match range {
+            RangeAnswer::Full => (meta.status, meta.reason.as_str(), 0, len),
+            RangeAnswer::Partial { start, end } => (206, "Partial Content", start, end + 1),
+            RangeAnswer::Unsatisfiable => (416, "Range Not Satisfiable", 0, 0),
+        }
+    };
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (n, v) in &meta.headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    match status {
+        304 => {}
+        206 => out.push_str(&format!(
+            "Content-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+            end - start,
+            end - 1
+        )),
+        416 => out.push_str(&format!(
+            "Content-Length: 0\r\nContent-Range: bytes */{len}\r\n"
+        )),
+        _ => out.push_str(&format!("Content-Length: {len}\r\n")),
+    }
+    if !meta
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("accept-ranges"))
+    {
+        out.push_str("Accept-Ranges: bytes\r\n");
+    }
+    out.push_str(&format!("X-Cache: {label}\r\n"));
+    if !keep {
+        out.push_str("Connection: close\r\n");
+    } else if head.version == 0 {
+        out.push_str("Connection: keep-alive\r\n");
+    }
+    out.push_str("\r\n");
+    let idle = svc.config.proxy.idle_timeout;
+    let outcome = |down, result: String| Outcome {
+        destination: dest(origin),
+        result,
+        up: 0,
+        down,
+    };
+    if timeout(idle, client.write_all(out.as_bytes()))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return (
+            outcome(0, format!("{status} {label}, client gone")),
+            Next::Close,
+        );
+    }
+    let mut down = out.len() as u64;
+    let body_wanted = !is_head && (status == 200 || status == 206);
+    let mut at = start;
+    while body_wanted && at < end {
+        let want = ((end - at) as usize).min(READ_CHUNK);
+        let chunk = match o.read_at(&src, at, want).await {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) | Err(ReadError::Failed) => {
+                return (
+                    outcome(down, format!("{status} {label}, origin transfer failed")),
+                    Next::Close,
+                );
+            }
+            Err(e) => {
+                tracing::warn!("{}: {e}", meta.key);
+                svc.store.remove(&meta.key, o);
+                return (
+                    outcome(down, format!("{status} {label}, stored object unreadable")),
+                    Next::Close,
+                );
+            }
+        };
+        if timeout(idle, client.write_all(&chunk))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return (
+                outcome(down, format!("{status} {label}, client gone")),
+                Next::Close,
+            );
+        }
+        at += chunk.len() as u64;
+        down += chunk.len() as u64;
+        if served != Served::Miss {
+            svc.cache_stats.from_cache(chunk.len() as u64);
+        }
+    }
+    let _ = client.flush().await;
+    (
+        outcome(down, format!("{status} {label}")),
+        if keep { Next::Request } else { Next::Close },
+    )
+}

@@ -1,0 +1,82 @@
+//! The cache's counters: bytes served from the cache and fetched from
+//! origins (the bandwidth saved), hits and misses, and with the proxy's
+//! counters (connections, unique clients in the last hour, refusals) and the
+//! tiers' sizes, the JSON `GET /stats` answers, as the proxy's does.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::TierCounts;
+
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revalidations: AtomicU64,
+    passed: AtomicU64,
+    bytes_from_cache: AtomicU64,
+    bytes_from_origin: AtomicU64,
+    /// Requests served from an origin fetch started by another request.
+    collapsed: AtomicU64,
+}
+
+/// What a request was, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Hit,
+    Miss,
+    /// Joined a fill another request started.
+    Collapsed,
+    /// Answered from the cache after a 304 from the origin.
+    Revalidated,
+    /// Relayed, not stored.
+    Passed,
+}
+
+impl CacheStats {
+    pub fn served(&self, what: Served) {
+        let c = match what {
+            Served::Hit => &self.hits,
+            Served::Miss => &self.misses,
+            Served::Collapsed => &self.collapsed,
+            Served::Revalidated => &self.revalidations,
+            Served::Passed => &self.passed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Body bytes a client got from a stored object.
+    pub fn from_cache(&self, n: u64) {
+        self.bytes_from_cache.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Body bytes fetched from an origin (fills and relayed responses).
+    pub fn from_origin(&self, n: u64) {
+        self.bytes_from_origin.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters as JSON, with the proxy's (`proxy`) and the tiers'.
+    pub fn to_json(&self, proxy: &gateway_proxy::stats::Snapshot, tiers: TierCounts) -> String {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (hits, collapsed, reval) = (l(&self.hits), l(&self.collapsed), l(&self.revalidations));
+        let shared = hits + collapsed + reval;
+        let total = shared + l(&self.misses) + l(&self.passed);
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            shared as f64 / total as f64
+        };
+        format!(
+            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"active_agents\":{},\"proxy\":{}}}",
+            l(&self.misses),
+            l(&self.passed),
+            l(&self.bytes_from_cache),
+            l(&self.bytes_from_origin),
+            tiers.memory_objects,
+            tiers.memory_bytes,
+            tiers.disk_objects,
+            tiers.disk_bytes,
+            proxy.unique_clients,
+            proxy.to_json(),
+        )
+    }
+}

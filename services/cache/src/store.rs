@@ -1,0 +1,404 @@
+//! The index of stored objects over both tiers: lookup with request
+//! collapsing (the first miss fills, later ones wait for it), LRU eviction
+//! within each tier's budget, and the accounting the statistics show.
+//!
+//! Which tier: with a disk tier, objects up to 1/16 of the memory budget go
+//! to memory and larger ones to disk (the kernel's page cache keeps the hot
+//! ones of those in RAM); without one, objects up to half the memory budget
+//! are stored, larger ones are passed on unstored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+
+use crate::disk::Disk;
+use crate::object::{Body, DiskBody, Object, Tier};
+use crate::rules;
+
+/// What a fill turned out to be, for the requests that waited on it.
+#[derive(Clone)]
+pub enum Resolved {
+    /// Serve from this object (check its Vary first).
+    Object(Arc<Object>),
+    /// The response is not shared (not storable, or the fill failed before
+    /// its head): fetch on your own.
+    NotShared,
+}
+
+pub enum Lookup {
+    Found(Arc<Object>),
+    Wait(watch::Receiver<Option<Resolved>>),
+    /// Nobody has this object or is fetching it: the caller fills it.
+    Fill(FillTicket),
+}
+
+/// The right (and duty) to fill a key. Dropped without [`FillTicket::resolve`]
+/// tells the waiters to fetch on their own.
+pub struct FillTicket {
+    store: Arc<Store>,
+    key: String,
+    tx: Option<watch::Sender<Option<Resolved>>>,
+}
+
+impl FillTicket {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn resolve(mut self, r: Resolved) {
+        if let Some(tx) = self.tx.take() {
+            self.store.end_pending(&self.key);
+            tx.send_replace(Some(r));
+        }
+    }
+}
+
+impl Drop for FillTicket {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.store.end_pending(&self.key);
+            tx.send_replace(Some(Resolved::NotShared));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    objects: HashMap<String, Arc<Object>>,
+    /// Primary key (method and URL) -> the fields its responses vary on,
+    /// and how many stored variants there are (the entry goes with the last).
+    vary: HashMap<String, (Vec<String>, usize)>,
+    pending: HashMap<String, watch::Sender<Option<Resolved>>>,
+    lru: BTreeMap<u64, String>,
+    tick: u64,
+    memory_bytes: u64,
+    disk_bytes: u64,
+    memory_objects: u64,
+    disk_objects: u64,
+}
+
+/// Objects and bytes per tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierCounts {
+    pub memory_objects: u64,
+    pub memory_bytes: u64,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+}
+
+pub struct Store {
+    index: Mutex<Index>,
+    pub memory_budget: u64,
+    pub disk: Option<Disk>,
+}
+
+impl Index {
+    fn account(&mut self, tier: Tier, bytes: u64, add: bool) {
+        let (b, n) = match tier {
+            Tier::Memory => (&mut self.memory_bytes, &mut self.memory_objects),
+            Tier::Disk => (&mut self.disk_bytes, &mut self.disk_objects),
+        };
+        if add {
+            *b += bytes;
+            *n += 1;
+        } else {
+            *b = b.saturating_sub(bytes);
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn touch(&mut self, key: &str, o: &Object) {
+        self.tick += 1;
+        let old = o.tick.swap(self.tick, Ordering::Relaxed);
+        self.lru.remove(&old);
+        self.lru.insert(self.tick, key.to_owned());
+    }
+
+    /// Notes the Vary of an object stored under `key`.
+    fn add_variant(&mut self, key: &str, vary: &[String]) {
+        match key.split_once('\n') {
+            Some((primary, _)) => {
+                let e = self.vary.entry(primary.to_owned()).or_default();
+                e.0 = vary.to_vec();
+                e.1 += 1;
+            }
+            // The origin no longer varies: the key is the URL alone again.
+            None => {
+                self.vary.remove(key);
+            }
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Arc<Object>> {
+        let o = self.objects.remove(key)?;
+        if let Some((primary, _)) = key.split_once('\n') {
+            if let Some(e) = self.vary.get_mut(primary) {
+                e.1 = e.1.saturating_sub(1);
+                if e.1 == 0 {
+                    self.vary.remove(primary);
+                }
+            }
+        }
+        self.lru.remove(&o.tick.load(Ordering::Relaxed));
+        self.account(o.tier, o.length(), false);
+        Some(o)
+    }
+}
+
+impl Store {
+    pub fn new(memory_budget: u64, disk: Option<Disk>) -> Arc<Store> {
+        let store = Arc::new(Store {
+            index: Mutex::new(Index::default()),
+            memory_budget,
+            disk,
+        });
+        store.load_disk();
+        store
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts the disk tier's objects back in the index (after a restart).
+    fn load_disk(&self) {
+        let Some(disk) = &self.disk else { return };
+        let mut loaded = disk.load();
+        // Oldest first, so the LRU order roughly follows the stored times.
+        loaded.sort_by_key(|l| l.meta.fresh_until);
+        let mut ix = self.lock();
+        for l in loaded {
+            let key = l.meta.key.clone();
+            ix.add_variant(&key, &l.meta.vary);
+            let body = Body::File(DiskBody::stored(l.data));
+            let o = Object::complete(l.meta, body, Tier::Disk, l.sha256);
+            ix.account(Tier::Disk, o.length(), true);
+            ix.touch(&key, &o);
+            ix.objects.insert(key, o);
+        }
+        tracing::info!(
+            "disk tier {}: {} objects, {} bytes (budget {})",
+            disk.dir.display(),
+            ix.disk_objects,
+            ix.disk_bytes,
+            disk.budget
+        );
+    }
+
+    /// The full key of a request: its primary key plus what the object's
+    /// `Vary` names in this request.
+    pub fn full_key(&self, primary: &str, request: &rules::Fields) -> String {
+        let ix = self.lock();
+        match ix.vary.get(primary) {
+            Some((names, _)) => format!("{primary}{}", rules::vary_key(names, request)),
+            None => primary.to_owned(),
+        }
+    }
+
+    /// Finds an object, joins a fill under way, or hands out the fill.
+    pub fn lookup(self: &Arc<Self>, primary: &str, request: &rules::Fields) -> Lookup {
+        let key = self.full_key(primary, request);
+        let mut ix = self.lock();
+        if let Some(o) = ix.objects.get(&key).cloned() {
+            ix.touch(&key, &o);
+            return Lookup::Found(o);
+        }
+        if let Some(tx) = ix.pending.get(&key) {
+            return Lookup::Wait(tx.subscribe());
+        }
+        let (tx, _) = watch::channel(None);
+        ix.pending.insert(key.clone(), tx.clone());
+        Lookup::Fill(FillTicket {
+            store: self.clone(),
+            key,
+            tx: Some(tx),
+        })
+    }
+
+    fn end_pending(&self, key: &str) {
+        self.lock().pending.remove(key);
+    }
+
+    /// The tier a new object of `len` bytes goes to, if any.
+    pub fn tier_for(&self, len: u64) -> Option<Tier> {
+        match &self.disk {
+            Some(_) if len <= self.memory_budget / 16 => Some(Tier::Memory),
+            Some(d) if len <= d.budget => Some(Tier::Disk),
+            Some(_) => None,
+            None if len <= self.memory_budget / 2 => Some(Tier::Memory),
+            None => None,
+        }
+    }
+
+    /// A new memory body.
+    pub fn memory_body() -> Body {
+        Body::Memory(RwLock::new(Vec::new()))
+    }
+
+    /// Stores `o` under `key` (replacing what was there) and evicts the
+    /// least recently used complete objects of its tier beyond the budget.
+    pub fn insert(&self, key: &str, o: Arc<Object>) {
+        let mut evicted = Vec::new();
+        {
+            let mut ix = self.lock();
+            // A replaced disk object's body goes now (a response reading it
+            // keeps its open file); the new one is another file.
+            if let Some(old) = ix.take(key) {
+                evicted.push((key.to_owned(), old));
+            }
+            ix.add_variant(key, &o.meta().vary);
+            ix.account(o.tier, o.length(), true);
+            ix.touch(key, &o);
+            ix.objects.insert(key.to_owned(), o.clone());
+            let budget = match o.tier {
+                Tier::Memory => self.memory_budget,
+                Tier::Disk => self.disk.as_ref().map(|d| d.budget).unwrap_or(0),
+            };
+            let mut cursor = 0u64;
+            loop {
+                let used = match o.tier {
+                    Tier::Memory => ix.memory_bytes,
+                    Tier::Disk => ix.disk_bytes,
+                };
+                if used <= budget {
+                    break;
+                }
+                // The least recently used complete object of this tier.
+                let victim = ix
+                    .lru
+                    .range(cursor..)
+                    .find(|(_, k)| {
+                        ix.objects.get(*k).is_some_and(|v| {
+                            v.tier == o.tier && v.is_complete() && !Arc::ptr_eq(v, &o)
+                        })
+                    })
+                    .map(|(t, k)| (*t, k.clone()));
+                let Some((t, victim)) = victim else { break };
+                cursor = t + 1;
+                if let Some(v) = ix.take(&victim) {
+                    evicted.push((victim, v));
+                }
+            }
+        }
+        for (k, o) in evicted {
+            self.remove_files(&k, &o);
+        }
+    }
+
+    fn remove_files(&self, key: &str, o: &Object) {
+        if let (Some(disk), Body::File(d)) = (&self.disk, &o.body) {
+            disk.remove(key, &d.path());
+        }
+    }
+
+    /// Drops `o` from the index if it is still there (a failed fill, a body
+    /// whose SHA-256 no longer matches); its disk files go with it.
+    pub fn remove(&self, key: &str, o: &Arc<Object>) {
+        let removed = {
+            let mut ix = self.lock();
+            match ix.objects.get(key) {
+                Some(cur) if Arc::ptr_eq(cur, o) => ix.take(key).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            self.remove_files(key, o);
+        }
+    }
+
+    pub fn counts(&self) -> TierCounts {
+        let ix = self.lock();
+        TierCounts {
+            memory_objects: ix.memory_objects,
+            memory_bytes: ix.memory_bytes,
+            disk_objects: ix.disk_objects,
+            disk_bytes: ix.disk_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{Meta, Progress};
+
+    fn object(key: &str, len: u64) -> Arc<Object> {
+        let meta = Meta {
+            key: key.into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![],
+            length: len,
+            fresh_until: 0,
+            vary: vec![],
+        };
+        let o = Object::new(meta, Store::memory_body(), Tier::Memory);
+        o.finish(Progress::Complete);
+        o
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_fill() {
+        let store = Store::new(1000, None);
+        let Lookup::Fill(ticket) = store.lookup("GET a", &[]) else {
+            panic!("fill")
+        };
+        let Lookup::Wait(mut rx) = store.lookup("GET a", &[]) else {
+            panic!("wait")
+        };
+        let o = object("GET a", 10);
+        store.insert(ticket.key(), o.clone());
+        ticket.resolve(Resolved::Object(o.clone()));
+        rx.changed().await.unwrap();
+        assert!(matches!(&*rx.borrow(), Some(Resolved::Object(x)) if Arc::ptr_eq(x, &o)));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
+        // A ticket dropped unresolved sends the waiters on their own way.
+        let Lookup::Fill(ticket) = store.lookup("GET b", &[]) else {
+            panic!("fill")
+        };
+        let Lookup::Wait(mut rx) = store.lookup("GET b", &[]) else {
+            panic!("wait")
+        };
+        drop(ticket);
+        rx.changed().await.unwrap();
+        assert!(matches!(&*rx.borrow(), Some(Resolved::NotShared)));
+        assert!(matches!(store.lookup("GET b", &[]), Lookup::Fill(_)));
+    }
+
+    #[test]
+    fn variants_are_keyed_by_what_they_vary_on() {
+        let store = Store::new(1000, None);
+        let gzip = vec![("Accept-Encoding".to_string(), b"gzip".to_vec())];
+        let names = vec!["accept-encoding".to_string()];
+        let key = format!("GET a{}", rules::vary_key(&names, &gzip));
+        let o = object(&key, 10);
+        if let Ok(mut m) = o.meta.lock() {
+            m.vary = names.clone();
+        }
+        store.insert(&key, o);
+        assert!(matches!(store.lookup("GET a", &gzip), Lookup::Found(_)));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Fill(_)));
+        // The origin stops varying: the URL alone is the key again.
+        store.insert("GET a", object("GET a", 10));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
+        assert!(matches!(store.lookup("GET a", &gzip), Lookup::Found(_)));
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_first() {
+        let store = Store::new(1000, None);
+        for k in ["GET a", "GET b", "GET c"] {
+            store.insert(k, object(k, 300));
+        }
+        // a used again: b is the oldest now.
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
+        store.insert("GET d", object("GET d", 300));
+        assert!(matches!(store.lookup("GET b", &[]), Lookup::Fill(_)));
+        assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
+        assert_eq!(store.counts().memory_bytes, 900);
+        assert_eq!(store.tier_for(500), Some(Tier::Memory));
+        assert_eq!(store.tier_for(501), None);
+    }
+}

@@ -1,0 +1,276 @@
+//! curl through the cache to HTTPS and plain-HTTP origins on loopback:
+//! hits, ranges, HEAD, what is not stored, revalidation, splicing, policy.
+
+mod common;
+
+use common::{pattern, Resource, World};
+
+#[test]
+fn a_second_fetch_makes_no_origin_request() {
+    let mut w = World::new();
+    w.start_cache("");
+    let body = pattern(300_000, 1);
+    w.origin.set(
+        "/agent.bin",
+        Resource::ok(
+            body.clone(),
+            &[("Cache-Control", "max-age=3600"), ("ETag", "\"v1\"")],
+        ),
+    );
+    let first = w.curl(&w.https_url("/agent.bin"), &[]);
+    assert!(first.ok, "{}", first.stderr);
+    assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")));
+    assert_eq!(first.body, body);
+    let second = w.curl(&w.https_url("/agent.bin"), &[]);
+    assert_eq!(
+        (second.status, second.header("x-cache")),
+        (200, Some("HIT"))
+    );
+    assert_eq!(second.body, body);
+    assert_eq!(second.header("etag"), Some("\"v1\""));
+    assert_eq!(w.origin.hits("/agent.bin"), 1);
+    let stats = w.stats();
+    assert_eq!(stats["hits"], 1, "{stats}");
+    assert_eq!(stats["misses"], 1, "{stats}");
+    assert_eq!(stats["bytes_from_cache"], 300_000, "{stats}");
+    assert_eq!(stats["bytes_from_origin"], 300_000, "{stats}");
+    assert_eq!(stats["memory_objects"], 1, "{stats}");
+    assert_eq!(stats["active_agents"], 1, "{stats}");
+}
+
+#[test]
+fn ranges_from_a_cold_and_a_warm_object() {
+    let mut w = World::new();
+    w.start_cache("");
+    let body = pattern(1_000_000, 2);
+    w.origin.set(
+        "/patch.cab",
+        Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]),
+    );
+    // A range miss: one full fetch, the range answered from it.
+    let r = w.curl(&w.https_url("/patch.cab"), &["-r", "100-199"]);
+    assert_eq!(r.status, 206, "{}", r.stderr);
+    assert_eq!(r.header("content-range"), Some("bytes 100-199/1000000"));
+    assert_eq!(r.body, &body[100..200]);
+    for (range, slice, cr) in [
+        ("999000-", &body[999_000..], "bytes 999000-999999/1000000"),
+        ("-10", &body[999_990..], "bytes 999990-999999/1000000"),
+        ("0-0", &body[..1], "bytes 0-0/1000000"),
+    ] {
+        let r = w.curl(&w.https_url("/patch.cab"), &["-r", range]);
+        assert_eq!(
+            (r.status, r.header("content-range")),
+            (206, Some(cr)),
+            "{range}"
+        );
+        assert_eq!(r.body, slice, "{range}");
+    }
+    let r = w.curl(&w.https_url("/patch.cab"), &["-r", "2000000-"]);
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */1000000"))
+    );
+    assert_eq!(w.origin.hits("/patch.cab"), 1);
+}
+
+#[test]
+fn head_is_answered_from_metadata() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin.set(
+        "/m.json",
+        Resource::ok(
+            b"{\"v\":1}".to_vec(),
+            &[
+                ("Cache-Control", "max-age=3600"),
+                ("Content-Type", "application/json"),
+            ],
+        ),
+    );
+    assert_eq!(w.curl(&w.https_url("/m.json"), &[]).status, 200);
+    let h = w.curl(&w.https_url("/m.json"), &["-I"]);
+    assert_eq!(h.status, 200, "{}", h.stderr);
+    assert_eq!(h.header("content-length"), Some("7"));
+    assert_eq!(h.header("content-type"), Some("application/json"));
+    assert_eq!(h.header("accept-ranges"), Some("bytes"));
+    assert_eq!(w.origin.hits("/m.json"), 1);
+}
+
+#[test]
+fn what_is_not_shared_goes_to_the_origin_each_time() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin.set(
+        "/private",
+        Resource::ok(
+            b"mine".to_vec(),
+            &[("Cache-Control", "private, max-age=60")],
+        ),
+    );
+    w.origin.set(
+        "/nostore",
+        Resource::ok(b"x".to_vec(), &[("Cache-Control", "no-store")]),
+    );
+    w.origin.set(
+        "/auth",
+        Resource::ok(b"a".to_vec(), &[("Cache-Control", "max-age=60")]),
+    );
+    for _ in 0..2 {
+        assert_eq!(w.curl(&w.https_url("/missing"), &[]).status, 404);
+        assert_eq!(w.curl(&w.https_url("/private"), &[]).body, b"mine");
+        assert_eq!(w.curl(&w.https_url("/nostore"), &[]).body, b"x");
+        let a = w.curl(
+            &w.https_url("/auth"),
+            &["-H", "Authorization: Bearer secret"],
+        );
+        assert_eq!(a.body, b"a");
+    }
+    for path in ["/missing", "/private", "/nostore", "/auth"] {
+        assert_eq!(w.origin.hits(path), 2, "{path}");
+    }
+    assert_eq!(w.stats()["memory_objects"], 0);
+}
+
+#[test]
+fn a_changed_origin_file_is_picked_up_after_revalidation() {
+    let mut w = World::new();
+    w.start_cache("");
+    // no-cache: stored, but asked again (conditionally) before every use.
+    w.origin.set(
+        "/manifest",
+        Resource::ok(
+            b"version 1".to_vec(),
+            &[("Cache-Control", "no-cache"), ("ETag", "\"1\"")],
+        ),
+    );
+    assert_eq!(w.curl(&w.https_url("/manifest"), &[]).body, b"version 1");
+    let again = w.curl(&w.https_url("/manifest"), &[]);
+    assert_eq!(
+        (again.body.as_slice(), again.header("x-cache")),
+        (&b"version 1"[..], Some("REVALIDATED"))
+    );
+    assert!(
+        w.origin
+            .last_request("/manifest")
+            .contains("If-None-Match: \"1\""),
+        "{}",
+        w.origin.last_request("/manifest")
+    );
+    w.origin.set(
+        "/manifest",
+        Resource::ok(
+            b"version 2!".to_vec(),
+            &[("Cache-Control", "no-cache"), ("ETag", "\"2\"")],
+        ),
+    );
+    let changed = w.curl(&w.https_url("/manifest"), &[]);
+    assert_eq!(changed.body, b"version 2!");
+    assert_eq!(changed.header("etag"), Some("\"2\""));
+    let after = w.curl(&w.https_url("/manifest"), &[]);
+    assert_eq!(
+        (after.body.as_slice(), after.header("x-cache")),
+        (&b"version 2!"[..], Some("REVALIDATED"))
+    );
+    assert_eq!(w.origin.hits("/manifest"), 4);
+}
+
+#[test]
+fn plain_http_requests_are_cached_too() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin.set(
+        "/kb.msu",
+        Resource::ok(pattern(50_000, 3), &[("Cache-Control", "max-age=3600")]),
+    );
+    for _ in 0..3 {
+        let r = w.curl(&w.http_url("/kb.msu"), &[]);
+        assert_eq!((r.status, r.body.len()), (200, 50_000), "{}", r.stderr);
+    }
+    assert_eq!(w.origin.hits("/kb.msu"), 1);
+}
+
+#[test]
+fn posts_pass_through_inside_the_tunnel() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin
+        .set("/upload", Resource::ok(b"thanks".to_vec(), &[]));
+    for _ in 0..2 {
+        let r = w.curl(&w.https_url("/upload"), &["--data-binary", "report"]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"thanks"[..]),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(w.origin.hits("/upload"), 2);
+    assert!(w
+        .origin
+        .last_request("/upload")
+        .starts_with("POST /upload HTTP/1.1"));
+}
+
+#[test]
+fn destinations_outside_the_policy_are_refused() {
+    let mut w = World::new();
+    w.start_cache("");
+    let r = w.curl(
+        &format!("https://{}:{}/x", "not-allowed.example.org", w.tls_port),
+        &[],
+    );
+    assert!(!r.ok);
+    assert!(r.stderr.contains("403"), "{}", r.stderr);
+    assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn spliced_domains_are_tunnelled_untouched() {
+    let mut w = World::new();
+    w.start_cache(&format!(r#", "splice": ["{}"]"#, common::NAME));
+    w.origin.set(
+        "/pinned",
+        Resource::ok(b"pinned".to_vec(), &[("Cache-Control", "max-age=60")]),
+    );
+    // The appliance CA does not sign what the client sees...
+    let r = w.curl(&w.https_url("/pinned"), &[]);
+    assert!(!r.ok, "the origin's own certificate is not the appliance's");
+    // ...the origin's own certificate does.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--proxy",
+            &format!("http://{}", w.cache_addr()),
+            "--cacert",
+        ])
+        .arg(&w.origin_ca)
+        .arg(w.https_url("/pinned"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.stdout,
+        b"pinned",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_shared_fetch_names_the_keyed_host() {
+    let mut w = World::new();
+    w.start_cache("");
+    w.origin.set(
+        "/h",
+        Resource::ok(b"h".to_vec(), &[("Cache-Control", "max-age=60")]),
+    );
+    let r = w.curl(&w.https_url("/h"), &["-H", "Host: elsewhere.example.net"]);
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    let seen = w.origin.last_request("/h");
+    assert!(
+        seen.contains(&format!("Host: {}:{}", common::NAME, w.tls_port)),
+        "{seen}"
+    );
+    assert!(!seen.contains("elsewhere"), "{seen}");
+}
