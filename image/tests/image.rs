@@ -225,7 +225,8 @@ fn root_filesystem_has_init_tools_and_libraries() {
     assert_eq!(
         gateway_image::read_file(disk, 2, "/etc/passwd").unwrap(),
         b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
-console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n"
+console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n\
+cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n"
     );
 
     let sbin = list_dir(disk, 2, "/sbin").expect("ls /sbin");

@@ -197,6 +197,31 @@ impl Appliance {
         Ok(Response::ok(status))
     }
 
+    async fn ca_export(&self) -> Result<Response, ApiError> {
+        tokio::task::spawn_blocking(crate::cacheca::export)
+            .await
+            .map_err(|e| ApiError::new(format!("ca_export: {e}")))?
+            .map(Response::ok)
+            .map_err(ApiError::new)
+    }
+
+    /// Installs the CA, then restarts the cache so that new leaves are
+    /// signed by it.
+    async fn ca_install(&self, chain: String, key: String) -> Result<Response, ApiError> {
+        let info = tokio::task::spawn_blocking(move || crate::cacheca::install(&chain, &key))
+            .await
+            .map_err(|e| ApiError::new(format!("ca_install: {e}")))?
+            .map_err(ApiError::new)?;
+        info!(
+            "appliance CA installed (SHA-256 {}): restarting the cache",
+            info.fingerprint_sha256
+        );
+        if self.config().cache.enabled {
+            self.restart_unit("cache").await?;
+        }
+        Ok(Response::ok(info))
+    }
+
     /// Where `restart_unit` requests go.
     pub fn set_unit_commands(&self, commands: HashMap<&'static str, mpsc::Sender<UnitCommand>>) {
         *self.unit_commands.lock().unwrap_or_else(|e| e.into_inner()) = commands;
@@ -428,6 +453,8 @@ impl Handler for Appliance {
                 .map_err(|e| ApiError::new(e.to_string())),
             Request::Stats => Ok(Response::ok(self.stats.borrow().clone())),
             Request::FormatPatchDisk { erase } => self.format_patch_disk(erase).await,
+            Request::CaExport => self.ca_export().await,
+            Request::CaInstall { chain, key } => self.ca_install(chain, key).await,
         };
         result.unwrap_or_else(Response::error)
     }

@@ -15,6 +15,7 @@
 pub mod appliance;
 pub mod blockdev;
 pub mod boot;
+pub mod cacheca;
 pub mod children;
 pub mod cmdline;
 pub mod console;

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,6 +57,19 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// Requests the cacheable origin answered.
+static CACHEABLE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A response any cache may keep for an hour.
+fn cacheable(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = s.read(&mut buf);
+    CACHEABLE_REQUESTS.fetch_add(1, Ordering::SeqCst);
+    let _ = s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\ncached",
+    );
 }
 
 fn hello(mut s: TcpStream) {
@@ -209,6 +222,68 @@ fn the_proxy_unit_serves_curl_and_follows_a_port_change_keeping_its_tunnels() {
         status.contains(&format!("| unit      proxy active: running, pid {pid}\n")),
         "{status}"
     );
+}
+
+/// The cache unit: a second fetch comes from its cache, and it terminates
+/// TLS with a leaf signed by the appliance CA exported through gatewayctl.
+#[test]
+fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca() {
+    let origin = Server::start(cacheable);
+    let port = free_port();
+    let (dir, mut vm) = boot(
+        "cache-unit",
+        &[&format!("tcp:127.0.0.1:{port}-:8080")],
+        &format!(
+            "gateway.hosts=origin.example.com=10.0.2.2 gateway.allowed_domains=origin.example.com:{}",
+            origin.port
+        ),
+    );
+    vm.wait_for("unit cache: started", BOOT).unwrap();
+    let url = format!("http://origin.example.com:{}/file", origin.port);
+    assert_eq!(curl_until(port, &url, Duration::from_secs(60)), "cached");
+    assert_eq!(curl(port, &url).unwrap(), "cached");
+    assert_eq!(
+        CACHEABLE_REQUESTS.load(Ordering::SeqCst),
+        1,
+        "the second fetch reached the origin"
+    );
+
+    let export = vm.command("ca-export", COMMAND).unwrap();
+    assert!(export.contains("! SHA-256 fingerprint: "), "{export}");
+    let pem: String = export
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{export}");
+    let ca = dir.path().join("appliance-ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    // The origin speaks no TLS: the cache's fetch fails (502), but only
+    // after curl verified the cache's leaf for origin.example.com
+    // against the exported CA.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-x",
+            &format!("http://127.0.0.1:{port}"),
+            &format!("https://origin.example.com:{}/", origin.port),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "TLS to the cache: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
 }
 
 #[test]

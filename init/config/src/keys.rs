@@ -66,6 +66,7 @@ pub const KEYS: &[KeyInfo] = &[
     key("proxy.port", "port", "1080", PORT_RULE),
     key("cache.port", "port", "8080", PORT_RULE),
     key("cache.enabled", "boolean", "true", "true or false"),
+    key("cache.splice", "list of domain names", "", "at most 50 domain names, no repeats; each also covers its subdomains, which the cache tunnels without intercepting TLS (for clients that pin certificates)"),
     key("patch.enabled", "boolean", "false", "true or false; true needs a patch disk of at least patch.min_disk_gib"),
     key("patch.min_disk_gib", "integer (GiB)", "250", "a whole number of GiB from 1 to 65536: the smallest second disk patch mode accepts"),
     key("allowed_domains", "list of domain[:port]", "", "at most 10 domain names or IPv4 addresses, each optionally with :port; no scheme, no path, no www. prefix, no repeats"),
@@ -191,6 +192,7 @@ impl Config {
             "proxy.port" => self.proxy.port = if empty { default.proxy.port } else { port(key, value)? },
             "cache.port" => self.cache.port = if empty { default.cache.port } else { port(key, value)? },
             "cache.enabled" => self.cache.enabled = if empty { default.cache.enabled } else { boolean(key, value)? },
+            "cache.splice" => self.cache.splice = list(value).into_iter().map(str::to_ascii_lowercase).collect(),
             "patch.enabled" => self.patch.enabled = if empty { default.patch.enabled } else { boolean(key, value)? },
             "patch.min_disk_gib" => {
                 self.patch.min_disk_gib = if empty {
@@ -239,6 +241,7 @@ impl Config {
             "proxy.port" => self.proxy.port.to_string(),
             "cache.port" => self.cache.port.to_string(),
             "cache.enabled" => self.cache.enabled.to_string(),
+            "cache.splice" => self.cache.splice.join(","),
             "patch.enabled" => self.patch.enabled.to_string(),
             "patch.min_disk_gib" => self.patch.min_disk_gib.to_string(),
             "allowed_domains" => self.allowed_domains.join(","),
@@ -315,6 +318,7 @@ mod tests {
             ("proxy.port", "3128"),
             ("cache.port", "8443"),
             ("cache.enabled", "false"),
+            ("cache.splice", "pinned.example.com,updates.example.org"),
             ("patch.enabled", "true"),
             ("patch.min_disk_gib", "1"),
             ("allowed_domains", "example.com,10.1.2.3:8443"),

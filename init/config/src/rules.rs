@@ -44,6 +44,8 @@ pub const RESERVED_PORT_RANGE: std::ops::RangeInclusive<u16> = 48081..=48086;
 
 pub const MAX_DNS_SERVERS: usize = 3;
 pub const MAX_NTP_SERVERS: usize = 8;
+/// Domains the cache tunnels without interception.
+pub const MAX_SPLICE: usize = 50;
 pub const MAX_HOSTS: usize = 256;
 const MAX_CREDENTIAL_LEN: usize = 255;
 
@@ -146,6 +148,20 @@ impl Config {
                 "cache.port",
                 format!("{} is already proxy.port: {PORT_RULE}", self.cache.port),
             );
+        }
+        if self.cache.splice.len() > MAX_SPLICE {
+            return fail(
+                "cache.splice",
+                format!("{} domains: at most {MAX_SPLICE}", self.cache.splice.len()),
+            );
+        }
+        for (i, name) in self.cache.splice.iter().enumerate() {
+            if let Err(why) = check_dns_name(name, false) {
+                return fail("cache.splice", format!("{name:?}: {why}"));
+            }
+            if self.cache.splice[..i].contains(name) {
+                return fail("cache.splice", format!("{name:?} is listed more than once"));
+            }
         }
         AllowedDomains::parse(&self.allowed_domains)
             .map(drop)
@@ -429,6 +445,15 @@ mod tests {
         assert!(refused(&[("upstream.proxy", "bad host:3128")])
             .message
             .contains("bad host"));
+    }
+
+    #[test]
+    fn splice_entries_are_domain_names_listed_once() {
+        let err = refused(&[("cache.splice", "pinned.example.com,https://x.com")]);
+        assert_eq!(err.key, "cache.splice");
+        assert!(err.message.starts_with("\"https://x.com\": "), "{err}");
+        let err = refused(&[("cache.splice", "a.example.com,A.example.com")]);
+        assert_eq!(err.message, "\"a.example.com\" is listed more than once");
     }
 
     #[test]

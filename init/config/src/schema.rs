@@ -200,6 +200,9 @@ impl Default for Proxy {
 pub struct Cache {
     pub port: u16,
     pub enabled: bool,
+    /// Domains tunnelled without interception (clients that pin
+    /// certificates).
+    pub splice: Vec<String>,
 }
 
 impl Default for Cache {
@@ -207,6 +210,7 @@ impl Default for Cache {
         Cache {
             port: 8080,
             enabled: true,
+            splice: Vec::new(),
         }
     }
 }

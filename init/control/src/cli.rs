@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::{
-    DiskStatus, KeyDoc, LogLines, PingResult, Request, SetResult, Stats, Status, DEFAULT_SOCKET,
+    CaInfo, DiskStatus, KeyDoc, LogLines, PingResult, Request, SetResult, Stats, Status,
+    DEFAULT_SOCKET,
 };
 
 #[derive(Debug, Parser)]
@@ -72,6 +73,16 @@ enum Command {
     },
     /// CPU, memory, disk usage, network counters and per-unit usage.
     Stats,
+    /// Print the appliance CA (PEM) that agents import for the cache port;
+    /// its SHA-256 fingerprint goes to stderr.
+    CaExport,
+    /// Install a customer-signed CA chain and its key (PEM files).
+    CaInstall {
+        #[arg(long)]
+        chain: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Format the patch disk (ext4) and mount it.
     FormatPatchDisk {
         /// Confirm that what the disk holds (a filesystem, a partition
@@ -193,6 +204,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Ping { .. } => ping_text(&serde_json::from_value(result).map_err(decode)?),
         Command::Stats => stats_text(&serde_json::from_value(result).map_err(decode)?),
+        Command::CaExport | Command::CaInstall { .. } => {
+            let ca: CaInfo = serde_json::from_value(result).map_err(decode)?;
+            eprintln!("SHA-256 fingerprint: {}", ca.fingerprint_sha256);
+            ca.pem
+        }
         Command::FormatPatchDisk { .. } => {
             disk_text(&serde_json::from_value(result).map_err(decode)?)
         }
@@ -234,6 +250,17 @@ fn request(command: &Command) -> Result<Request, Failure> {
         },
         Command::Restart { unit } => Request::RestartUnit { name: unit.clone() },
         Command::Stats => Request::Stats,
+        Command::CaExport => Request::CaExport,
+        Command::CaInstall { chain, key } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| Failure::Usage(format!("read {}: {e}", p.display())))
+            };
+            Request::CaInstall {
+                chain: read(chain)?,
+                key: read(key)?,
+            }
+        }
         Command::FormatPatchDisk { erase } => Request::FormatPatchDisk { erase: *erase },
         Command::Reboot => Request::Reboot,
         Command::Poweroff => Request::Poweroff,

@@ -70,6 +70,25 @@ pub enum Request {
         #[serde(default)]
         erase: bool,
     },
+    /// The appliance CA the cache signs with (agents import it): [`CaInfo`];
+    /// generated when there is none yet.
+    CaExport,
+    /// Makes a customer-signed chain and its key (PEM) the appliance CA;
+    /// refused with the reason when the key does not match, the
+    /// certificate is not a CA, or a certificate is expired. [`CaInfo`].
+    CaInstall {
+        chain: String,
+        key: String,
+    },
+}
+
+/// The answer to `ca_export` and `ca_install`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaInfo {
+    /// The chain, PEM.
+    pub pem: String,
+    /// SHA-256 of the CA certificate, `AB:CD:...`.
+    pub fingerprint_sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -127,6 +127,39 @@ pub fn proxy_settings(c: &Config) -> String {
     serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
 }
 
+/// The cache unit's user and group (image/src/rootfs.rs has the same).
+pub const CACHE_UID: u32 = 104;
+/// Where the cache keeps the appliance CA: its state directory.
+pub const CACHE_CA_DIR: &str = "/var/lib/units/cache/ca";
+/// The cache's memory tier: its share of RAM (issue 7's 40 %); its
+/// cgroup gets 10 points more, for connections and TLS.
+pub const CACHE_MEMORY_PERCENT: u64 = 40;
+
+/// The cache's settings (services/cache `run --config` format,
+/// docs/cache.md): the proxy's keys, then the cache's own. In patch mode
+/// the disk tier lives in the unit's directory on the patch disk.
+pub fn cache_settings(c: &Config) -> String {
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&proxy_settings(c)).unwrap_or_else(|_| json!({}));
+    let ram = nix::sys::sysinfo::sysinfo().map_or(256 << 20, |i| i.ram_total());
+    let cache = json!({
+        "listen": format!("0.0.0.0:{}", c.cache.port),
+        "ca_dir": CACHE_CA_DIR,
+        "tls_min_version": c.tls.min_version.to_string(),
+        "splice": c.cache.splice,
+        "memory_bytes": (ram * CACHE_MEMORY_PERCENT / 100).max(1 << 20),
+        "disk_dir": c.patch.enabled.then(|| format!("{}/cache", crate::disks::patch::MOUNT_POINT)),
+    });
+    if let (Some(all), Some(ours)) = (settings.as_object_mut(), cache.as_object()) {
+        for (k, v) in ours {
+            if !v.is_null() {
+                all.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+}
+
 fn port_caps(port: u16) -> Vec<u32> {
     if port < 1024 {
         vec![CAP_NET_BIND_SERVICE]
@@ -181,6 +214,26 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: false,
     },
+    UnitSpec {
+        name: "cache",
+        binary: "/usr/bin/gateway-cache",
+        uid: CACHE_UID,
+        gid: CACHE_UID,
+        depends: &[Dependency::Network, Dependency::PatchDisk],
+        memory: MemoryLimit::ShareOfRam {
+            percent: CACHE_MEMORY_PERCENT + 10,
+            min_mib: 96,
+        },
+        restart: RESTART,
+        max_files: 65_536,
+        enabled: |c| c.cache.enabled,
+        capabilities: |c| port_caps(c.cache.port),
+        settings: cache_settings,
+        reload: true,
+        args: &["run", "--config", "/run/units/cache/settings.json"],
+        tty: None,
+        patch_dir: true,
+    },
     // The VM's screen (VMware, Hyper-V) and its first serial port.
     console("console-tty1", "tty1"),
     console("console-ttyS0", "ttyS0"),
@@ -218,6 +271,32 @@ mod tests {
         );
         // The defaults parse too.
         gateway_proxy::settings::ProxySettings::parse(&proxy_settings(&Config::default())).unwrap();
+    }
+
+    #[test]
+    fn the_cache_settings_follow_the_configuration_and_the_cache_accepts_them() {
+        let c = Config::default()
+            .with_changes(&[
+                ("cache.port", "3129"),
+                ("cache.splice", "pinned.example.com"),
+                ("tls.min_version", "1.3"),
+                ("allowed_domains", "example.com"),
+                ("patch.enabled", "true"),
+            ])
+            .unwrap();
+        let text = cache_settings(&c);
+        let parsed = gateway_cache::settings::CacheSettings::parse(&text).unwrap();
+        assert_eq!(parsed.proxy.listen.port(), 3129);
+        assert!(parsed.proxy.patch);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["tls_min_version"], "1.3");
+        assert_eq!(v["splice"][0], "pinned.example.com");
+        assert_eq!(v["disk_dir"], "/var/lib/patch/cache");
+        assert_eq!(v["ca_dir"], CACHE_CA_DIR);
+        // Cache mode: memory only.
+        let text = cache_settings(&Config::default());
+        gateway_cache::settings::CacheSettings::parse(&text).unwrap();
+        assert!(!text.contains("disk_dir"));
     }
 
     #[test]
