@@ -255,6 +255,15 @@ async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
     });
     match rx.await {
         Ok(FillStart::Stored(o)) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        // The shared fetch asked for the whole object; a client that wanted
+        // a range of one that is not stored (too large, no length) asks
+        // for its range itself rather than get the whole.
+        Ok(FillStart::Relay(resp))
+            if resp.head.status == 200 && rules::header(&head.headers, "range").is_some() =>
+        {
+            drop(resp);
+            own_fetch(client, head, origin, svc).await
+        }
         Ok(FillStart::Relay(resp)) => relay(client, head, origin, svc, resp, "not stored").await,
         Ok(FillStart::Failed(e)) => (error_answer(client, svc, origin, e).await, Next::Close),
         Err(_) => (

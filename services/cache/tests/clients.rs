@@ -274,3 +274,23 @@ fn the_shared_fetch_names_the_keyed_host() {
     );
     assert!(!seen.contains("elsewhere"), "{seen}");
 }
+
+#[test]
+fn a_range_of_an_object_too_large_to_store_is_asked_for_itself() {
+    let mut w = World::new();
+    // 1 MiB of memory: objects over 512 KiB are not stored.
+    w.start_cache(r#", "memory_bytes": 1048576"#);
+    w.origin.set(
+        "/huge",
+        Resource::ok(pattern(600_000, 4), &[("Cache-Control", "max-age=60")]),
+    );
+    let r = w.curl(&w.https_url("/huge"), &["-r", "10-19"]);
+    // The scripted origin ignores Range: the client gets what the origin
+    // answered to its own request (the whole), the shared fetch dropped.
+    assert_eq!((r.status, r.body.len()), (200, 600_000), "{}", r.stderr);
+    assert!(w
+        .origin
+        .last_request("/huge")
+        .contains("Range: bytes=10-19"));
+    assert_eq!(w.stats()["memory_objects"], 0);
+}
