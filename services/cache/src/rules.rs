@@ -114,6 +114,16 @@ pub fn classify_request(method: &str, fields: &Fields) -> RequestClass {
     shared
 }
 
+/// Whether the client asks that a stored answer be confirmed by the
+/// origin first (RFC 9111 section 5.2.1: `no-cache`, `max-age=0`; the old
+/// `Pragma: no-cache`). The cache then revalidates, with its validators,
+/// so the answer is a 304 when nothing changed.
+pub fn wants_revalidation(fields: &Fields) -> bool {
+    has_directive(fields, "no-cache")
+        || directive_secs(fields, "max-age") == Some(0)
+        || header(fields, "pragma").is_some_and(|v| v.eq_ignore_ascii_case(b"no-cache"))
+}
+
 /// Request fields that describe this client's view of the object, not the
 /// object: left out of the request that fills the shared object.
 pub const PER_CLIENT: [&str; 6] = [
@@ -380,6 +390,15 @@ mod tests {
                 RequestClass::PassThrough(_)
             ));
         }
+    }
+
+    #[test]
+    fn clients_may_ask_for_revalidation() {
+        assert!(wants_revalidation(&f(&[("Cache-Control", "no-cache")])));
+        assert!(wants_revalidation(&f(&[("Cache-Control", "max-age=0")])));
+        assert!(wants_revalidation(&f(&[("Pragma", "no-cache")])));
+        assert!(!wants_revalidation(&f(&[("Cache-Control", "max-age=60")])));
+        assert!(!wants_revalidation(&f(&[])));
     }
 
     #[test]

@@ -147,7 +147,8 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                 if !verified(&o, svc).await {
                     continue;
                 }
-                if o.is_complete() && !o.meta().is_fresh(SystemTime::now()) {
+                let stale = !o.meta().is_fresh(SystemTime::now());
+                if o.is_complete() && (stale || rules::wants_revalidation(&head.headers)) {
                     return revalidate(client, head, origin, svc, o).await;
                 }
                 return send_object(client, head, origin, svc, &o, Served::Hit).await;

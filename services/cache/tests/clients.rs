@@ -166,6 +166,25 @@ fn a_changed_origin_file_is_picked_up_after_revalidation() {
     let changed = w.curl(&w.https_url("/manifest"), &[]);
     assert_eq!(changed.body, b"version 2!");
     assert_eq!(changed.header("etag"), Some("\"2\""));
+    // A client asking for a fresh answer gets the stored one confirmed.
+    w.origin.set(
+        "/fresh",
+        Resource::ok(
+            b"f".to_vec(),
+            &[("Cache-Control", "max-age=3600"), ("ETag", "\"f\"")],
+        ),
+    );
+    assert_eq!(
+        w.curl(&w.https_url("/fresh"), &[]).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        w.curl(&w.https_url("/fresh"), &[]).header("x-cache"),
+        Some("HIT")
+    );
+    let forced = w.curl(&w.https_url("/fresh"), &["-H", "Cache-Control: no-cache"]);
+    assert_eq!(forced.header("x-cache"), Some("REVALIDATED"));
+    assert_eq!(w.origin.hits("/fresh"), 2);
     let after = w.curl(&w.https_url("/manifest"), &[]);
     assert_eq!(
         (after.body.as_slice(), after.header("x-cache")),
