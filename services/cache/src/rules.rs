@@ -76,6 +76,13 @@ pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
     }
 }
 
+/// A key as logs show it: without the query (signed download URLs carry
+/// their credentials there) and without the Vary values.
+pub fn loggable(key: &str) -> &str {
+    let end = key.find(['?', '\n']).unwrap_or(key.len());
+    &key[..end]
+}
+
 /// What the cache does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestClass {
@@ -373,6 +380,16 @@ mod tests {
             "GET https://a.example.com/x?y"
         );
         assert_eq!(cache_key(false, "h", 8080, ""), "GET http://h:8080/");
+    }
+
+    #[test]
+    fn logged_keys_carry_no_query() {
+        assert_eq!(
+            loggable("GET https://h/a?sig=secret\naccept=x"),
+            "GET https://h/a"
+        );
+        assert_eq!(loggable("GET https://h/a\naccept=x"), "GET https://h/a");
+        assert_eq!(loggable("GET https://h/a"), "GET https://h/a");
     }
 
     #[test]

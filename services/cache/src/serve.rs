@@ -222,7 +222,8 @@ async fn verified(o: &Arc<Object>, svc: &Service) -> bool {
         _ => {
             let key = o.meta().key;
             tracing::warn!(
-                "disk tier: {key}: the body does not match its SHA-256; dropped, fetching again"
+                "disk tier: {}: the body does not match its SHA-256; dropped, fetching again",
+                rules::loggable(&key)
             );
             svc.store.remove(&key, o);
             false
@@ -325,7 +326,7 @@ impl FillTask {
         ) {
             Ok(n) => n,
             Err(why) => {
-                tracing::debug!("not stored ({why}): {}", self.primary);
+                tracing::debug!("not stored ({why}): {}", rules::loggable(&self.primary));
                 return Err(Box::new(resp));
             }
         };
@@ -363,7 +364,10 @@ impl FillTask {
                         (Body::File(body), Some((path, file)))
                     }
                     Some(Err(e)) => {
-                        tracing::warn!("disk tier: create a file for {key}: {e}; not stored");
+                        tracing::warn!(
+                            "disk tier: create a file for {}: {e}; not stored",
+                            rules::loggable(&key)
+                        );
                         return Err(Box::new(resp));
                     }
                     None => return Err(Box::new(resp)),
@@ -428,7 +432,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => {
             tracing::info!(
                 "revalidate {}: {}; serving the stored copy",
-                meta.key,
+                rules::loggable(&meta.key),
                 e.why
             );
             return send_object(client, head, origin, svc, &old, Served::Hit).await;
@@ -475,7 +479,10 @@ fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
     if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
         if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
             if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {
-                tracing::warn!("disk tier: {}: update metadata: {e}", updated.key);
+                tracing::warn!(
+                    "disk tier: {}: update metadata: {e}",
+                    rules::loggable(&updated.key)
+                );
             }
         }
     }
@@ -707,7 +714,7 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
                 );
             }
             Err(e) => {
-                tracing::warn!("{}: {e}", meta.key);
+                tracing::warn!("{}: {e}", rules::loggable(&meta.key));
                 svc.store.remove(&meta.key, o);
                 return (
                     outcome(down, format!("{status} {label}, stored object unreadable")),
