@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use crate::fetch::{self, Ask, FetchError, Origin, Response};
-use crate::object::{epoch_secs, Body, DiskBody, Meta, Object, ReadError, Tier};
+use crate::object::{
+    epoch_secs, Body, DiskBody, Join, Meta, Object, ReadError, Revalidation, Tier,
+};
 use crate::rules::{self, RangeAnswer, RequestClass};
 use crate::server::{Next, Service};
 use crate::stats::Served;
@@ -149,7 +151,28 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let stale = !o.meta().is_fresh(SystemTime::now());
                 if o.is_complete() && (stale || rules::wants_revalidation(&head.headers)) {
-                    return revalidate(client, head, origin, svc, o).await;
+                    match o.join_revalidation() {
+                        Join::Lead(lead) => {
+                            return revalidate(client, head, origin, svc, o, lead).await
+                        }
+                        Join::Wait(mut rx) => {
+                            // Another request is asking the origin: its 304
+                            // answers this one too; anything else, look again.
+                            while rx.borrow_and_update().is_none() && rx.changed().await.is_ok() {}
+                            if *rx.borrow() == Some(true) {
+                                return send_object(
+                                    client,
+                                    head,
+                                    origin,
+                                    svc,
+                                    &o,
+                                    Served::Revalidated,
+                                )
+                                .await;
+                            }
+                            continue;
+                        }
+                    }
                 }
                 return send_object(client, head, origin, svc, &o, Served::Hit).await;
             }
@@ -418,6 +441,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     origin: &Origin,
     svc: &Service,
     old: Arc<Object>,
+    lead: Revalidation,
 ) -> (Outcome, Next) {
     let meta = old.meta();
     let mut extra = Vec::new();
@@ -435,13 +459,16 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
                 rules::loggable(&meta.key),
                 e.why
             );
+            lead.done();
             return send_object(client, head, origin, svc, &old, Served::Hit).await;
         }
     };
     if resp.head.status == 304 && !extra.is_empty() {
         refresh(&old, &resp.head.headers, svc);
+        lead.done();
         return send_object(client, head, origin, svc, &old, Served::Revalidated).await;
     }
+    // Replaced or dropped: the waiters look again once this is in place.
     svc.store.remove(&meta.key, &old);
     let primary = meta.key.split('\n').next().unwrap_or_default().to_owned();
     let task = FillTask {
@@ -452,7 +479,9 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         stats: svc.cache_stats.clone(),
         config: svc.config.clone(),
     };
-    match task.start(resp) {
+    let started = task.start(resp);
+    drop(lead);
+    match started {
         Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
         Err(resp) => relay(client, head, origin, svc, *resp, "not stored").await,
     }

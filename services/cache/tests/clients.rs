@@ -313,3 +313,33 @@ fn a_range_of_an_object_too_large_to_store_is_asked_for_itself() {
         .contains("Range: bytes=10-19"));
     assert_eq!(w.stats()["memory_objects"], 0);
 }
+
+#[test]
+fn concurrent_requests_for_a_stale_object_make_one_conditional_request() {
+    let mut w = World::new();
+    w.start_cache("");
+    let headers = [("Cache-Control", "no-cache"), ("ETag", "\"m\"")];
+    w.origin
+        .set("/m", Resource::ok(b"manifest".to_vec(), &headers));
+    assert_eq!(w.curl(&w.https_url("/m"), &[]).body, b"manifest");
+    // The origin now takes its time to answer: the requests that arrive
+    // meanwhile wait for the one conditional request.
+    let mut slow = Resource::ok(b"manifest".to_vec(), &headers);
+    slow.mode = common::Mode::SlowHead(std::time::Duration::from_millis(1500));
+    w.origin.set("/m", slow);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| s.spawn(|| w.curl(&w.https_url("/m"), &[])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!(
+            (a.body.as_slice(), a.header("x-cache")),
+            (&b"manifest"[..], Some("REVALIDATED")),
+            "{}",
+            a.stderr
+        );
+    }
+    assert_eq!(w.origin.hits("/m"), 2);
+}
