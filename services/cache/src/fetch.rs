@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::object::{Body, Object, Progress, Tier};
+use crate::rules;
 use crate::settings::CacheConfig;
 use crate::stats::CacheStats;
 use crate::store::Store;
@@ -229,7 +230,7 @@ pub async fn fill(
             let take = ((length - filled) as usize).min(buf.len());
             hasher.update(&buf[..take]);
             if let Err(e) = o.append(&buf[..take], filled) {
-                tracing::warn!("cache fill {}: store: {e}", meta.key);
+                tracing::warn!("cache fill {}: store: {e}", rules::loggable(&meta.key));
                 break false;
             }
             filled += take as u64;
@@ -245,21 +246,21 @@ pub async fn fill(
             Ok(Ok(_)) => {
                 tracing::info!(
                     "cache fill {}: the origin closed at {filled} of {length} bytes; not stored",
-                    meta.key
+                    rules::loggable(&meta.key)
                 );
                 break false;
             }
             Ok(Err(e)) => {
                 tracing::info!(
                     "cache fill {}: {e} at {filled} of {length} bytes; not stored",
-                    meta.key
+                    rules::loggable(&meta.key)
                 );
                 break false;
             }
             Err(_) => {
                 tracing::info!(
                     "cache fill {}: the origin stalled at {filled} of {length} bytes; not stored",
-                    meta.key
+                    rules::loggable(&meta.key)
                 );
                 break false;
             }
@@ -295,7 +296,10 @@ pub async fn fill(
                 body.committed(data);
             }
             Err(e) => {
-                tracing::warn!("cache fill {}: commit to disk: {e}; not stored", meta.key);
+                tracing::warn!(
+                    "cache fill {}: commit to disk: {e}; not stored",
+                    rules::loggable(&meta.key)
+                );
                 // Readers already have every byte; the object just is not kept.
                 o.finish(Progress::Complete);
                 store.remove(&meta.key, &o);
@@ -304,5 +308,8 @@ pub async fn fill(
         }
     }
     o.finish(Progress::Complete);
-    tracing::debug!("cache fill {}: {length} bytes stored", meta.key);
+    tracing::debug!(
+        "cache fill {}: {length} bytes stored",
+        rules::loggable(&meta.key)
+    );
 }

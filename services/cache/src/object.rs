@@ -152,6 +152,40 @@ pub struct Object {
     pub verified_mtime: AtomicU64,
     /// LRU position (a tick of the store's clock).
     pub tick: AtomicU64,
+    /// A revalidation under way: its outcome (`true`: the stored copy may
+    /// be served) for the requests that arrive meanwhile.
+    revalidation: Mutex<Option<watch::Receiver<Option<bool>>>>,
+}
+
+/// Who revalidates a stale object.
+pub enum Join {
+    /// This request asks the origin; the others wait for its answer.
+    Lead(Revalidation),
+    /// Another request is asking: wait for its outcome.
+    Wait(watch::Receiver<Option<bool>>),
+}
+
+/// The lead of a revalidation. Dropped without [`Revalidation::done`]
+/// (the object was replaced or dropped, the request went away), the
+/// waiters look the object up again.
+pub struct Revalidation {
+    object: Arc<Object>,
+    tx: watch::Sender<Option<bool>>,
+}
+
+impl Revalidation {
+    /// The stored copy may be served (a 304, or an origin out of reach).
+    pub fn done(self) {
+        self.tx.send_replace(Some(true));
+    }
+}
+
+impl Drop for Revalidation {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.object.revalidation.lock() {
+            *r = None;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -174,6 +208,7 @@ impl Object {
             verified: AtomicBool::new(true),
             verified_mtime: AtomicU64::new(0),
             tick: AtomicU64::new(0),
+            revalidation: Mutex::new(None),
         })
     }
 
@@ -186,6 +221,27 @@ impl Object {
         }
         o.verified.store(false, Ordering::Relaxed);
         o
+    }
+
+    /// Leads the revalidation of this object, or joins the one under way:
+    /// concurrent requests for a stale object make one conditional request.
+    pub fn join_revalidation(self: &Arc<Self>) -> Join {
+        let Ok(mut r) = self.revalidation.lock() else {
+            let (tx, _) = watch::channel(None);
+            return Join::Lead(Revalidation {
+                object: self.clone(),
+                tx,
+            });
+        };
+        if let Some(rx) = r.as_ref() {
+            return Join::Wait(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        *r = Some(rx);
+        Join::Lead(Revalidation {
+            object: self.clone(),
+            tx,
+        })
     }
 
     pub fn meta(&self) -> Meta {
@@ -386,6 +442,31 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_revalidation_at_a_time() {
+        let o = Object::new(meta(1), Body::Memory(RwLock::new(Vec::new())), Tier::Memory);
+        let Join::Lead(lead) = o.join_revalidation() else {
+            panic!("lead")
+        };
+        let Join::Wait(mut rx) = o.join_revalidation() else {
+            panic!("wait")
+        };
+        lead.done();
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), Some(true));
+        // Over: the next stale request leads again; one dropped unfinished
+        // lets its waiters look again.
+        let Join::Lead(lead) = o.join_revalidation() else {
+            panic!("lead")
+        };
+        let Join::Wait(mut rx) = o.join_revalidation() else {
+            panic!("wait")
+        };
+        drop(lead);
+        assert!(rx.changed().await.is_err());
+        assert_eq!(*rx.borrow(), None);
     }
 
     #[tokio::test]

@@ -76,6 +76,13 @@ pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
     }
 }
 
+/// A key as logs show it: without the query (signed download URLs carry
+/// their credentials there) and without the Vary values.
+pub fn loggable(key: &str) -> &str {
+    let end = key.find(['?', '\n']).unwrap_or(key.len());
+    &key[..end]
+}
+
 /// What the cache does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestClass {
@@ -112,6 +119,16 @@ pub fn classify_request(method: &str, fields: &Fields) -> RequestClass {
         return RequestClass::PassThrough("body");
     }
     shared
+}
+
+/// Whether the client asks that a stored answer be confirmed by the
+/// origin first (RFC 9111 section 5.2.1: `no-cache`, `max-age=0`; the old
+/// `Pragma: no-cache`). The cache then revalidates, with its validators,
+/// so the answer is a 304 when nothing changed.
+pub fn wants_revalidation(fields: &Fields) -> bool {
+    has_directive(fields, "no-cache")
+        || directive_secs(fields, "max-age") == Some(0)
+        || header(fields, "pragma").is_some_and(|v| v.eq_ignore_ascii_case(b"no-cache"))
 }
 
 /// Request fields that describe this client's view of the object, not the
@@ -366,6 +383,16 @@ mod tests {
     }
 
     #[test]
+    fn logged_keys_carry_no_query() {
+        assert_eq!(
+            loggable("GET https://h/a?sig=secret\naccept=x"),
+            "GET https://h/a"
+        );
+        assert_eq!(loggable("GET https://h/a\naccept=x"), "GET https://h/a");
+        assert_eq!(loggable("GET https://h/a"), "GET https://h/a");
+    }
+
+    #[test]
     fn requests_that_are_not_shared() {
         assert_eq!(classify_request("GET", &f(&[])), RequestClass::Get);
         assert_eq!(classify_request("HEAD", &f(&[])), RequestClass::Head);
@@ -380,6 +407,15 @@ mod tests {
                 RequestClass::PassThrough(_)
             ));
         }
+    }
+
+    #[test]
+    fn clients_may_ask_for_revalidation() {
+        assert!(wants_revalidation(&f(&[("Cache-Control", "no-cache")])));
+        assert!(wants_revalidation(&f(&[("Cache-Control", "max-age=0")])));
+        assert!(wants_revalidation(&f(&[("Pragma", "no-cache")])));
+        assert!(!wants_revalidation(&f(&[("Cache-Control", "max-age=60")])));
+        assert!(!wants_revalidation(&f(&[])));
     }
 
     #[test]

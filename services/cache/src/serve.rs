@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use crate::fetch::{self, Ask, FetchError, Origin, Response};
-use crate::object::{epoch_secs, Body, DiskBody, Meta, Object, ReadError, Tier};
+use crate::object::{
+    epoch_secs, Body, DiskBody, Join, Meta, Object, ReadError, Revalidation, Tier,
+};
 use crate::rules::{self, RangeAnswer, RequestClass};
 use crate::server::{Next, Service};
 use crate::stats::Served;
@@ -147,8 +149,30 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                 if !verified(&o, svc).await {
                     continue;
                 }
-                if o.is_complete() && !o.meta().is_fresh(SystemTime::now()) {
-                    return revalidate(client, head, origin, svc, o).await;
+                let stale = !o.meta().is_fresh(SystemTime::now());
+                if o.is_complete() && (stale || rules::wants_revalidation(&head.headers)) {
+                    match o.join_revalidation() {
+                        Join::Lead(lead) => {
+                            return revalidate(client, head, origin, svc, o, lead).await
+                        }
+                        Join::Wait(mut rx) => {
+                            // Another request is asking the origin: its 304
+                            // answers this one too; anything else, look again.
+                            while rx.borrow_and_update().is_none() && rx.changed().await.is_ok() {}
+                            if *rx.borrow() == Some(true) {
+                                return send_object(
+                                    client,
+                                    head,
+                                    origin,
+                                    svc,
+                                    &o,
+                                    Served::Revalidated,
+                                )
+                                .await;
+                            }
+                            continue;
+                        }
+                    }
                 }
                 return send_object(client, head, origin, svc, &o, Served::Hit).await;
             }
@@ -221,7 +245,8 @@ async fn verified(o: &Arc<Object>, svc: &Service) -> bool {
         _ => {
             let key = o.meta().key;
             tracing::warn!(
-                "disk tier: {key}: the body does not match its SHA-256; dropped, fetching again"
+                "disk tier: {}: the body does not match its SHA-256; dropped, fetching again",
+                rules::loggable(&key)
             );
             svc.store.remove(&key, o);
             false
@@ -255,6 +280,15 @@ async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
     });
     match rx.await {
         Ok(FillStart::Stored(o)) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        // The shared fetch asked for the whole object; a client that wanted
+        // a range of one that is not stored (too large, no length) asks
+        // for its range itself rather than get the whole.
+        Ok(FillStart::Relay(resp))
+            if resp.head.status == 200 && rules::header(&head.headers, "range").is_some() =>
+        {
+            drop(resp);
+            own_fetch(client, head, origin, svc).await
+        }
         Ok(FillStart::Relay(resp)) => relay(client, head, origin, svc, resp, "not stored").await,
         Ok(FillStart::Failed(e)) => (error_answer(client, svc, origin, e).await, Next::Close),
         Err(_) => (
@@ -315,7 +349,7 @@ impl FillTask {
         ) {
             Ok(n) => n,
             Err(why) => {
-                tracing::debug!("not stored ({why}): {}", self.primary);
+                tracing::debug!("not stored ({why}): {}", rules::loggable(&self.primary));
                 return Err(Box::new(resp));
             }
         };
@@ -353,7 +387,10 @@ impl FillTask {
                         (Body::File(body), Some((path, file)))
                     }
                     Some(Err(e)) => {
-                        tracing::warn!("disk tier: create a file for {key}: {e}; not stored");
+                        tracing::warn!(
+                            "disk tier: create a file for {}: {e}; not stored",
+                            rules::loggable(&key)
+                        );
                         return Err(Box::new(resp));
                     }
                     None => return Err(Box::new(resp)),
@@ -404,6 +441,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     origin: &Origin,
     svc: &Service,
     old: Arc<Object>,
+    lead: Revalidation,
 ) -> (Outcome, Next) {
     let meta = old.meta();
     let mut extra = Vec::new();
@@ -418,16 +456,19 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => {
             tracing::info!(
                 "revalidate {}: {}; serving the stored copy",
-                meta.key,
+                rules::loggable(&meta.key),
                 e.why
             );
+            lead.done();
             return send_object(client, head, origin, svc, &old, Served::Hit).await;
         }
     };
     if resp.head.status == 304 && !extra.is_empty() {
         refresh(&old, &resp.head.headers, svc);
+        lead.done();
         return send_object(client, head, origin, svc, &old, Served::Revalidated).await;
     }
+    // Replaced or dropped: the waiters look again once this is in place.
     svc.store.remove(&meta.key, &old);
     let primary = meta.key.split('\n').next().unwrap_or_default().to_owned();
     let task = FillTask {
@@ -438,7 +479,9 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         stats: svc.cache_stats.clone(),
         config: svc.config.clone(),
     };
-    match task.start(resp) {
+    let started = task.start(resp);
+    drop(lead);
+    match started {
         Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
         Err(resp) => relay(client, head, origin, svc, *resp, "not stored").await,
     }
@@ -465,7 +508,10 @@ fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
     if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
         if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
             if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {
-                tracing::warn!("disk tier: {}: update metadata: {e}", updated.key);
+                tracing::warn!(
+                    "disk tier: {}: update metadata: {e}",
+                    rules::loggable(&updated.key)
+                );
             }
         }
     }
@@ -697,7 +743,7 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
                 );
             }
             Err(e) => {
-                tracing::warn!("{}: {e}", meta.key);
+                tracing::warn!("{}: {e}", rules::loggable(&meta.key));
                 svc.store.remove(&meta.key, o);
                 return (
                     outcome(down, format!("{status} {label}, stored object unreadable")),

@@ -166,6 +166,25 @@ fn a_changed_origin_file_is_picked_up_after_revalidation() {
     let changed = w.curl(&w.https_url("/manifest"), &[]);
     assert_eq!(changed.body, b"version 2!");
     assert_eq!(changed.header("etag"), Some("\"2\""));
+    // A client asking for a fresh answer gets the stored one confirmed.
+    w.origin.set(
+        "/fresh",
+        Resource::ok(
+            b"f".to_vec(),
+            &[("Cache-Control", "max-age=3600"), ("ETag", "\"f\"")],
+        ),
+    );
+    assert_eq!(
+        w.curl(&w.https_url("/fresh"), &[]).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        w.curl(&w.https_url("/fresh"), &[]).header("x-cache"),
+        Some("HIT")
+    );
+    let forced = w.curl(&w.https_url("/fresh"), &["-H", "Cache-Control: no-cache"]);
+    assert_eq!(forced.header("x-cache"), Some("REVALIDATED"));
+    assert_eq!(w.origin.hits("/fresh"), 2);
     let after = w.curl(&w.https_url("/manifest"), &[]);
     assert_eq!(
         (after.body.as_slice(), after.header("x-cache")),
@@ -273,4 +292,54 @@ fn the_shared_fetch_names_the_keyed_host() {
         "{seen}"
     );
     assert!(!seen.contains("elsewhere"), "{seen}");
+}
+
+#[test]
+fn a_range_of_an_object_too_large_to_store_is_asked_for_itself() {
+    let mut w = World::new();
+    // 1 MiB of memory: objects over 512 KiB are not stored.
+    w.start_cache(r#", "memory_bytes": 1048576"#);
+    w.origin.set(
+        "/huge",
+        Resource::ok(pattern(600_000, 4), &[("Cache-Control", "max-age=60")]),
+    );
+    let r = w.curl(&w.https_url("/huge"), &["-r", "10-19"]);
+    // The scripted origin ignores Range: the client gets what the origin
+    // answered to its own request (the whole), the shared fetch dropped.
+    assert_eq!((r.status, r.body.len()), (200, 600_000), "{}", r.stderr);
+    assert!(w
+        .origin
+        .last_request("/huge")
+        .contains("Range: bytes=10-19"));
+    assert_eq!(w.stats()["memory_objects"], 0);
+}
+
+#[test]
+fn concurrent_requests_for_a_stale_object_make_one_conditional_request() {
+    let mut w = World::new();
+    w.start_cache("");
+    let headers = [("Cache-Control", "no-cache"), ("ETag", "\"m\"")];
+    w.origin
+        .set("/m", Resource::ok(b"manifest".to_vec(), &headers));
+    assert_eq!(w.curl(&w.https_url("/m"), &[]).body, b"manifest");
+    // The origin now takes its time to answer: the requests that arrive
+    // meanwhile wait for the one conditional request.
+    let mut slow = Resource::ok(b"manifest".to_vec(), &headers);
+    slow.mode = common::Mode::SlowHead(std::time::Duration::from_millis(1500));
+    w.origin.set("/m", slow);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| s.spawn(|| w.curl(&w.https_url("/m"), &[])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!(
+            (a.body.as_slice(), a.header("x-cache")),
+            (&b"manifest"[..], Some("REVALIDATED")),
+            "{}",
+            a.stderr
+        );
+    }
+    assert_eq!(w.origin.hits("/m"), 2);
 }

@@ -36,6 +36,8 @@ pub enum Mode {
     DieAfter(usize),
     /// Sends this many body bytes, then waits for the gate to open.
     Gate(usize, Arc<tokio::sync::Notify>),
+    /// Waits this long before answering (a slow origin).
+    SlowHead(std::time::Duration),
 }
 
 #[derive(Clone)]
@@ -127,6 +129,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("etag"))
         .map(|(_, v)| v.clone());
+    if let Mode::SlowHead(d) = &res.mode {
+        tokio::time::sleep(*d).await;
+    }
     let mut out = String::new();
     let not_modified = inm.is_some() && inm == etag;
     if not_modified {
@@ -151,7 +156,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     }
     let body = &res.body[..];
     match &res.mode {
-        Mode::Normal => {
+        Mode::Normal | Mode::SlowHead(_) => {
             let _ = s.write_all(body).await;
         }
         Mode::DieAfter(n) => {
