@@ -131,9 +131,11 @@ pub fn proxy_settings(c: &Config) -> String {
 pub const CACHE_UID: u32 = 104;
 /// Where the cache keeps the appliance CA: its state directory.
 pub const CACHE_CA_DIR: &str = "/var/lib/units/cache/ca";
-/// The cache's memory tier: its share of RAM (issue 7's 40 %); its
-/// cgroup gets 10 points more, for connections and TLS.
+/// The cache's share of RAM (its cgroup's memory.max).
 pub const CACHE_MEMORY_PERCENT: u64 = 40;
+/// Its memory tier, inside that share: the rest holds each transfer's
+/// buffers and TLS state (about 256 KiB each) and the minted leaves.
+pub const CACHE_TIER_PERCENT: u64 = 30;
 
 /// The cache's settings (services/cache `run --config` format,
 /// docs/cache.md): the proxy's keys, then the cache's own. In patch mode
@@ -147,7 +149,7 @@ pub fn cache_settings(c: &Config) -> String {
         "ca_dir": CACHE_CA_DIR,
         "tls_min_version": c.tls.min_version.to_string(),
         "splice": c.cache.splice,
-        "memory_bytes": (ram * CACHE_MEMORY_PERCENT / 100).max(1 << 20),
+        "memory_bytes": (ram * CACHE_TIER_PERCENT / 100).max(1 << 20),
         "disk_dir": c.patch.enabled.then(|| format!("{}/cache", crate::disks::patch::MOUNT_POINT)),
     });
     if let (Some(all), Some(ours)) = (settings.as_object_mut(), cache.as_object()) {
@@ -221,7 +223,7 @@ pub const UNITS: &[UnitSpec] = &[
         gid: CACHE_UID,
         depends: &[Dependency::Network, Dependency::PatchDisk],
         memory: MemoryLimit::ShareOfRam {
-            percent: CACHE_MEMORY_PERCENT + 10,
+            percent: CACHE_MEMORY_PERCENT,
             min_mib: 96,
         },
         restart: RESTART,
