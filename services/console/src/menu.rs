@@ -39,6 +39,8 @@ pub enum Go {
     Units,
     Log(String),
     Stats,
+    /// The appliance CA agents import for the cache port.
+    Ca,
     Confirm(ConfirmKind),
 }
 
@@ -96,6 +98,7 @@ impl MenuId {
                 item("POD Suffix", "Platform URL Suffix", Go::Form(FormKind::Pod)),
                 item("Time", "System Time Settings", Go::Form(FormKind::Time)),
                 item("Disable SSH", "Disable SSH", Go::Ssh),
+                item("Certificate", "Appliance CA for the cache port", Go::Ca),
             ],
             MenuId::Network => vec![
                 item(

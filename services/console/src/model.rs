@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use gateway_control::protocol::{LogLines, PingResult, Request, SetResult, Stats, Status};
+use gateway_control::protocol::{CaInfo, LogLines, PingResult, Request, SetResult, Stats, Status};
 
 use crate::form::{Form, FormFocus, FormKind};
 use crate::logs::LogView;
@@ -47,6 +47,8 @@ pub enum Purpose {
     Restart(String),
     Logs(String),
     Stats,
+    /// The appliance CA, for the Certificate screen.
+    Ca,
     Ping,
     /// Reboot, power-off, reset appliance.
     Power(ConfirmKind),
@@ -161,6 +163,21 @@ pub struct State {
 
 fn call(purpose: Purpose, request: Request) -> Vec<Action> {
     vec![Action::Call(purpose, request)]
+}
+
+/// What the Certificate screen says: what the CA is for, its fingerprint
+/// (to compare with what an agent's system shows), how to export it, and
+/// the PEM itself.
+pub fn ca_lines(ca: &CaInfo) -> Vec<String> {
+    let mut lines = vec![
+        "Agents using the cache port (8080) trust this CA.".to_owned(),
+        "SHA-256 fingerprint:".to_owned(),
+        ca.fingerprint_sha256.clone(),
+        "Export it with: gatewayctl ca-export > appliance-ca.pem".to_owned(),
+        String::new(),
+    ];
+    lines.extend(ca.pem.lines().map(str::to_owned));
+    lines
 }
 
 fn message(title: &str, lines: Vec<String>, error: bool) -> Screen {
@@ -399,6 +416,10 @@ impl State {
                     .push(Screen::Stats(Err("Reading the statistics...".into())));
                 return call(Purpose::Stats, Request::Stats);
             }
+            Go::Ca => {
+                self.busy = Some("Reading the appliance CA...".into());
+                return call(Purpose::Ca, Request::CaExport);
+            }
             Go::Confirm(kind) => self.stack.push(Screen::Confirm {
                 kind,
                 // The safe answer is the default.
@@ -548,6 +569,14 @@ impl State {
                 if let Screen::Stats(s) = self.top_mut() {
                     *s = decode::<Stats>(result).map_err(|e| e.to_string());
                 }
+            }
+            Purpose::Ca => {
+                self.busy = None;
+                let screen = match decode::<CaInfo>(result) {
+                    Ok(ca) => message("Appliance CA", ca_lines(&ca), false),
+                    Err(e) => message("Appliance CA", vec![e.to_string()], true),
+                };
+                self.stack.push(screen);
             }
             Purpose::Ping => {
                 self.busy = None;

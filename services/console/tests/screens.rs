@@ -98,7 +98,7 @@ fn dns_proxy_pod_time_ssh() {
         &at(r#"down enter down enter "qg1..qualys""#),
     );
     check("time_form", &at("down enter down down enter"));
-    check("ssh", &at("down enter up enter"));
+    check("ssh", &at("down enter up up enter"));
 }
 
 #[test]
@@ -194,6 +194,18 @@ fn diagnostics() {
     };
     s.answer(Purpose::Stats, Ok(serde_json::to_value(stats).unwrap()));
     check("stats", &s);
+    // System > Certificate: the appliance CA with its fingerprint.
+    let mut s = at("down enter up enter");
+    check("ca_waiting", &s);
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBkzCCATmgAwIBAgIUQ2F0YWxvZyBvZiB0aGUgYXBwbGlhbmNlIENBIHRlc3Qw\nCgYIKoZIzj0EAwIwJTEjMCEGA1UEAwwaR2F0ZXdheSBBcHBsaWFuY2UgQ0EgMWE2\n-----END CERTIFICATE-----\n";
+    s.answer(
+        Purpose::Ca,
+        Ok(serde_json::json!({
+            "pem": pem,
+            "fingerprint_sha256": "3F:A1:0C:77:5B:E2:90:1D:44:8A:6F:23:C9:0E:B7:51:2D:6A:88:F0:13:4C:9E:A2:75:B1:0D:E4:36:C8:59:7A"
+        })),
+    );
+    check("ca", &s);
     for (name, keys) in [
         ("proxy_test", "down down down enter down down down enter"),
         ("connectivity", "down down down enter up up up enter"),
