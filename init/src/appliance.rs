@@ -428,8 +428,33 @@ impl Handler for Appliance {
                 .map_err(|e| ApiError::new(e.to_string())),
             Request::Stats => Ok(Response::ok(self.stats.borrow().clone())),
             Request::FormatPatchDisk { erase } => self.format_patch_disk(erase).await,
+            request @ (Request::Register { .. } | Request::Platform { .. }) => {
+                forward_to_agent(request).await
+            }
         };
         result.unwrap_or_else(Response::error)
+    }
+}
+
+/// `register` and `platform` are the management agent's to answer (it holds
+/// the platform token and the check-in state); PID 1 passes them to the
+/// agent's socket and its answer back, so clients have one API.
+async fn forward_to_agent(request: Request) -> Result<Response, ApiError> {
+    let path = std::path::Path::new(gateway_control::protocol::AGENT_SOCKET);
+    let answer = tokio::task::spawn_blocking(move || {
+        // A registration runs a connectivity check of five hosts first.
+        let mut client = gateway_control::Client::connect(path, Duration::from_secs(110))?;
+        client.call(&request)
+    })
+    .await
+    .map_err(|e| ApiError::new(format!("management agent: {e}")))?;
+    match answer {
+        Ok(result) => Ok(Response::ok(result)),
+        Err(gateway_control::ClientError::Refused(e)) => Err(e),
+        Err(gateway_control::ClientError::Connect { .. }) => Err(ApiError::new(
+            "the management agent is not running (see gatewayctl status, unit agent)",
+        )),
+        Err(e) => Err(ApiError::new(format!("management agent: {e}"))),
     }
 }
 
