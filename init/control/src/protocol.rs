@@ -339,6 +339,10 @@ pub struct PlatformStatus {
     /// ("ok", "configuration 4 applied", "camspm.<pod>: TCP refused").
     pub last_checkin_unix: Option<u64>,
     pub last_checkin_result: Option<String>,
+    /// Check-ins that failed in a row (the platform unreachable); 0 after
+    /// one that went through.
+    #[serde(default)]
+    pub checkin_failures: u32,
     /// Unix time of the next check-in.
     pub next_checkin_unix: Option<u64>,
     /// The last connectivity check, one entry per platform URL.
