@@ -91,10 +91,8 @@ fn error_message(body: &[u8]) -> String {
 
 impl Agent {
     pub fn new(settings: AgentSettings) -> Result<Arc<Agent>, AgentError> {
-        let hosts = settings.hosts.clone().into_iter().collect();
-        let resolver = Resolver::with_resolv_conf(&settings.resolv_conf, hosts)?;
         let dialer = Dialer {
-            resolver,
+            resolver: Self::resolver(&settings)?,
             upstream: settings.upstream.clone(),
             tls: tls_config(settings.ca_bundle.as_deref())?,
             port: settings.port,
@@ -109,6 +107,22 @@ impl Agent {
             }),
             wake: Notify::new(),
         }))
+    }
+
+    fn resolver(settings: &AgentSettings) -> Result<Resolver, gateway_resolver::ResolverError> {
+        let hosts = settings.hosts.clone().into_iter().collect();
+        Resolver::with_resolv_conf(&settings.resolv_conf, hosts)
+    }
+
+    /// The dialer with the name servers of resolv.conf as they are now
+    /// (PID 1 rewrites it when DNS changes; the agent is not restarted).
+    fn dialer(&self) -> Dialer {
+        let mut dialer = self.dialer.clone();
+        match Self::resolver(&self.settings) {
+            Ok(r) => dialer.resolver = r,
+            Err(e) => warn!("name servers: {e}; keeping the previous ones"),
+        }
+        dialer
     }
 
     fn interval(&self) -> Duration {
@@ -272,7 +286,7 @@ impl Agent {
         let body = serde_json::to_vec(&body).expect("a check-in always serialises");
         let path = format!("{}/appliances/{}/checkin", api::PREFIX, reg.appliance_id);
         let resp = self
-            .dialer
+            .dialer()
             .request(&host, "POST", &path, Some(reg.token.expose()), Some(&body))
             .await
             .map_err(|source| CheckinError::Reach {
@@ -323,7 +337,7 @@ impl Agent {
         let host = api::host(api::CHECKIN_SERVICE, &reg.pod);
         let path = format!("{}/appliances/{}/logs", api::PREFIX, reg.appliance_id);
         let resp = self
-            .dialer
+            .dialer()
             .request(&host, "POST", &path, Some(reg.token.expose()), Some(&body))
             .await
             .map_err(|e| e.to_string())?;
@@ -342,11 +356,12 @@ impl Agent {
         let Some(pod) = self.settings.pod.clone() else {
             return Vec::new();
         };
+        let base = self.dialer();
         let tasks: Vec<_> = api::SERVICES
             .iter()
             .map(|service| {
                 let host = api::host(service, &pod);
-                let dialer = self.dialer.clone();
+                let dialer = base.clone();
                 let url = match dialer.port {
                     443 => format!("https://{host}{}", api::HEALTH),
                     port => format!("https://{host}:{port}{}", api::HEALTH),
@@ -423,7 +438,7 @@ impl Agent {
         let body = serde_json::to_vec(&body).expect("a registration always serialises");
         let path = format!("{}/appliances/register", api::PREFIX);
         let resp = self
-            .dialer
+            .dialer()
             .request(&host, "POST", &path, None, Some(&body))
             .await
             .map_err(|e| ApiError::new(format!("{host}: {e}")))?;
