@@ -436,6 +436,27 @@ impl Handler for Appliance {
     }
 }
 
+/// The control API as the management agent sees it (its own socket,
+/// [`gateway_control::protocol::AGENT_CONTROL_SOCKET`]): what a check-in
+/// reports (status, stats, logs) and what applying the platform's
+/// configuration needs (keys, get, set: the same rules as at the console);
+/// no power, reset, disk or unit requests.
+pub struct AgentControl(pub Arc<Appliance>);
+
+impl Handler for AgentControl {
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status
+            | Request::Stats
+            | Request::Logs { .. }
+            | Request::Keys
+            | Request::Get { .. }
+            | Request::Set { .. } => self.0.handle(request).await,
+            _ => Response::error(ApiError::new("not available to the management agent")),
+        }
+    }
+}
+
 /// `register` and `platform` are the management agent's to answer (it holds
 /// the platform token and the check-in state); PID 1 passes them to the
 /// agent's socket and its answer back, so clients have one API.

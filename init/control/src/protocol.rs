@@ -17,6 +17,11 @@ pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
 /// requests there, so the control socket stays the one API.
 pub const AGENT_SOCKET: &str = "/var/lib/units/agent/agent.sock";
 
+/// The management agent's own view of the control API, owned by its user:
+/// `status`, `stats`, `logs`, `keys`, `get` and `set` only (PID 1 refuses
+/// the rest there: no power, reset or disk requests).
+pub const AGENT_CONTROL_SOCKET: &str = "/run/gateway/agent-control.sock";
+
 /// The longest request line the server reads; a configuration change is far
 /// smaller, so a longer line is a confused or hostile client.
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
