@@ -27,10 +27,10 @@ debs: deps
 	@scripts/debs.sh $(BUILD)/debs $(DEBS)
 
 binaries:
-	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-image
+	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-agent -p gateway-image
 
 rootfs: debs binaries
-	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
+	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-agent --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
 
 image: kernel rootfs
 	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \

@@ -259,10 +259,14 @@ fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
             // Each service runs as its own user (init's unit table has
             // the same numbers).
             "root:x:0:0:root:/root:/sbin/nologin\n\
-             proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n"
+             proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
+             agent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n"
                 .to_string(),
         ),
-        ("etc/group", "root:x:0:\nproxy:x:101:\n".to_string()),
+        (
+            "etc/group",
+            "root:x:0:\nproxy:x:101:\nagent:x:103:\n".to_string(),
+        ),
         ("etc/hostname", "gateway\n".to_string()),
         // The hosts map overrides DNS, for libc's resolver too (glibc's
         // default without this file asks DNS first).

@@ -224,7 +224,7 @@ fn root_filesystem_has_init_tools_and_libraries() {
     assert!(String::from_utf8_lossy(&conf).contains("ext4"));
     assert_eq!(
         gateway_image::read_file(disk, 2, "/etc/passwd").unwrap(),
-        b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n"
+        b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\nagent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n"
     );
 
     let sbin = list_dir(disk, 2, "/sbin").expect("ls /sbin");
