@@ -60,7 +60,7 @@ unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
 qemu-test: images
-	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test images
+	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test images --test platform
 
 test: deps lint unit-test qemu-test
 
