@@ -503,6 +503,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn the_agent_socket_answers_what_a_check_in_needs_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut rx) = appliance(dir.path());
+        let agent = AgentControl(a.clone());
+        let r = agent.handle(set(&[("proxy.port", "3128")])).await;
+        assert!(r.ok, "{r:?}");
+        let r = agent.handle(set(&[("proxy.port", "22")])).await;
+        assert_eq!(r.error.unwrap().key.as_deref(), Some("proxy.port"));
+        for refused in [
+            Request::Reboot,
+            Request::Poweroff,
+            Request::ResetAppliance,
+            Request::ResetNetwork,
+            Request::FormatPatchDisk { erase: true },
+            Request::RestartUnit {
+                name: "proxy".into(),
+            },
+        ] {
+            let r = agent.handle(refused.clone()).await;
+            assert_eq!(
+                r.error.unwrap().message,
+                "not available to the management agent",
+                "{refused:?}"
+            );
+        }
+        assert!(rx.try_recv().is_err(), "no power request reached PID 1");
+        assert_eq!(a.config().proxy.port, 3128);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_change_is_saved_published_and_described() {
         let dir = tempfile::tempdir().unwrap();
         let (a, _rx) = appliance(dir.path());
