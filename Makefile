@@ -27,10 +27,10 @@ debs: deps
 	@scripts/debs.sh $(BUILD)/debs $(DEBS)
 
 binaries:
-	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-cache -p gateway-console -p gateway-image
+	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-cache -p gateway-console -p gateway-agent -p gateway-image
 
 rootfs: debs binaries
-	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
+	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --program $(RELEASE)/gateway-agent --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
 
 image: kernel rootfs
 	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \
@@ -60,7 +60,7 @@ unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
 qemu-test: images
-	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test console --test images
+	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test console --test images --test platform
 
 test: deps lint unit-test qemu-test
 

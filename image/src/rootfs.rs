@@ -261,13 +261,14 @@ fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
             "root:x:0:0:root:/root:/sbin/nologin\n\
              proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
              console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n\
+             agent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n\
              cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n"
                 .to_string(),
         ),
         (
             "etc/group",
             // Group console may use the control socket (mode 0660).
-            "root:x:0:\nproxy:x:101:\nconsole:x:102:\ncache:x:104:\n".to_string(),
+            "root:x:0:\nproxy:x:101:\nconsole:x:102:\nagent:x:103:\ncache:x:104:\n".to_string(),
         ),
         ("etc/hostname", "gateway\n".to_string()),
         // The hosts map overrides DNS, for libc's resolver too (glibc's

@@ -226,6 +226,7 @@ fn root_filesystem_has_init_tools_and_libraries() {
         gateway_image::read_file(disk, 2, "/etc/passwd").unwrap(),
         b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
 console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n\
+agent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n\
 cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n"
     );
 

@@ -455,8 +455,54 @@ impl Handler for Appliance {
             Request::FormatPatchDisk { erase } => self.format_patch_disk(erase).await,
             Request::CaExport => self.ca_export().await,
             Request::CaInstall { chain, key } => self.ca_install(chain, key).await,
+            request @ (Request::Register { .. } | Request::Platform { .. }) => {
+                forward_to_agent(request).await
+            }
         };
         result.unwrap_or_else(Response::error)
+    }
+}
+
+/// The control API as the management agent sees it (its own socket,
+/// [`gateway_control::protocol::AGENT_CONTROL_SOCKET`]): what a check-in
+/// reports (status, stats, logs) and what applying the platform's
+/// configuration needs (keys, get, set: the same rules as at the console);
+/// no power, reset, disk or unit requests.
+pub struct AgentControl(pub Arc<Appliance>);
+
+impl Handler for AgentControl {
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status
+            | Request::Stats
+            | Request::Logs { .. }
+            | Request::Keys
+            | Request::Get { .. }
+            | Request::Set { .. } => self.0.handle(request).await,
+            _ => Response::error(ApiError::new("not available to the management agent")),
+        }
+    }
+}
+
+/// `register` and `platform` are the management agent's to answer (it holds
+/// the platform token and the check-in state); PID 1 passes them to the
+/// agent's socket and its answer back, so clients have one API.
+async fn forward_to_agent(request: Request) -> Result<Response, ApiError> {
+    let path = std::path::Path::new(gateway_control::protocol::AGENT_SOCKET);
+    let answer = tokio::task::spawn_blocking(move || {
+        // A registration runs a connectivity check of five hosts first.
+        let mut client = gateway_control::Client::connect(path, Duration::from_secs(110))?;
+        client.call(&request)
+    })
+    .await
+    .map_err(|e| ApiError::new(format!("management agent: {e}")))?;
+    match answer {
+        Ok(result) => Ok(Response::ok(result)),
+        Err(gateway_control::ClientError::Refused(e)) => Err(e),
+        Err(gateway_control::ClientError::Connect { .. }) => Err(ApiError::new(
+            "the management agent is not running (see gatewayctl status, unit agent)",
+        )),
+        Err(e) => Err(ApiError::new(format!("management agent: {e}"))),
     }
 }
 
@@ -481,6 +527,36 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_agent_socket_answers_what_a_check_in_needs_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut rx) = appliance(dir.path());
+        let agent = AgentControl(a.clone());
+        let r = agent.handle(set(&[("proxy.port", "3128")])).await;
+        assert!(r.ok, "{r:?}");
+        let r = agent.handle(set(&[("proxy.port", "22")])).await;
+        assert_eq!(r.error.unwrap().key.as_deref(), Some("proxy.port"));
+        for refused in [
+            Request::Reboot,
+            Request::Poweroff,
+            Request::ResetAppliance,
+            Request::ResetNetwork,
+            Request::FormatPatchDisk { erase: true },
+            Request::RestartUnit {
+                name: "proxy".into(),
+            },
+        ] {
+            let r = agent.handle(refused.clone()).await;
+            assert_eq!(
+                r.error.unwrap().message,
+                "not available to the management agent",
+                "{refused:?}"
+            );
+        }
+        assert!(rx.try_recv().is_err(), "no power request reached PID 1");
+        assert_eq!(a.config().proxy.port, 3128);
     }
 
     #[tokio::test(flavor = "current_thread")]

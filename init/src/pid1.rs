@@ -135,6 +135,26 @@ fn requested(sig: Signal) -> Request {
     r
 }
 
+/// The management agent's socket ([`crate::appliance::AgentControl`]),
+/// owned by the agent's user so its sandbox may connect.
+fn serve_agent_control(a: &Arc<Appliance>) {
+    let path = Path::new(gateway_control::protocol::AGENT_CONTROL_SOCKET);
+    let Some(agent) = units::table::unit("agent") else {
+        return;
+    };
+    let bound = gateway_control::server::bind(path).and_then(|listener| {
+        std::os::unix::fs::chown(path, Some(agent.uid), Some(agent.gid))?;
+        Ok(listener)
+    });
+    match bound {
+        Ok(listener) => {
+            let handler = Arc::new(crate::appliance::AgentControl(a.clone()));
+            tokio::spawn(gateway_control::server::serve(listener, handler));
+        }
+        Err(e) => error!("control API for the agent: {}: {e}", path.display()),
+    }
+}
+
 /// The tasks that follow the configuration and serve the control API.
 /// Each logs its own failures; none can stop the others.
 fn start_live(a: &Arc<Appliance>) {
@@ -156,6 +176,7 @@ fn start_live(a: &Arc<Appliance>) {
         }
         Err(e) => error!("control API: {}: {e}", gateway_control::DEFAULT_SOCKET),
     }
+    serve_agent_control(a);
     tokio::spawn(etcfiles::follow_hosts(a.subscribe()));
     tokio::spawn(timesync::follow(a.clone()));
     tokio::spawn(network::follow(a.clone()));

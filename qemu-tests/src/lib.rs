@@ -15,3 +15,11 @@ pub mod vm;
 
 pub use artifacts::Artifacts;
 pub use vm::{Bus, Vm, VmConfig};
+
+/// A loopback port free now (for a host forward or a peer the test runs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}

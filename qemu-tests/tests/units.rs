@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Artifacts, Vm, VmConfig};
+use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
@@ -85,14 +85,6 @@ fn echo(mut s: TcpStream) {
             break;
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// curl through the proxy at `proxy_port`; the body, or curl's complaint.

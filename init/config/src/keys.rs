@@ -63,6 +63,9 @@ pub const KEYS: &[KeyInfo] = &[
         ..key("upstream.password", "secret text", "", "1 to 255 printable characters; needs upstream.user")
     },
     key("platform.pod", "domain name", "", "the POD's domain suffix, such as qg1.apps.qualys.com"),
+    key("platform.port", "port", "443", "a port from 1 to 65535: the platform's HTTPS port (443 unless a platform simulator listens elsewhere)"),
+    key("platform.checkin_interval_s", "integer (seconds)", "180", "a whole number of seconds from 1 to 86400 between two check-ins"),
+    key("platform.ca_bundle", "PEM certificates", "", "one or more PEM certificates (-----BEGIN CERTIFICATE----- base64 -----END CERTIFICATE-----; line breaks may be spaces) trusted for the platform besides the built-in roots"),
     key("proxy.port", "port", "1080", PORT_RULE),
     key("cache.port", "port", "8080", PORT_RULE),
     key("cache.enabled", "boolean", "true", "true or false"),
@@ -124,6 +127,22 @@ fn port(key: &str, value: &str) -> Result<u16, ConfigError> {
         .ok()
         .filter(|&p| p != 0)
         .ok_or_else(|| syntax(key, &format!("{value:?} is out of range: {PORT_RULE}")))
+}
+
+/// A number from `min` to `max`; the error says `what` is expected.
+fn number<T: TryFrom<u64>>(
+    key: &str,
+    value: &str,
+    min: u64,
+    max: u64,
+    what: &str,
+) -> Result<T, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| syntax(key, &format!("{value:?} is not {what} from {min} to {max}")))
 }
 
 impl Config {
@@ -189,6 +208,21 @@ impl Config {
             "upstream.user" => self.upstream.user = (!empty).then(|| value.to_owned()),
             "upstream.password" => self.upstream.password = (!empty).then(|| Secret::new(value)),
             "platform.pod" => self.platform.pod = (!empty).then(|| value.to_ascii_lowercase()),
+            "platform.port" => {
+                self.platform.port = if empty {
+                    default.platform.port
+                } else {
+                    number(key, value, 1, 65535, "a port")?
+                }
+            }
+            "platform.checkin_interval_s" => {
+                self.platform.checkin_interval_s = if empty {
+                    default.platform.checkin_interval_s
+                } else {
+                    number(key, value, 1, 86400, "a whole number of seconds")?
+                }
+            }
+            "platform.ca_bundle" => self.platform.ca_bundle = (!empty).then(|| value.to_owned()),
             "proxy.port" => self.proxy.port = if empty { default.proxy.port } else { port(key, value)? },
             "cache.port" => self.cache.port = if empty { default.cache.port } else { port(key, value)? },
             "cache.enabled" => self.cache.enabled = if empty { default.cache.enabled } else { boolean(key, value)? },
@@ -198,9 +232,7 @@ impl Config {
                 self.patch.min_disk_gib = if empty {
                     default.patch.min_disk_gib
                 } else {
-                    value.parse().ok().filter(|n| (1..=65536).contains(n)).ok_or_else(|| {
-                        syntax(key, &format!("{value:?} is not a whole number of GiB from 1 to 65536"))
-                    })?
+                    number(key, value, 1, 65536, "a whole number of GiB")?
                 }
             }
             "allowed_domains" => self.allowed_domains = list(value).into_iter().map(str::to_owned).collect(),
@@ -238,6 +270,9 @@ impl Config {
                 opt(self.upstream.password.as_ref().map(|_| REDACTED.to_owned()))
             }
             "platform.pod" => opt(self.platform.pod.clone()),
+            "platform.port" => self.platform.port.to_string(),
+            "platform.checkin_interval_s" => self.platform.checkin_interval_s.to_string(),
+            "platform.ca_bundle" => opt(self.platform.ca_bundle.clone()),
             "proxy.port" => self.proxy.port.to_string(),
             "cache.port" => self.cache.port.to_string(),
             "cache.enabled" => self.cache.enabled.to_string(),
@@ -315,6 +350,12 @@ mod tests {
             ("upstream.proxy", "proxy.example.com:3128"),
             ("upstream.user", "agent"),
             ("platform.pod", "qg1.apps.qualys.com"),
+            ("platform.port", "8443"),
+            ("platform.checkin_interval_s", "5"),
+            (
+                "platform.ca_bundle",
+                "-----BEGIN CERTIFICATE----- TUlJQg== -----END CERTIFICATE-----",
+            ),
             ("proxy.port", "3128"),
             ("cache.port", "8443"),
             ("cache.enabled", "false"),
@@ -373,6 +414,8 @@ mod tests {
             ("proxy.port", "-1", "not a port"),
             ("proxy.port", "70000", "out of range"),
             ("cache.enabled", "yes", "true or false"),
+            ("platform.port", "0", "1 to 65535"),
+            ("platform.checkin_interval_s", "0", "from 1 to 86400"),
             ("tls.min_version", "1.1", "does not speak"),
             ("no.such.key", "x", "unknown key"),
         ] {

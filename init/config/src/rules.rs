@@ -81,6 +81,41 @@ pub fn check_host_name(name: &str) -> Result<(), &'static str> {
 
 /// An address a host may have: not 0.0.0.0, loopback, multicast, broadcast
 /// or in 240.0.0.0/4.
+/// The base64 bodies of the PEM certificates in `text`, whitespace removed:
+/// line breaks may have become spaces on the kernel command line. Checks the
+/// armour and the alphabet only; the TLS library parses the certificates.
+pub fn pem_certificates(text: &str) -> Result<Vec<String>, String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut bodies = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some(after) = rest.strip_prefix(BEGIN) else {
+            return Err(format!(
+                "certificate {} does not start with {BEGIN}",
+                bodies.len() + 1
+            ));
+        };
+        let Some((body, next)) = after.split_once(END) else {
+            return Err(format!("certificate {} has no {END}", bodies.len() + 1));
+        };
+        let body: String = body.split_whitespace().collect();
+        let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
+        if body.is_empty() || !body.bytes().all(base64) {
+            return Err(format!(
+                "certificate {} is not base64 between its markers",
+                bodies.len() + 1
+            ));
+        }
+        bodies.push(body);
+        rest = next.trim_start();
+    }
+    if bodies.is_empty() {
+        return Err(format!("no certificate: expected {BEGIN} ... {END}"));
+    }
+    Ok(bodies)
+}
+
 fn check_unicast(addr: Ipv4Addr) -> Result<(), &'static str> {
     if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() || addr.is_broadcast() {
         return Err("it is not a unicast address (0.0.0.0, 127.x, multicast and broadcast addresses are not)");
@@ -268,6 +303,23 @@ impl Config {
                 )
             })?;
         }
+        if self.platform.port == 0 {
+            return fail("platform.port", "0 is not a port from 1 to 65535");
+        }
+        if !(1..=86400).contains(&self.platform.checkin_interval_s) {
+            return fail(
+                "platform.checkin_interval_s",
+                format!(
+                    "{} is not a whole number of seconds from 1 to 86400",
+                    self.platform.checkin_interval_s
+                ),
+            );
+        }
+        if let Some(bundle) = &self.platform.ca_bundle {
+            if let Err(rule) = pem_certificates(bundle) {
+                return fail("platform.ca_bundle", rule);
+            }
+        }
         Ok(())
     }
 
@@ -408,6 +460,25 @@ mod tests {
         assert!(refused(&[("ntp.servers", "pool..ntp.org")])
             .message
             .contains("empty label"));
+        for (bundle, words) in [
+            ("MIIB", "does not start"),
+            (
+                "-----BEGIN CERTIFICATE----- MI*B -----END CERTIFICATE-----",
+                "not base64",
+            ),
+            ("-----BEGIN CERTIFICATE----- MIIB", "has no"),
+        ] {
+            let err = refused(&[("platform.ca_bundle", bundle)]);
+            assert!(err.message.contains(words), "{bundle}: {err}");
+        }
+        assert_eq!(
+            pem_certificates(
+                "-----BEGIN CERTIFICATE-----\nMII\nB==\n-----END CERTIFICATE-----\n\
+                 -----BEGIN CERTIFICATE----- QQ== -----END CERTIFICATE-----"
+            )
+            .unwrap(),
+            ["MIIB==", "QQ=="]
+        );
         assert!(refused(&[("platform.pod", "qualys")])
             .message
             .contains("two labels"));

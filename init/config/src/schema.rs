@@ -176,11 +176,32 @@ impl fmt::Display for Secret {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Platform {
     /// The POD suffix, such as `qg1.apps.qualys.com`.
     pub pod: Option<String>,
+    /// The platform's HTTPS port (443; another for a simulator).
+    pub port: u16,
+    /// Seconds between two check-ins.
+    pub checkin_interval_s: u32,
+    /// PEM certificates trusted for the platform besides the built-in
+    /// roots (an inspecting upstream proxy's CA, a simulator's CA).
+    pub ca_bundle: Option<String>,
+}
+
+/// The scanner appliance checks in every 3 minutes.
+pub const DEFAULT_CHECKIN_INTERVAL_S: u32 = 180;
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            pod: None,
+            port: 443,
+            checkin_interval_s: DEFAULT_CHECKIN_INTERVAL_S,
+            ca_bundle: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::{
-    CaInfo, DiskStatus, KeyDoc, LogLines, PingResult, Request, SetResult, Stats, Status,
-    DEFAULT_SOCKET,
+    CaInfo, DiskStatus, KeyDoc, LogLines, PingResult, PlatformStatus, Request, SetResult, Stats,
+    Status, DEFAULT_SOCKET,
 };
 
 #[derive(Debug, Parser)]
@@ -90,6 +90,17 @@ enum Command {
         #[arg(long)]
         erase: bool,
     },
+    /// Register with the platform (platform.pod) using a personalization
+    /// code.
+    Register {
+        code: String,
+    },
+    /// Registration, last check-in and connectivity per platform URL.
+    Platform {
+        /// Run the connectivity check now.
+        #[arg(long)]
+        check: bool,
+    },
     Reboot,
     Poweroff,
     /// Return to factory state (the configuration is erased) and reboot.
@@ -141,6 +152,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     // but a network change may take a few seconds to apply.
     let timeout = match &cli.command {
         Command::Ping { count, .. } => Duration::from_secs(u64::from(*count) * 2 + 10),
+        // A connectivity check tries five hosts, each with its own timeouts.
+        Command::Register { .. } | Command::Platform { check: true } => Duration::from_secs(120),
         _ => Duration::from_secs(30),
     };
     let mut client = Client::connect(&cli.socket, timeout)?;
@@ -212,6 +225,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::FormatPatchDisk { .. } => {
             disk_text(&serde_json::from_value(result).map_err(decode)?)
         }
+        Command::Register { .. } | Command::Platform { .. } => {
+            platform_text(&serde_json::from_value(result).map_err(decode)?)
+        }
         _ => "done\n".to_owned(),
     };
     let _ = out.write_all(text.as_bytes());
@@ -262,6 +278,8 @@ fn request(command: &Command) -> Result<Request, Failure> {
             }
         }
         Command::FormatPatchDisk { erase } => Request::FormatPatchDisk { erase: *erase },
+        Command::Register { code } => Request::Register { code: code.clone() },
+        Command::Platform { check } => Request::Platform { check: *check },
         Command::Reboot => Request::Reboot,
         Command::Poweroff => Request::Poweroff,
         Command::ResetAppliance { yes } => {
@@ -363,6 +381,32 @@ pub fn status_text(s: &Status) -> String {
 
 fn mib(bytes: u64) -> u64 {
     bytes >> 20
+}
+
+pub fn platform_text(p: &PlatformStatus) -> String {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+    let mut out = format!("pod       {}\n", or_none(&p.pod));
+    out += &if p.registered {
+        format!(
+            "appliance {} ({})\n",
+            or_none(&p.appliance_name),
+            or_none(&p.appliance_id)
+        )
+    } else {
+        "appliance not registered\n".to_owned()
+    };
+    if let Some(result) = &p.last_checkin_result {
+        out += &format!("check-in  {result}\n");
+    }
+    for c in &p.connectivity {
+        out += &format!(
+            "{:<9} {} {}\n",
+            if c.ok { "ok" } else { "FAILED" },
+            c.url,
+            c.result
+        );
+    }
+    out
 }
 
 fn disk_text(d: &DiskStatus) -> String {

@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 /// Where PID 1 listens (mode 0660, root and the console group).
 pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
 
+/// Where the management agent serves `register` and `platform` (its own
+/// state directory: the agent runs unprivileged); PID 1 forwards those two
+/// requests there, so the control socket stays the one API.
+pub const AGENT_SOCKET: &str = "/var/lib/units/agent/agent.sock";
+
+/// The management agent's own view of the control API, owned by its user:
+/// `status`, `stats`, `logs`, `keys`, `get` and `set` only (PID 1 refuses
+/// the rest there: no power, reset or disk requests).
+pub const AGENT_CONTROL_SOCKET: &str = "/run/gateway/agent-control.sock";
+
 /// The longest request line the server reads; a configuration change is far
 /// smaller, so a longer line is a confused or hostile client.
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
@@ -79,6 +89,18 @@ pub enum Request {
     CaInstall {
         chain: String,
         key: String,
+    },
+    /// Registers the appliance with the platform (`platform.pod`) using a
+    /// personalization code; answered by the management agent after a
+    /// connectivity check. Result: [`PlatformStatus`].
+    Register {
+        code: String,
+    },
+    /// The management agent's view of the platform: [`PlatformStatus`];
+    /// with `check`, the connectivity check runs first.
+    Platform {
+        #[serde(default)]
+        check: bool,
     },
 }
 
@@ -329,6 +351,39 @@ pub struct UnitStatus {
     pub detail: String,
 }
 
+/// The answer to `register` and `platform`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformStatus {
+    /// The POD suffix the agent uses, when `platform.pod` is set.
+    pub pod: Option<String>,
+    pub registered: bool,
+    pub appliance_id: Option<String>,
+    pub appliance_name: Option<String>,
+    /// Unix time of the last check-in attempt, and its result in words
+    /// ("ok", "configuration 4 applied", "camspm.<pod>: TCP refused").
+    pub last_checkin_unix: Option<u64>,
+    pub last_checkin_result: Option<String>,
+    /// Check-ins that failed in a row (the platform unreachable); 0 after
+    /// one that went through.
+    #[serde(default)]
+    pub checkin_failures: u32,
+    /// Unix time of the next check-in.
+    pub next_checkin_unix: Option<u64>,
+    /// The last connectivity check, one entry per platform URL.
+    pub connectivity: Vec<Connectivity>,
+}
+
+/// One platform URL and what reaching it gave, in words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connectivity {
+    pub url: String,
+    pub ok: bool,
+    /// "HTTP 200", "DNS failure: ...", "TCP refused", "TLS failure: ...".
+    pub result: String,
+    /// Unix time of the check.
+    pub checked_unix: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLines {
     pub name: String,
@@ -376,6 +431,8 @@ mod tests {
         // for the variants without fields).
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"get","key":["a"]}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+        let r: Request = serde_json::from_str(r#"{"cmd":"platform"}"#).unwrap();
+        assert_eq!(r, Request::Platform { check: false });
     }
 
     #[test]

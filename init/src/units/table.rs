@@ -106,16 +106,22 @@ pub fn settings_path(name: &str) -> String {
     format!("/run/units/{name}/settings.json")
 }
 
-/// The proxy's settings (services/proxy `--config` format, docs/proxy.md).
-pub fn proxy_settings(c: &Config) -> String {
-    let upstream = c.upstream.proxy.as_ref().map(|p| {
+/// The upstream proxy as the services' settings give it (the password in
+/// clear: the file is the unit's own, mode 0600).
+fn upstream_json(c: &Config) -> Option<serde_json::Value> {
+    c.upstream.proxy.as_ref().map(|p| {
         json!({
             "host": p.host,
             "port": p.port,
             "user": c.upstream.user,
             "password": c.upstream.password.as_ref().map(|s| s.expose()),
         })
-    });
+    })
+}
+
+/// The proxy's settings (services/proxy `--config` format, docs/proxy.md).
+pub fn proxy_settings(c: &Config) -> String {
+    let upstream = upstream_json(c);
     let settings = json!({
         "listen": format!("0.0.0.0:{}", c.proxy.port),
         "allowed_domains": c.allowed_domains,
@@ -159,6 +165,25 @@ pub fn cache_settings(c: &Config) -> String {
             }
         }
     }
+    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+}
+
+/// The management agent's settings (services/agent `AgentSettings`,
+/// docs/management-api.md).
+pub fn agent_settings(c: &Config) -> String {
+    let upstream = upstream_json(c);
+    let settings = json!({
+        "pod": c.platform.pod,
+        "port": c.platform.port,
+        "checkin_interval_s": c.platform.checkin_interval_s,
+        "ca_bundle": c.platform.ca_bundle,
+        "upstream": upstream,
+        "hosts": c.hosts,
+        "resolv_conf": gateway_resolver::RESOLV_CONF,
+        "control_socket": gateway_control::protocol::AGENT_CONTROL_SOCKET,
+        "state_dir": "/var/lib/units/agent",
+        "socket": gateway_control::protocol::AGENT_SOCKET,
+    });
     serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
 }
 
@@ -236,6 +261,29 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: true,
     },
+    UnitSpec {
+        name: "agent",
+        binary: "/usr/bin/gateway-agent",
+        uid: 103,
+        gid: 103,
+        depends: &[Dependency::Network],
+        memory: MemoryLimit::ShareOfRam {
+            percent: 5,
+            min_mib: 32,
+        },
+        restart: RESTART,
+        max_files: 1024,
+        enabled: |_| true,
+        capabilities: |_| Vec::new(),
+        settings: agent_settings,
+        // A change of its settings (POD, port, interval, CA, upstream, hosts)
+        // restarts it: its state is on disk and applying a configuration twice
+        // changes nothing.
+        reload: false,
+        args: &["--config", "/run/units/agent/settings.json"],
+        tty: None,
+        patch_dir: false,
+    },
     // The VM's screen (VMware, Hyper-V) and its first serial port.
     console("console-tty1", "tty1"),
     console("console-ttyS0", "ttyS0"),
@@ -299,6 +347,34 @@ mod tests {
         let text = cache_settings(&Config::default());
         gateway_cache::settings::CacheSettings::parse(&text).unwrap();
         assert!(!text.contains("disk_dir"));
+    }
+
+    #[test]
+    fn the_agent_settings_follow_the_configuration_and_the_agent_accepts_them() {
+        let c = Config::default()
+            .with_changes(&[
+                ("platform.pod", "qg1.apps.qualys.com"),
+                ("platform.checkin_interval_s", "5"),
+                ("hosts", "camspublic.qg1.apps.qualys.com=10.0.2.2"),
+                ("upstream.proxy", "up.example.com:8080"),
+                ("upstream.user", "agent"),
+                ("upstream.password", "s3cret"),
+            ])
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, agent_settings(&c)).unwrap();
+        let s = gateway_agent::AgentSettings::load(&path).unwrap();
+        assert_eq!(s.pod.as_deref(), Some("qg1.apps.qualys.com"));
+        assert_eq!((s.port, s.checkin_interval_s), (443, 5));
+        assert_eq!(
+            s.hosts["camspublic.qg1.apps.qualys.com"].to_string(),
+            "10.0.2.2"
+        );
+        let up = s.upstream.unwrap();
+        assert_eq!(up.password.unwrap().expose(), "s3cret");
+        std::fs::write(&path, agent_settings(&Config::default())).unwrap();
+        gateway_agent::AgentSettings::load(&path).unwrap();
     }
 
     #[test]

@@ -1,0 +1,391 @@
+//! The agent against the platform simulator on loopback, with a fake PID 1
+//! (gateway-control's server and a handler that validates changes with the
+//! real configuration rules). Everything a test starts is dropped with it.
+
+#[path = "../../proxy/tests/common/squid.rs"]
+#[allow(dead_code)]
+mod squid;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway_agent::api::{self, ConfigurationResult};
+use gateway_agent::settings::{AgentSettings, UpstreamSettings};
+use gateway_agent::sim::{ApplianceRecord, Sim, SimOptions};
+use gateway_agent::Agent;
+use gateway_config::Config;
+use gateway_control::protocol::{LogLines, PlatformStatus, SetResult, Stats, Status};
+use gateway_control::server::Handler;
+use gateway_control::{ApiError, Client, ClientError, Request, Response};
+
+const POD: &str = "sim.test";
+
+/// PID 1 as far as the agent sees it: a configuration changed by `set`
+/// under the real rules.
+struct FakePid1 {
+    config: Mutex<Config>,
+    sets: Mutex<u32>,
+}
+
+impl Handler for FakePid1 {
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::ok(Status {
+                hostname: "gw-test".into(),
+                ..Status::default()
+            }),
+            Request::Stats => Response::ok(Stats {
+                uptime_s: 42,
+                ..Stats::default()
+            }),
+            Request::Logs { name, .. } => Response::ok(LogLines {
+                name,
+                lines: vec!["line two".into(), "line one".into()],
+            }),
+            Request::Set { values } => {
+                *self.sets.lock().unwrap() += 1;
+                let mut config = self.config.lock().unwrap();
+                let changes: Vec<_> = values.into_iter().collect();
+                match config.with_changes(&changes) {
+                    Ok(next) => {
+                        let changed = config
+                            .changed_keys(&next)
+                            .iter()
+                            .map(|k| k.to_string())
+                            .collect();
+                        *config = next;
+                        Response::ok(SetResult {
+                            changed,
+                            applied: vec![],
+                        })
+                    }
+                    Err(e) => Response::error(ApiError::for_key(e.key, e.message)),
+                }
+            }
+            _ => Response::error(ApiError::new("not in this test")),
+        }
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pid1: Arc<FakePid1>,
+    agent: Arc<Agent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn sim(codes: &[&str], initial: &[(&str, &str)]) -> Sim {
+    Sim::start(SimOptions {
+        pod: POD.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: Some("127.0.0.1:0".parse().unwrap()),
+        codes: codes.iter().map(|c| c.to_string()).collect(),
+        initial: initial
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+    .await
+    .unwrap()
+}
+
+fn settings(dir: &Path, port: u16, ca: &str) -> AgentSettings {
+    AgentSettings {
+        pod: Some(POD.into()),
+        port,
+        checkin_interval_s: 1,
+        ca_bundle: Some(ca.into()),
+        upstream: None,
+        hosts: api::SERVICES
+            .iter()
+            .map(|s| (api::host(s, POD), "127.0.0.1".parse().unwrap()))
+            .collect(),
+        resolv_conf: dir.join("no-resolv.conf"),
+        control_socket: dir.join("control.sock"),
+        state_dir: dir.join("state"),
+        socket: dir.join("agent.sock"),
+    }
+}
+
+async fn start(edit: impl FnOnce(&mut AgentSettings), sim: &Sim) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pid1 = Arc::new(FakePid1 {
+        config: Mutex::new(Config::default()),
+        sets: Mutex::new(0),
+    });
+    let mut s = settings(dir.path(), sim.https.port(), &sim.ca_pem);
+    edit(&mut s);
+    let listener = gateway_control::server::bind(&s.control_socket).unwrap();
+    let mut tasks = vec![tokio::spawn(gateway_control::server::serve(
+        listener,
+        pid1.clone(),
+    ))];
+    let agent = Agent::new(s).unwrap();
+    let runner = agent.clone();
+    tasks.push(tokio::spawn(async move {
+        runner.run().await.unwrap();
+    }));
+    let sock = dir.path().join("agent.sock");
+    wait_for("the agent's socket", || sock.exists()).await;
+    Setup {
+        dir,
+        pid1,
+        agent,
+        tasks,
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A request on the agent's socket, the way PID 1 forwards it.
+async fn call(setup: &Setup, request: Request) -> Result<PlatformStatus, ClientError> {
+    let path: PathBuf = setup.dir.path().join("agent.sock");
+    tokio::task::spawn_blocking(move || {
+        Client::connect(&path, Duration::from_secs(60))?.call_as(&request)
+    })
+    .await
+    .unwrap()
+}
+
+fn register(code: &str) -> Request {
+    Request::Register { code: code.into() }
+}
+
+fn appliance(sim: &Sim) -> ApplianceRecord {
+    sim.state.lock().unwrap().appliances()[0].clone()
+}
+
+/// A change made in the platform, and what the appliance reported of it.
+async fn change(sim: &Sim, id: &str, key: &str, value: &str, version: u64) -> ConfigurationResult {
+    let values = [(key.to_owned(), value.to_owned())].into();
+    let desired = sim
+        .state
+        .lock()
+        .unwrap()
+        .set_configuration(id, values)
+        .unwrap();
+    assert_eq!(desired.version, version);
+    let reported = || {
+        appliance(sim)
+            .results
+            .into_iter()
+            .find(|r| r.version == version)
+    };
+    wait_for("the outcome reported", || reported().is_some()).await;
+    reported().unwrap()
+}
+
+fn proxy_port(setup: &Setup) -> u16 {
+    setup.pid1.config.lock().unwrap().proxy.port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_checks_in_applies_and_reports_refused_configuration() {
+    let sim = sim(&["abc-123"], &[("proxy.port", "1081")]).await;
+    let s = start(|_| {}, &sim).await;
+
+    // The code is checked before anything is sent, then by the platform.
+    let e = call(&s, register("ABC")).await.unwrap_err().to_string();
+    assert!(e.starts_with("code: a personalization code is"), "{e}");
+    let e = call(&s, register("nope-1")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("404") && e.contains("not known to this platform"),
+        "{e}"
+    );
+
+    let status = call(&s, register("abc-123")).await.unwrap();
+    assert!(status.registered);
+    assert_eq!(status.connectivity.len(), 5);
+    assert!(
+        status
+            .connectivity
+            .iter()
+            .all(|c| c.ok && c.result == "HTTP 200 OK"),
+        "{status:?}"
+    );
+    let id = status.appliance_id.clone().unwrap();
+    assert_eq!(appliance(&sim).id, id);
+    assert_eq!(status.appliance_name.as_deref(), Some("gw-test-1"));
+    // The initial configuration went through `set`.
+    assert_eq!(proxy_port(&s), 1081);
+    let e = call(&s, register("abc-123")).await.unwrap_err().to_string();
+    assert!(e.contains("already registered"), "{e}");
+
+    // Kept private on the state partition.
+    let file = s.dir.path().join("state/registration.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A change in the platform arrives at the next check-in.
+    let r = change(&sim, &id, "proxy.port", "3128", 2).await;
+    assert_eq!(proxy_port(&s), 3128);
+    let a = appliance(&sim);
+    assert!(r.applied && r.changed == ["proxy.port"], "{r:?}");
+    let last = a.last_checkin.unwrap();
+    assert_eq!(last.status["hostname"], "gw-test");
+    assert_eq!(last.stats["uptime_s"], 42);
+
+    // A value the rules refuse: nothing changes, the key and rule go back.
+    let r = change(&sim, &id, "proxy.port", "22", 3).await;
+    let err = r.error.unwrap();
+    assert!(!r.applied);
+    assert_eq!(err.key.as_deref(), Some("proxy.port"));
+    assert!(err.message.contains("except 22"), "{err}");
+    assert_eq!(proxy_port(&s), 3128);
+
+    // A key the platform may not set is refused by the agent itself.
+    let sets = *s.pid1.sets.lock().unwrap();
+    let r = change(&sim, &id, "net.mode", "static", 4).await;
+    assert_eq!(r.error.unwrap().key.as_deref(), Some("net.mode"));
+    assert_eq!(*s.pid1.sets.lock().unwrap(), sets, "nothing reached PID 1");
+
+    // Logs on request.
+    sim.state
+        .lock()
+        .unwrap()
+        .request_logs(&id, vec!["proxy".into()]);
+    wait_for("the log upload", || !appliance(&sim).logs.is_empty()).await;
+    assert_eq!(appliance(&sim).logs[0].lines, ["line two", "line one"]);
+
+    let status = call(&s, Request::Platform { check: false }).await.unwrap();
+    assert!(status.last_checkin_result.unwrap().starts_with("ok"));
+    assert!(status.last_checkin_unix.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_down_means_backoff_and_the_last_configuration_kept() {
+    let sim = sim(&["abc-123"], &[("proxy.port", "1081")]).await;
+    let s = start(|_| {}, &sim).await;
+    call(&s, register("abc-123")).await.unwrap();
+    wait_for("a check-in", || appliance(&sim).checkins >= 1).await;
+    let port = sim.https.port();
+    drop(sim);
+    // When each failure in a row is seen.
+    let mut seen: Vec<Instant> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seen.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} failed check-ins",
+            seen.len()
+        );
+        let failures = s.agent.status().await.checkin_failures as usize;
+        while seen.len() < failures {
+            seen.push(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = s.agent.status().await;
+    let result = status.last_checkin_result.unwrap();
+    assert!(
+        result.contains(&format!("camspm.{POD}: TCP refused by 127.0.0.1:{port}")),
+        "{result}"
+    );
+    // Backoff from a 1 s interval: 1, 2, 4, 8 s steps, each at least
+    // halved by the jitter: 7.5 s at least (a fixed interval: 4 s).
+    let span = seen[4] - seen[0];
+    assert!(span >= Duration::from_millis(7300), "{span:?}");
+    assert_eq!(proxy_port(&s), 1081, "the last configuration is kept");
+    assert!(status.registered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_is_refused_in_words() {
+    let sim = sim(&["abc-123"], &[]).await;
+    let other = self::sim(&[], &[]).await;
+    let s = start(|st| st.ca_bundle = Some(other.ca_pem.clone()), &sim).await;
+    let status = call(&s, Request::Platform { check: true }).await.unwrap();
+    assert_eq!(status.connectivity.len(), 5);
+    for c in &status.connectivity {
+        assert!(!c.ok);
+        assert!(
+            c.result
+                .starts_with("TLS failure: invalid peer certificate"),
+            "{}",
+            c.result
+        );
+    }
+    let e = call(&s, register("abc-123")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("connectivity check failed, not registering"),
+        "{e}"
+    );
+    assert!(sim.state.lock().unwrap().appliances().is_empty());
+    // Without the bundle, the built-in roots do not know the simulator either.
+    let s2 = start(|st| st.ca_bundle = None, &sim).await;
+    let status = call(&s2, Request::Platform { check: true }).await.unwrap();
+    assert!(
+        status
+            .connectivity
+            .iter()
+            .all(|c| c.result.contains("UnknownIssuer")),
+        "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_upstream_proxy_with_basic_authentication() {
+    let sim = sim(&["abc-123"], &[("proxy.port", "1081")]).await;
+    let squid = tokio::task::spawn_blocking(move || {
+        let names: Vec<String> = api::SERVICES.iter().map(|s| api::host(s, POD)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        squid::start_squid(Some(("agent", "s3cret")), &names)
+    })
+    .await
+    .unwrap();
+    let upstream = |password: &str| UpstreamSettings {
+        host: "127.0.0.1".into(),
+        port: squid.port,
+        user: Some("agent".into()),
+        password: Some(gateway_config::Secret::new(password)),
+    };
+    // The agent's hosts map is empty: only the proxy resolves the names.
+    let wrong = start(
+        |st| {
+            st.hosts = BTreeMap::new();
+            st.upstream = Some(upstream("wrong"));
+        },
+        &sim,
+    )
+    .await;
+    let status = call(&wrong, Request::Platform { check: true })
+        .await
+        .unwrap();
+    assert!(
+        status.connectivity.iter().all(
+            |c| c.result == "upstream proxy refused CONNECT: 407 Proxy Authentication Required"
+        ),
+        "{status:?}"
+    );
+    let s = start(
+        |st| {
+            st.hosts = BTreeMap::new();
+            st.upstream = Some(upstream("s3cret"));
+        },
+        &sim,
+    )
+    .await;
+    let status = call(&s, register("abc-123")).await.unwrap();
+    assert!(status.registered, "{status:?}");
+    assert_eq!(proxy_port(&s), 1081);
+    wait_for("a check-in", || appliance(&sim).checkins >= 1).await;
+}
