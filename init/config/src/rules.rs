@@ -44,6 +44,9 @@ pub const RESERVED_PORT_RANGE: std::ops::RangeInclusive<u16> = 48081..=48086;
 
 pub const MAX_DNS_SERVERS: usize = 3;
 pub const MAX_NTP_SERVERS: usize = 8;
+/// The largest `cache.origin_ca` bundle.
+pub const MAX_ORIGIN_CA_BYTES: usize = 64 * 1024;
+
 /// Domains the cache tunnels without interception.
 pub const MAX_SPLICE: usize = 50;
 pub const MAX_HOSTS: usize = 256;
@@ -183,6 +186,17 @@ impl Config {
                 "cache.port",
                 format!("{} is already proxy.port: {PORT_RULE}", self.cache.port),
             );
+        }
+        if let Some(pem) = &self.cache.origin_ca {
+            if pem.len() > MAX_ORIGIN_CA_BYTES {
+                return fail(
+                    "cache.origin_ca",
+                    format!("{} bytes: at most 64 KiB", pem.len()),
+                );
+            }
+            if let Err(why) = pem_certificates(pem) {
+                return fail("cache.origin_ca", why);
+            }
         }
         if self.cache.splice.len() > MAX_SPLICE {
             return fail(
@@ -516,6 +530,24 @@ mod tests {
         assert!(refused(&[("upstream.proxy", "bad host:3128")])
             .message
             .contains("bad host"));
+    }
+
+    #[test]
+    fn an_origin_ca_is_pem_certificates_only() {
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIBkzCCATmgAwIBAgIU\nQ2F0YQ==\n-----END CERTIFICATE-----";
+        let c = Config::default()
+            .with_changes(&[("cache.origin_ca", cert)])
+            .unwrap();
+        assert_eq!(c.get("cache.origin_ca").unwrap(), cert);
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+        let err = refused(&[("cache.origin_ca", key)]);
+        assert_eq!(err.key, "cache.origin_ca");
+        assert!(err.message.contains("does not start with"), "{err}");
+        let err = refused(&[("cache.origin_ca", "-----BEGIN CERTIFICATE-----\nMIIB\n")]);
+        assert!(
+            err.message.contains("has no -----END CERTIFICATE-----"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -224,6 +224,9 @@ pub struct Cache {
     /// Domains tunnelled without interception (clients that pin
     /// certificates).
     pub splice: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for origins, besides the public
+    /// roots: a corporate proxy upstream that re-signs traffic.
+    pub origin_ca: Option<String>,
 }
 
 impl Default for Cache {
@@ -232,6 +235,7 @@ impl Default for Cache {
             port: 8080,
             enabled: true,
             splice: Vec::new(),
+            origin_ca: None,
         }
     }
 }

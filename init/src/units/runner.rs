@@ -77,12 +77,31 @@ fn ram_bytes() -> u64 {
         .unwrap_or(256 << 20)
 }
 
+/// The unit's settings file and the files it names, from `config`.
+fn render(spec: &UnitSpec, config: &Config) -> Vec<(&'static str, String)> {
+    let mut files = (spec.files)(config);
+    files.push(("settings.json", (spec.settings)(config)));
+    files
+}
+
+/// Writes them into the unit's runtime directory, the settings last (they
+/// name the others).
+fn write_all(sandbox: &Prepared, files: &[(&'static str, String)]) -> Result<(), String> {
+    for (name, text) in files {
+        sandbox
+            .write_private(name, text)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// A running unit.
 struct Running {
     pid: i32,
     started: Instant,
     exited: oneshot::Receiver<WaitStatus>,
-    settings: String,
+    /// What was written for it: its settings and the files they name.
+    settings: Vec<(&'static str, String)>,
     caps: Vec<u32>,
     /// Its sandbox, where a reload writes the new settings.
     sandbox: Arc<Prepared>,
@@ -138,11 +157,12 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
         }
     };
     let prepared = Prepared::new(spec, &caps, cgroup.as_deref()).map_err(|e| e.to_string())?;
-    let settings = (spec.settings)(config);
-    let path = prepared
-        .write_private("settings.json", &settings)
-        .map_err(|e| e.to_string())?;
-    debug_assert_eq!(path, Path::new(&settings_path(spec.name)));
+    let settings = render(spec, config);
+    write_all(&prepared, &settings)?;
+    debug_assert_eq!(
+        prepared.runtime_path.join("settings.json"),
+        Path::new(&settings_path(spec.name))
+    );
     let mut cmd = Command::new(spec.binary);
     cmd.args(spec.args)
         .env_clear()
@@ -291,14 +311,14 @@ pub async fn run(
                         stop(spec.name, running).await;
                         continue 'life;
                     }
-                    let settings = (spec.settings)(&c);
+                    let settings = render(spec, &c);
                     let caps = (spec.capabilities)(&c);
                     if settings == running.settings && caps == running.caps {
                         continue;
                     }
                     if spec.reload && caps == running.caps {
-                        match running.sandbox.write_private("settings.json", &settings) {
-                            Ok(_) => {
+                        match write_all(&running.sandbox, &settings) {
+                            Ok(()) => {
                                 let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
                                 info!("unit {}: settings changed: reloaded (SIGHUP)", spec.name);
                                 running.settings = settings;

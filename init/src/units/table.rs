@@ -89,6 +89,9 @@ pub struct UnitSpec {
     /// The settings file the unit reads, from the configuration; a change
     /// of it is applied by SIGHUP (`reload`) or by a restart.
     pub settings: fn(&Config) -> String,
+    /// Other files the settings name (written next to them, mode 0600,
+    /// owned by the unit); a change of them is a change of the settings.
+    pub files: fn(&Config) -> Vec<(&'static str, String)>,
     /// Applies a settings change with SIGHUP instead of a restart.
     pub reload: bool,
     pub args: &'static [&'static str],
@@ -157,6 +160,7 @@ pub fn cache_settings(c: &Config) -> String {
         "splice": c.cache.splice,
         "memory_bytes": (ram * CACHE_TIER_PERCENT / 100).max(1 << 20),
         "disk_dir": c.patch.enabled.then(|| format!("{}/cache", crate::disks::patch::MOUNT_POINT)),
+        "origin_ca_bundle": c.cache.origin_ca.as_ref().map(|_| CACHE_ORIGIN_CA),
     });
     if let (Some(all), Some(ours)) = (settings.as_object_mut(), cache.as_object()) {
         for (k, v) in ours {
@@ -166,6 +170,28 @@ pub fn cache_settings(c: &Config) -> String {
         }
     }
     serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+}
+
+/// Where the cache finds `cache.origin_ca` (its runtime directory).
+pub const CACHE_ORIGIN_CA: &str = "/run/units/cache/origin-ca.pem";
+
+/// `cache.origin_ca` as a PEM file, one certificate per block with its
+/// base64 in 64-column lines, whatever line breaks it was given with.
+pub fn cache_files(c: &Config) -> Vec<(&'static str, String)> {
+    let Some(bundle) = &c.cache.origin_ca else {
+        return Vec::new();
+    };
+    let bodies = gateway_config::rules::pem_certificates(bundle).unwrap_or_default();
+    let mut pem = String::new();
+    for body in bodies {
+        pem += "-----BEGIN CERTIFICATE-----\n";
+        for line in body.as_bytes().chunks(64) {
+            pem += &String::from_utf8_lossy(line);
+            pem += "\n";
+        }
+        pem += "-----END CERTIFICATE-----\n";
+    }
+    vec![("origin-ca.pem", pem)]
 }
 
 /// The management agent's settings (services/agent `AgentSettings`,
@@ -212,6 +238,7 @@ const fn console(name: &'static str, tty: &'static str) -> UnitSpec {
         enabled: |_| true,
         capabilities: |_| Vec::new(),
         settings: |_| "{}\n".to_owned(),
+        files: |_| Vec::new(),
         reload: false,
         // A serial line reports no size: the console sets 80x25 there.
         args: &["--cols", "80", "--rows", "25"],
@@ -236,6 +263,7 @@ pub const UNITS: &[UnitSpec] = &[
         enabled: |_| true,
         capabilities: |c| port_caps(c.proxy.port),
         settings: proxy_settings,
+        files: |_| Vec::new(),
         reload: true,
         args: &["--config", "/run/units/proxy/settings.json"],
         tty: None,
@@ -256,6 +284,7 @@ pub const UNITS: &[UnitSpec] = &[
         enabled: |c| c.cache.enabled,
         capabilities: |c| port_caps(c.cache.port),
         settings: cache_settings,
+        files: cache_files,
         reload: true,
         args: &["run", "--config", "/run/units/cache/settings.json"],
         tty: None,
@@ -276,6 +305,7 @@ pub const UNITS: &[UnitSpec] = &[
         enabled: |_| true,
         capabilities: |_| Vec::new(),
         settings: agent_settings,
+        files: |_| Vec::new(),
         // A change of its settings (POD, port, interval, CA, upstream, hosts)
         // restarts it: its state is on disk and applying a configuration twice
         // changes nothing.
@@ -343,6 +373,23 @@ mod tests {
         assert_eq!(v["splice"][0], "pinned.example.com");
         assert_eq!(v["disk_dir"], "/var/lib/patch/cache");
         assert_eq!(v["ca_dir"], CACHE_CA_DIR);
+        assert!(v.get("origin_ca_bundle").is_none());
+        // With an origin CA: a file the settings name, in proper PEM.
+        let c = c
+            .with_changes(&[(
+                "cache.origin_ca",
+                "-----BEGIN CERTIFICATE----- TUlJQg== -----END CERTIFICATE-----",
+            )])
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&cache_settings(&c)).unwrap();
+        assert_eq!(v["origin_ca_bundle"], CACHE_ORIGIN_CA);
+        assert_eq!(
+            cache_files(&c),
+            [(
+                "origin-ca.pem",
+                "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n".to_owned()
+            )]
+        );
         // Cache mode: memory only.
         let text = cache_settings(&Config::default());
         gateway_cache::settings::CacheSettings::parse(&text).unwrap();
