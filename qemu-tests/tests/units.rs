@@ -221,13 +221,23 @@ fn the_proxy_unit_serves_curl_and_follows_a_port_change_keeping_its_tunnels() {
 #[test]
 fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca() {
     let origin = Server::start(cacheable);
+    let certs = tempfile::tempdir().unwrap();
+    let tls = TlsOrigin::start(certs.path());
     let port = free_port();
+    // The TLS origin's CA, seeded as cache.origin_ca (line breaks as spaces).
+    let origin_ca = std::fs::read_to_string(certs.path().join("ca.pem"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let (dir, mut vm) = boot(
         "cache-unit",
         &[&format!("tcp:127.0.0.1:{port}-:8080")],
         &format!(
-            "gateway.hosts=origin.example.com=10.0.2.2 gateway.allowed_domains=origin.example.com:{}",
-            origin.port
+            "gateway.hosts=origin.example.com=10.0.2.2 \
+             gateway.allowed_domains=origin.example.com:{},origin.example.com:{} \
+             gateway.cache.origin_ca=\"{origin_ca}\"",
+            origin.port, tls.port
         ),
     );
     vm.wait_for("unit cache: started", BOOT).unwrap();
@@ -276,6 +286,139 @@ fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca(
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+    // A TLS origin whose CA is cache.origin_ca: fetched over verified TLS by
+    // the cache, served to curl over the cache's own TLS.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-x",
+            &format!("http://127.0.0.1:{port}"),
+            &format!("https://origin.example.com:{}/file.txt", tls.port),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from the origin over TLS\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTPS origin on the host: `openssl s_server -WWW` with a leaf for
+/// origin.example.com signed by a CA of its own (both made a day in the
+/// past, so a guest clock a little behind still finds them valid). Killed
+/// when dropped.
+struct TlsOrigin {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl TlsOrigin {
+    fn start(dir: &std::path::Path) -> TlsOrigin {
+        let run = |args: &[&str]| {
+            let out = Command::new("faketime")
+                .args(["-f", "-1d", "openssl"])
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.join("ext"),
+            "subjectAltName=DNS:origin.example.com\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=test-origin-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=origin.example.com",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "3",
+            "-extfile",
+            "ext",
+        ]);
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("file.txt"), "from the origin over TLS\n").unwrap();
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(dir.join("leaf.pem"))
+            .arg("-key")
+            .arg(dir.join("leaf.key"))
+            .current_dir(&www)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsOrigin { port, child }
+    }
+}
+
+impl Drop for TlsOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
