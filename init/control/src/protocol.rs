@@ -104,6 +104,24 @@ pub enum Request {
     },
 }
 
+/// Personalization codes (`register`): 1 to 64 lowercase letters, digits
+/// and dashes, not starting or ending with a dash. Checked before anything
+/// is sent, by every client and by the agent.
+pub fn check_personalization_code(code: &str) -> Result<(), String> {
+    let ok = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !code.starts_with('-')
+        && !code.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err("a personalization code is 1 to 64 lowercase letters, digits and dashes, not starting or ending with a dash".into())
+    }
+}
+
 /// The answer to `ca_export` and `ca_install`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaInfo {

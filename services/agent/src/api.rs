@@ -41,22 +41,11 @@ pub const PLATFORM_KEYS: &[&str] = &[
     "platform.checkin_interval_s",
 ];
 
-/// Personalization codes: 1 to 64 lowercase letters, digits and dashes,
-/// not starting or ending with a dash.
+/// Personalization codes: the rule is gateway-control's, shared with the
+/// console and gatewayctl.
 pub fn check_personalization_code(code: &str) -> Result<(), ApiError> {
-    let rule = "a personalization code is 1 to 64 lowercase letters, digits and dashes, not starting or ending with a dash";
-    let ok = !code.is_empty()
-        && code.len() <= 64
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !code.starts_with('-')
-        && !code.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::for_key("code", rule))
-    }
+    gateway_control::protocol::check_personalization_code(code)
+        .map_err(|rule| ApiError::for_key("code", rule))
 }
 
 /// `POST /api/v1/appliances/register` (camspublic).

@@ -29,6 +29,8 @@ pub enum FormKind {
     Time,
     /// The target of a ping (sent as a command, not a setting).
     Ping,
+    /// A personalization code (sent as a registration, not a setting).
+    Register,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +251,15 @@ impl Form {
                     fields,
                 )
             }
+            FormKind::Register => (
+                "Registration",
+                vec![
+                    "The personalization code from the platform (lowercase letters,",
+                    "digits and dashes). The POD suffix must be set (System).",
+                ],
+                vec![Field::new("Personalization code", "target", "")
+                    .placeholder("e.g. 4f2a-77c1-qgs")],
+            ),
             FormKind::Ping => (
                 "Ping",
                 vec!["FQDN or IPv4"],
@@ -307,7 +318,7 @@ impl Form {
             }
             FormKind::Pod => vec![("platform.pod", v[0].into())],
             FormKind::Time => vec![("ntp.servers", self.joined("ntp.servers"))],
-            FormKind::Ping => vec![],
+            FormKind::Ping | FormKind::Register => vec![],
         };
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -333,6 +344,9 @@ impl Form {
                 }
             }
             (FormKind::Ping, _) => check_target(v).err(),
+            (FormKind::Register, _) => {
+                gateway_control::protocol::check_personalization_code(v).err()
+            }
             // Keys without rules between keys; the others are checked with
             // the whole form.
             (_, key @ ("net.address" | "dns.search" | "platform.pod")) => check_key(key, v),

@@ -41,6 +41,8 @@ pub enum Go {
     Stats,
     /// The appliance CA agents import for the cache port.
     Ca,
+    /// The health of each platform service URL.
+    Connectivity,
     Confirm(ConfirmKind),
 }
 
@@ -58,10 +60,6 @@ fn item(tag: &str, help: &str, go: Go) -> Item {
         go,
     }
 }
-
-const NO_PLATFORM: &str =
-    "This build has no platform connection yet (the management agent is still to come): \
-nothing is sent to the platform.";
 
 impl MenuId {
     pub fn title(self) -> &'static str {
@@ -86,7 +84,7 @@ impl MenuId {
                 item(
                     "Registration",
                     "Register the Appliance with the platform",
-                    Go::NotAvailable("Registration", NO_PLATFORM),
+                    Go::Form(FormKind::Register),
                 ),
                 item("System", "System Settings", Go::Menu(MenuId::System)),
                 item("Info", "General Information", Go::Info),
@@ -124,7 +122,7 @@ impl MenuId {
                 item(
                     "Connectivity",
                     "Health of the platform services",
-                    Go::NotAvailable("Connectivity", NO_PLATFORM),
+                    Go::Connectivity,
                 ),
                 item(
                     "Report",

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use gateway_control::protocol::{CaInfo, LogLines, PingResult, Request, SetResult, Stats, Status};
+use gateway_control::protocol::{
+    CaInfo, LogLines, PingResult, PlatformStatus, Request, SetResult, Stats, Status,
+};
 
 use crate::form::{Form, FormFocus, FormKind};
 use crate::logs::LogView;
@@ -49,6 +51,12 @@ pub enum Purpose {
     Stats,
     /// The appliance CA, for the Certificate screen.
     Ca,
+    /// The platform status, quietly, for Info.
+    Platform,
+    /// A connectivity check, for its screen.
+    Connectivity,
+    /// A registration with a personalization code.
+    Register,
     Ping,
     /// Reboot, power-off, reset appliance.
     Power(ConfirmKind),
@@ -152,6 +160,8 @@ pub enum Screen {
 pub struct State {
     pub stack: Vec<Screen>,
     pub status: Option<Status>,
+    /// The management agent's view of the platform (Info), when it answers.
+    pub platform: Option<PlatformStatus>,
     /// Why the status could not be read, when it could not.
     pub status_error: Option<String>,
     pub config: BTreeMap<String, String>,
@@ -163,6 +173,27 @@ pub struct State {
 
 fn call(purpose: Purpose, request: Request) -> Vec<Action> {
     vec![Action::Call(purpose, request)]
+}
+
+/// One line per platform URL and what reaching it gave.
+pub fn connectivity_lines(p: &PlatformStatus) -> Vec<String> {
+    if p.connectivity.is_empty() {
+        return vec![match &p.pod {
+            None => "No POD suffix: set it in System > POD Suffix.".to_owned(),
+            Some(_) => "Nothing was checked.".to_owned(),
+        }];
+    }
+    p.connectivity
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}: {}",
+                if c.ok { "OK  " } else { "FAIL" },
+                c.url,
+                c.result
+            )
+        })
+        .collect()
 }
 
 /// What the Certificate screen says: what the CA is for, its fingerprint
@@ -203,6 +234,7 @@ impl State {
                 button: Button::Ok,
             })],
             status: None,
+            platform: None,
             status_error: None,
             config: BTreeMap::new(),
             busy: None,
@@ -214,6 +246,7 @@ impl State {
     pub fn start(&self) -> Vec<Action> {
         let mut a = call(Purpose::Status, Request::Status);
         a.extend(call(Purpose::Config, Request::Get { keys: vec![] }));
+        a.extend(call(Purpose::Platform, Request::Platform { check: false }));
         a
     }
 
@@ -239,6 +272,7 @@ impl State {
             return vec![];
         }
         let mut a = call(Purpose::Status, Request::Status);
+        a.extend(call(Purpose::Platform, Request::Platform { check: false }));
         if matches!(self.top(), Screen::Stats(_)) {
             a.extend(call(Purpose::Stats, Request::Stats));
         }
@@ -416,6 +450,10 @@ impl State {
                     .push(Screen::Stats(Err("Reading the statistics...".into())));
                 return call(Purpose::Stats, Request::Stats);
             }
+            Go::Connectivity => {
+                self.busy = Some("Checking each platform service...".into());
+                return call(Purpose::Connectivity, Request::Platform { check: true });
+            }
             Go::Ca => {
                 self.busy = Some("Reading the appliance CA...".into());
                 return call(Purpose::Ca, Request::CaExport);
@@ -478,6 +516,13 @@ impl State {
         let Some(changes) = form.check() else {
             return vec![];
         };
+        if form.kind == FormKind::Register {
+            let code = form.target();
+            self.busy = Some(
+                "Registering: checking the platform services, then sending the code...".into(),
+            );
+            return call(Purpose::Register, Request::Register { code });
+        }
         if form.kind == FormKind::Ping {
             let target = form.target();
             self.busy = Some(format!("Pinging {target} (4 packets)..."));
@@ -569,6 +614,43 @@ impl State {
                 if let Screen::Stats(s) = self.top_mut() {
                     *s = decode::<Stats>(result).map_err(|e| e.to_string());
                 }
+            }
+            Purpose::Platform => self.platform = decode::<PlatformStatus>(result).ok(),
+            Purpose::Connectivity => {
+                self.busy = None;
+                let screen = match decode::<PlatformStatus>(result) {
+                    Ok(p) => {
+                        let lines = connectivity_lines(&p);
+                        self.platform = Some(p);
+                        message("Connectivity", lines, false)
+                    }
+                    Err(e) => message("Connectivity", vec![e.to_string()], true),
+                };
+                self.stack.push(screen);
+            }
+            Purpose::Register => {
+                self.busy = None;
+                let screen = match decode::<PlatformStatus>(result) {
+                    Ok(p) => {
+                        let lines = vec![
+                            "The appliance is registered.".to_owned(),
+                            format!(
+                                "Appliance ID: {}",
+                                p.appliance_id.clone().unwrap_or_default()
+                            ),
+                            format!(
+                                "Appliance Name: {}",
+                                p.appliance_name.clone().unwrap_or_default()
+                            ),
+                        ];
+                        self.platform = Some(p);
+                        // The form goes: back to the main menu.
+                        self.back();
+                        message("Registration", lines, false)
+                    }
+                    Err(e) => message("Registration", vec![e.to_string()], true),
+                };
+                self.stack.push(screen);
             }
             Purpose::Ca => {
                 self.busy = None;

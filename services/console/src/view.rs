@@ -449,6 +449,44 @@ fn duration(s: u64) -> String {
 
 /// The Info screen's lines: what the status carries, then the requirements
 /// warnings in QGS's words.
+/// Info's platform rows: the connection in words ("Connected" or why
+/// not), the URL checked, the appliance ID and name.
+fn platform_rows(state: &State, pod: Option<&str>) -> (String, String, String, Option<String>) {
+    let url = pod.map_or("none (no POD suffix)".to_owned(), |p| {
+        format!("https://camspm.{p}/api/v1/health")
+    });
+    let Some(p) = &state.platform else {
+        return (
+            "Not connected: the management agent does not answer".into(),
+            url,
+            "not registered".into(),
+            None,
+        );
+    };
+    let status = if pod.is_none() {
+        "Not connected: no POD suffix (System > POD Suffix)".to_owned()
+    } else if !p.registered {
+        "Not connected: not registered (Registration)".to_owned()
+    } else if p.checkin_failures > 0 {
+        format!(
+            "Not connected: {}",
+            p.last_checkin_result.clone().unwrap_or_default()
+        )
+    } else if p.last_checkin_unix.is_some() {
+        "Connected".to_owned()
+    } else {
+        "Registered, first check-in pending".to_owned()
+    };
+    (
+        status,
+        url,
+        p.appliance_id
+            .clone()
+            .unwrap_or_else(|| "not registered".into()),
+        p.appliance_name.clone(),
+    )
+}
+
 pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
     let Some(s) = &state.status else {
         let why = state
@@ -459,20 +497,12 @@ pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
     };
     let pod = state.config.get("platform.pod").filter(|p| !p.is_empty());
     let mut rows = network_rows(s);
-    rows.extend([
-        (
-            "Platform Status",
-            "Not connected: no registration in this build".to_owned(),
-        ),
-        (
-            "Status URL",
-            "none (nothing is checked in this build)".into(),
-        ),
-    ]);
+    let (platform, url, id, name) = platform_rows(state, pod.map(String::as_str));
+    rows.extend([("Platform Status", platform), ("Status URL", url)]);
     rows.extend(dns_time_rows(s));
     rows.extend([
-        ("Appliance ID", "not registered".to_owned()),
-        ("Appliance Name", s.hostname.clone()),
+        ("Appliance ID", id),
+        ("Appliance Name", name.unwrap_or_else(|| s.hostname.clone())),
         (
             "Platform URL",
             pod.map_or("no POD suffix (System > POD Suffix)".into(), |p| {

@@ -209,11 +209,42 @@ fn ping_units_logs_and_stats_ask_the_appliance() {
 }
 
 #[test]
+fn registration_checks_the_code_before_sending_it_and_connectivity_asks_for_a_check() {
+    let mut s = state();
+    // Registration: a code with capitals is refused on the field.
+    let a = press(&mut s, r#"enter "Bad-Code" enter"#);
+    assert!(sent(&a, &Purpose::Register).is_none());
+    let Screen::Form(f) = s.top() else {
+        panic!("the form stays")
+    };
+    assert!(f.fields[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("a personalization code is"));
+    let a = press(
+        &mut s,
+        r#"home del del del del del del del del "good-code-1" enter"#,
+    );
+    assert_eq!(
+        sent(&a, &Purpose::Register),
+        Some(Request::Register {
+            code: "good-code-1".into()
+        })
+    );
+    // Diagnostics > Connectivity runs the check.
+    let mut s = state();
+    let a = press(&mut s, "down down down enter up up up enter");
+    assert_eq!(
+        sent(&a, &Purpose::Connectivity),
+        Some(Request::Platform { check: true })
+    );
+}
+
+#[test]
 fn entries_without_a_backend_say_so_and_send_nothing() {
     for keys in [
-        "enter",
         "down down down enter down down down enter",
-        "down down down enter up up up enter",
         "down down down enter up up enter",
         "down down down enter up enter",
     ] {
