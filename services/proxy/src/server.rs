@@ -442,7 +442,12 @@ async fn serve_request(
         via,
         client_keep: body::client_persistent(head.version, &head.headers),
     };
-    let f = forward::forward(client, buf, upstream, exchange, config, stats).await;
+    // Boxed: a connection task is as large as its largest await, and an
+    // idle tunnel should not carry the plain-HTTP forwarding state.
+    let f = Box::pin(forward::forward(
+        client, buf, upstream, exchange, config, stats,
+    ))
+    .await;
     let outcome = Outcome {
         destination: dest,
         result: f.result,
