@@ -104,6 +104,21 @@ fn dns_proxy_pod_time_ssh() {
 #[test]
 fn info() {
     check("info", &at("down down enter"));
+    // Registered, checked in: Connected, with the platform's ID and name.
+    let mut s = state();
+    s.config
+        .insert("platform.pod".into(), "qg1.apps.qualys.com".into());
+    s.platform = Some(gateway_control::protocol::PlatformStatus {
+        pod: Some("qg1.apps.qualys.com".into()),
+        registered: true,
+        appliance_id: Some("qgs-0042".into()),
+        appliance_name: Some("branch-office-gw".into()),
+        last_checkin_unix: Some(1_795_219_200),
+        last_checkin_result: Some("ok".into()),
+        ..Default::default()
+    });
+    press(&mut s, "down down enter");
+    check("info_registered", &s);
     let mut s = state();
     s.status.as_mut().unwrap().warnings = vec![
         "memory: 128 MiB, the appliance needs at least 256 MiB".into(),
