@@ -52,6 +52,10 @@ pub struct Prepared {
     max_files: u64,
     /// stdin is a terminal that becomes the unit's controlling terminal.
     controlling_tty: bool,
+    /// The unit reloads on SIGHUP: it starts with SIGHUP ignored, so that a
+    /// reload sent before it installed its handler cannot kill it (the
+    /// handler replaces the disposition).
+    ignore_hup: bool,
     cgroup_procs: Option<CString>,
     /// Its own directories: the state directory, and its directory on the
     /// patch disk when it has one; bind-mounted on themselves so that they
@@ -139,6 +143,7 @@ impl Prepared {
             cap_list: caps.to_vec(),
             max_files: spec.max_files,
             controlling_tty: spec.tty.is_some(),
+            ignore_hup: spec.reload,
             cgroup_procs: cgroup_dir.map(|d| c(&d.join("cgroup.procs"))),
             writable: [Some(&state_path), patch_path.as_ref()]
                 .into_iter()
@@ -217,6 +222,9 @@ impl Prepared {
                 if r != 1 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if self.ignore_hup && libc::signal(libc::SIGHUP, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
             }
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Our mounts stop propagating to init's namespace and back.

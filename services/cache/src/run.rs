@@ -58,10 +58,6 @@ fn load(path: &Path) -> Result<CacheSettings, String> {
 }
 
 pub fn run(path: PathBuf) -> Result<(), ExitCode> {
-    let settings = load(&path).map_err(|e| {
-        eprintln!("gateway-cache: --config {e}");
-        ExitCode::from(2)
-    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,8 +70,15 @@ pub fn run(path: PathBuf) -> Result<(), ExitCode> {
             eprintln!("gateway-cache: {e}");
             ExitCode::FAILURE
         };
+        // The handler first, the file after: init starts a unit with SIGHUP
+        // ignored, so a reload sent before this point is lost, and only a
+        // file read after it is sure to be the newest.
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| fail(format!("watch SIGHUP: {e}")))?;
+        let settings = load(&path).map_err(|e| {
+            eprintln!("gateway-cache: --config {e}");
+            ExitCode::from(2)
+        })?;
         let store = store(&settings).map_err(fail)?;
         let stats = Arc::new(gateway_proxy::stats::Stats::default());
         let cache_stats = Arc::new(CacheStats::default());

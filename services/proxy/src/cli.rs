@@ -226,30 +226,33 @@ pub fn main() -> ExitCode {
 /// running. A new listen address is bound before the old one is closed;
 /// when anything in the new file is wrong, nothing of it is applied.
 fn run_with_file(path: PathBuf) -> ExitCode {
-    let settings = match ProxySettings::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("gateway-proxy: --config {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match settings.to_config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gateway-proxy: --config {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     runtime.block_on(async move {
+        // The handler first, the file after: init starts a unit with SIGHUP
+        // ignored, so a reload sent before this point is lost, and only a
+        // file read after it is sure to be the newest.
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("gateway-proxy: watch SIGHUP: {e}");
                 return ExitCode::FAILURE;
+            }
+        };
+        let settings = match ProxySettings::load(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("gateway-proxy: --config {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let config = match settings.to_config() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("gateway-proxy: --config {}: {e}", path.display());
+                return ExitCode::from(2);
             }
         };
         let mut listen = settings.listen;
