@@ -89,15 +89,17 @@ fn echo(mut s: TcpStream) {
 
 /// curl through the proxy at `proxy_port`; the body, or curl's complaint.
 fn curl(proxy_port: u16, url: &str) -> Result<String, String> {
+    curl_with(proxy_port, &[], url)
+}
+
+/// curl through the proxy at `proxy_port` with `extra` options: its output,
+/// or its error when it fails.
+fn curl_with(proxy_port: u16, extra: &[&str], url: &str) -> Result<String, String> {
     let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-x",
-            &format!("http://127.0.0.1:{proxy_port}"),
-            url,
-        ])
+        .args(["-sS", "--max-time", "30", "-x"])
+        .arg(format!("http://127.0.0.1:{proxy_port}"))
+        .args(extra)
+        .arg(url)
         .output()
         .unwrap();
     if out.status.success() {
@@ -263,50 +265,24 @@ fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca(
     // The origin speaks no TLS: the cache's fetch fails (502), but only
     // after curl verified the cache's leaf for origin.example.com
     // against the exported CA.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "30",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "-x",
-            &format!("http://127.0.0.1:{port}"),
-            &format!("https://origin.example.com:{}/", origin.port),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "TLS to the cache: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let cacert = ["--cacert", ca.to_str().unwrap()];
+    let code = curl_with(
+        port,
+        &[&cacert[..], &["-o", "/dev/null", "-w", "%{http_code}"]].concat(),
+        &format!("https://origin.example.com:{}/", origin.port),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+    assert_eq!(
+        code.map_err(|e| format!("TLS to the cache: {e}")).unwrap(),
+        "502"
+    );
     // A TLS origin whose CA is cache.origin_ca: fetched over verified TLS by
     // the cache, served to curl over the cache's own TLS.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "30",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "-x",
-            &format!("http://127.0.0.1:{port}"),
-            &format!("https://origin.example.com:{}/file.txt", tls.port),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "from the origin over TLS\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let body = curl_with(
+        port,
+        &cacert,
+        &format!("https://origin.example.com:{}/file.txt", tls.port),
     );
+    assert_eq!(body.unwrap(), "from the origin over TLS\n");
 }
 
 /// An HTTPS origin on the host: `openssl s_server -WWW` with a leaf for
