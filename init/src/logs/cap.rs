@@ -21,7 +21,8 @@ pub fn total_cap(dir: &Path) -> u64 {
     }
 }
 
-fn nearly_full(dir: &Path) -> bool {
+/// Whether the filesystem of `dir` has less than 5 % free.
+pub fn nearly_full(dir: &Path) -> bool {
     nix::sys::statvfs::statvfs(dir)
         .map(|st| st.blocks_available() * 100 < st.blocks() * MIN_FREE_PERCENT)
         .unwrap_or(false)
@@ -39,8 +40,15 @@ fn is_rotated(path: &Path) -> bool {
 /// bytes of logs and its filesystem is not nearly full. A current log
 /// counts as `current_max` (the size it rotates at) whatever it holds now:
 /// it will grow to that before the next rotation, and the cap must still
-/// hold then. Returns what was removed.
-pub fn enforce(dir: &Path, cap: u64, current_max: u64) -> Vec<PathBuf> {
+/// hold then. `nearly_full` is the filesystem probe ([`nearly_full`] on
+/// the appliance; given, so that tests do not depend on the free space of
+/// the machine running them). Returns what was removed.
+pub fn enforce_with(
+    dir: &Path,
+    cap: u64,
+    current_max: u64,
+    nearly_full: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -87,6 +95,10 @@ pub fn enforce(dir: &Path, cap: u64, current_max: u64) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    fn enforce(dir: &Path, cap: u64, current_max: u64) -> Vec<PathBuf> {
+        enforce_with(dir, cap, current_max, |_| false)
+    }
+
     #[test]
     fn the_oldest_rotated_logs_go_first_and_current_ones_stay() {
         let dir = tempfile::tempdir().unwrap();
@@ -129,5 +141,16 @@ mod tests {
         // 100 + 4 fits 150, but a.log will grow to 100 before it rotates.
         assert!(enforce(d, 150, 0).is_empty());
         assert_eq!(enforce(d, 150, 100), [d.join("a.log.1")]);
+    }
+
+    #[test]
+    fn a_nearly_full_filesystem_takes_rotated_logs_even_under_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.log.1"), b"old\n").unwrap();
+        std::fs::write(d.join("a.log"), b"new\n").unwrap();
+        assert!(enforce_with(d, 1 << 20, 0, |_| false).is_empty());
+        assert_eq!(enforce_with(d, 1 << 20, 0, |_| true), [d.join("a.log.1")]);
+        assert!(d.join("a.log").exists());
     }
 }
