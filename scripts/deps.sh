@@ -19,6 +19,9 @@ packages=(
     # network and time tests: DHCP and NTP peers in namespaces the tests create
     # (Debian's policy-rc.d in containers keeps chronyd from starting on install)
     iproute2 chrony faketime
+    # diagnostics tests: a real SFTP client, age to decrypt the report,
+    # tcpdump to read the capture
+    openssh-client age tcpdump
 )
 
 missing=()
