@@ -10,6 +10,11 @@ RELEASE := target/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Runtime files of the image come from these Debian packages (see image/).
 DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
+# The age public key diagnostics reports are encrypted to. The default is a
+# development key whose identity is in the repository (image/keys/README.md):
+# set your support team's key for images you ship.
+DEV_SUPPORT_RECIPIENT := image/keys/support-dev.age.pub
+SUPPORT_RECIPIENT ?= $(DEV_SUPPORT_RECIPIENT)
 
 .PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache clean
 
@@ -30,7 +35,8 @@ binaries:
 	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-cache -p gateway-console -p gateway-agent -p gateway-image
 
 rootfs: debs binaries
-	$(RELEASE)/gateway-image rootfs --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --program $(RELEASE)/gateway-agent --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
+	@[ "$(SUPPORT_RECIPIENT)" != "$(DEV_SUPPORT_RECIPIENT)" ] || echo "rootfs: diagnostics reports use the DEVELOPMENT support key (anyone with the source can read them); set SUPPORT_RECIPIENT=<file> for images you ship"
+	$(RELEASE)/gateway-image rootfs --support-recipient $(SUPPORT_RECIPIENT) --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --program $(RELEASE)/gateway-agent --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
 
 image: kernel rootfs
 	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \

@@ -43,6 +43,10 @@ enum Command {
         /// Appliance version for /etc/os-release.
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
         version: String,
+        /// The support team's age public key file (diagnostics reports are
+        /// encrypted to it).
+        #[arg(long)]
+        support_recipient: Option<PathBuf>,
     },
     /// Build the bootable raw disk image (GPT, BIOS and UEFI).
     Disk {
@@ -119,6 +123,7 @@ fn run(command: Command) -> Result<(), String> {
             debs,
             out,
             version,
+            support_recipient,
         } => {
             let spec = rootfs::RootfsSpec {
                 init,
@@ -126,6 +131,7 @@ fn run(command: Command) -> Result<(), String> {
                 debs,
                 out,
                 version,
+                support_recipient,
             };
             rootfs::build_rootfs(&spec).map_err(|e| e.to_string())?;
             Ok(())

@@ -72,6 +72,11 @@ pub struct RootfsSpec {
     pub out: PathBuf,
     /// The appliance version written to /etc/os-release.
     pub version: String,
+    /// The support team's age public key (a file whose first line that is
+    /// not a comment is `age1...`), installed as
+    /// /usr/share/gateway/support-recipient.age.pub: diagnostics reports
+    /// are encrypted to it (image/keys/README.md).
+    pub support_recipient: Option<PathBuf>,
 }
 
 /// What was built.
@@ -158,6 +163,22 @@ pub fn build_rootfs(spec: &RootfsSpec) -> Result<RootfsReport, RootfsError> {
         }
     })?;
     copy_file(&conf, &root.join("etc/mke2fs.conf"), 0o644)?;
+    if let Some(key) = &spec.support_recipient {
+        let text = fs::read_to_string(key).map_err(|source| RootfsError::Stage {
+            path: key.clone(),
+            source,
+        })?;
+        check_recipient(&text).map_err(|why| RootfsError::Stage {
+            path: key.clone(),
+            source: std::io::Error::other(why),
+        })?;
+        let dir = root.join("usr/share/gateway");
+        fs::create_dir_all(&dir).map_err(|source| RootfsError::Stage {
+            path: dir.clone(),
+            source,
+        })?;
+        copy_file(key, &dir.join("support-recipient.age.pub"), 0o644)?;
+    }
 
     crate::progress("resolving shared libraries");
     let libs = elf::install_closure(&root, &extracted)?;
@@ -201,6 +222,27 @@ pub fn build_rootfs(spec: &RootfsSpec) -> Result<RootfsReport, RootfsError> {
     })?;
     guard.disarm();
     Ok(report)
+}
+
+/// An age X25519 public key: `age1` and 58 Bech32 characters, on the first
+/// line that is not a comment.
+pub fn check_recipient(text: &str) -> Result<(), String> {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    let ok = line.len() == 62
+        && line.starts_with("age1")
+        && line[4..].chars().all(|c| BECH32.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "not an age public key (age1 and 58 Bech32 characters): {line:?}"
+        ))
+    }
 }
 
 /// The .deb files in `dir`, sorted so extraction order is stable.
@@ -262,13 +304,15 @@ fn stage_skeleton(root: &Path, version: &str) -> Result<(), RootfsError> {
              proxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
              console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n\
              agent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n\
-             cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n"
+             cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n\
+             sftp:x:105:105:gateway diagnostics SFTP:/var/lib/units/sftp:/sbin/nologin\n"
                 .to_string(),
         ),
         (
             "etc/group",
             // Group console may use the control socket (mode 0660).
-            "root:x:0:\nproxy:x:101:\nconsole:x:102:\nagent:x:103:\ncache:x:104:\n".to_string(),
+            "root:x:0:\nproxy:x:101:\nconsole:x:102:\nagent:x:103:\ncache:x:104:\nsftp:x:105:\n"
+                .to_string(),
         ),
         ("etc/hostname", "gateway\n".to_string()),
         // The hosts map overrides DNS, for libc's resolver too (glibc's
@@ -412,6 +456,18 @@ fn ownership_script(root: &Path) -> Result<Option<String>, RootfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_age_public_key_is_a_support_recipient() {
+        let dev = include_str!("../keys/support-dev.age.pub");
+        assert!(check_recipient(dev).is_ok());
+        assert!(check_recipient(&format!("# support team\n{dev}")).is_ok());
+        let secret = include_str!("../keys/support-dev.age");
+        let err = check_recipient(secret).unwrap_err();
+        assert!(err.contains("not an age public key"), "{err}");
+        assert!(check_recipient("age1tooshort").is_err());
+        assert!(check_recipient("").is_err());
+    }
 
     #[test]
     fn os_release_carries_the_version() {

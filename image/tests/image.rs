@@ -76,6 +76,9 @@ fn built() -> &'static Built {
             debs: debs(),
             out: root.clone(),
             version: VERSION.into(),
+            support_recipient: Some(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/support-dev.age.pub"),
+            ),
         })
         .expect("build rootfs");
         let kernel = dir.join("bzImage");
@@ -227,7 +230,13 @@ fn root_filesystem_has_init_tools_and_libraries() {
         b"root:x:0:0:root:/root:/sbin/nologin\nproxy:x:101:101:gateway proxy:/var/lib/units/proxy:/sbin/nologin\n\
 console:x:102:102:gateway console:/var/lib/units/console-tty1:/sbin/nologin\n\
 agent:x:103:103:gateway management agent:/var/lib/units/agent:/sbin/nologin\n\
-cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n"
+cache:x:104:104:gateway cache:/var/lib/units/cache:/sbin/nologin\n\
+sftp:x:105:105:gateway diagnostics SFTP:/var/lib/units/sftp:/sbin/nologin\n"
+    );
+    assert_eq!(
+        gateway_image::read_file(disk, 2, "/usr/share/gateway/support-recipient.age.pub").unwrap(),
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/support-dev.age.pub")).unwrap(),
+        "the support key is installed"
     );
 
     let sbin = list_dir(disk, 2, "/sbin").expect("ls /sbin");
@@ -461,6 +470,7 @@ fn missing_library_names_binary_and_soname() {
         debs: debs.path().into(),
         out: out.clone(),
         version: VERSION.into(),
+        support_recipient: None,
     })
     .unwrap_err()
     .to_string();

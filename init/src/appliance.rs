@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use gateway_config::{key_info, Config, ConfigError, Seed, Store, KEYS};
 use gateway_control::protocol::{
-    DiskStatus, DnsStatus, KeyDoc, NetworkStatus, SetResult, Stats, Status, TimeStatus, UnitStatus,
+    DiagnosticsStatus, DiskStatus, DnsStatus, KeyDoc, NetworkStatus, ReportOffer, SetResult, Stats,
+    Status, TimeStatus, UnitStatus,
 };
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Request, Response};
@@ -60,6 +61,11 @@ pub struct Appliance {
     patch_disk: std::sync::Mutex<Option<Candidate>>,
     /// The units' supervising tasks, set once they start.
     unit_commands: std::sync::Mutex<HashMap<&'static str, mpsc::Sender<UnitCommand>>>,
+    /// The diagnostics report waiting for download (the `sftp` unit runs
+    /// while there is one, or when SSH is enabled).
+    pub report: watch::Sender<Option<ReportOffer>>,
+    /// One report at a time, and not while its expiry is being checked.
+    report_lock: Mutex<()>,
 }
 
 /// The configuration to boot with: the stored one, else (first boot) the
@@ -158,6 +164,8 @@ impl Appliance {
             disks: watch::Sender::new(Vec::new()),
             patch_disk: std::sync::Mutex::new(None),
             unit_commands: std::sync::Mutex::new(HashMap::new()),
+            report: watch::Sender::new(None),
+            report_lock: Mutex::new(()),
         })
     }
 
@@ -220,6 +228,93 @@ impl Appliance {
             self.restart_unit("cache").await?;
         }
         Ok(Response::ok(info))
+    }
+
+    /// Builds the diagnostics report and offers it over SFTP; the answer
+    /// carries the one-time password (never logged).
+    async fn diagnostics_report(&self) -> Result<Response, ApiError> {
+        let _one_at_a_time = self.report_lock.lock().await;
+        let config = self.config();
+        let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+        // The agent's view, if it answers soon; a report is wanted most
+        // when something is wrong, so nothing here may block it.
+        let platform = tokio::time::timeout(
+            Duration::from_secs(5),
+            forward_to_agent(Request::Platform { check: false }),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|r| r.result)
+        .map(json);
+        let gathered = crate::diagnostics::Gathered {
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "gateway".into()),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            config: config
+                .to_pairs()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect(),
+            status: json(serde_json::to_value(self.status()).unwrap_or_default()),
+            stats: json(serde_json::to_value(self.stats.borrow().clone()).unwrap_or_default()),
+            platform,
+        };
+        let places = crate::diagnostics::Places::appliance(crate::diagnostics::last_capture());
+        let now = unix_now();
+        let made = tokio::task::spawn_blocking(move || {
+            crate::diagnostics::make_report(&gathered, &places, now)
+        })
+        .await
+        .map_err(|e| ApiError::new(format!("diagnostics report: {e}")))?
+        .map_err(|e| ApiError::new(format!("diagnostics report: {e}")))?;
+        info!(
+            "diagnostics report {} ({} bytes, {} files) offered over SFTP to user {} until {} UTC",
+            made.offer.file,
+            made.offer.size_bytes,
+            made.contents.len(),
+            made.offer.user,
+            gateway_control::cli::utc(made.offer.expires_unix)
+        );
+        self.report.send_replace(Some(made.offer.clone()));
+        Ok(Response::ok(made))
+    }
+
+    /// Follows the waiting report: a download that ended (the SFTP server
+    /// removed the offer) or the 24 hours passing withdraws it, which
+    /// stops the `sftp` unit when SSH is disabled.
+    pub async fn follow_report(self: Arc<Self>) {
+        let state = std::path::Path::new(crate::diagnostics::SFTP_STATE);
+        loop {
+            let now = unix_now();
+            let _one_at_a_time = self.report_lock.lock().await;
+            let waiting = crate::diagnostics::waiting(state, now);
+            let before = self.report.borrow().clone();
+            if waiting != before {
+                match (&before, &waiting) {
+                    (Some(old), None) if now >= old.expires_unix => {
+                        info!("diagnostics report {}: expired, removed", old.file)
+                    }
+                    (Some(old), None) => {
+                        info!(
+                            "diagnostics report {}: downloaded, password expired",
+                            old.file
+                        )
+                    }
+                    (_, Some(new)) => info!(
+                        "diagnostics report {} waits for download until {} UTC",
+                        new.file,
+                        gateway_control::cli::utc(new.expires_unix)
+                    ),
+                    (None, None) => {}
+                }
+                self.report.send_replace(waiting);
+            }
+            drop(_one_at_a_time);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// Where `restart_unit` requests go.
@@ -353,6 +448,13 @@ impl Appliance {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Whether patch mode may be on with these disks.
 fn patch_ready(disks: &[DiskStatus], config: &Config) -> Result<(), String> {
     let disk = disks.iter().find(|d| d.role == "patch");
@@ -457,6 +559,14 @@ impl Handler for Appliance {
             Request::CaInstall { chain, key } => self.ca_install(chain, key).await,
             request @ (Request::Register { .. } | Request::Platform { .. }) => {
                 forward_to_agent(request).await
+            }
+            Request::DiagnosticsReport => self.diagnostics_report().await,
+            Request::Diagnostics => Ok(Response::ok(DiagnosticsStatus {
+                report: self.report.borrow().clone(),
+                capture: Default::default(),
+            })),
+            Request::CaptureStart { .. } | Request::CaptureStop => {
+                Err(ApiError::new("upstream capture: not available yet"))
             }
         };
         result.unwrap_or_else(Response::error)

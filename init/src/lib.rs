@@ -19,6 +19,7 @@ pub mod cacheca;
 pub mod children;
 pub mod cmdline;
 pub mod console;
+pub mod diagnostics;
 pub mod disks;
 pub mod etcfiles;
 pub mod ext4;

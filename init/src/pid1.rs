@@ -181,6 +181,9 @@ fn start_live(a: &Arc<Appliance>) {
     tokio::spawn(timesync::follow(a.clone()));
     tokio::spawn(network::follow(a.clone()));
     tokio::spawn(crate::stats::follow(a.clone()));
+    // Before the units start: a report left waiting at the last shutdown
+    // is in place when the `sftp` unit decides whether to run.
+    tokio::spawn(a.clone().follow_report());
     a.set_unit_commands(units::start_all(a));
     // One follower for the life of PID 1, even if this loop restarts.
     static KMSG: std::sync::Once = std::sync::Once::new();

@@ -15,8 +15,9 @@ use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::{
-    CaInfo, DiskStatus, KeyDoc, LogLines, PingResult, PlatformStatus, Request, SetResult, Stats,
-    Status, DEFAULT_SOCKET,
+    CaInfo, CaptureStatus, DiagnosticsStatus, DiskStatus, KeyDoc, LogLines, PingResult,
+    PlatformStatus, ReportCreated, ReportOffer, Request, SetResult, Stats, Status, DEFAULT_SOCKET,
+    MAX_CAPTURE_SECONDS,
 };
 
 #[derive(Debug, Parser)]
@@ -101,6 +102,21 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build a diagnostics report (logs, configuration with secrets
+    /// redacted, status, stats, the last capture) encrypted to the support
+    /// key, and offer it over SFTP with a one-time password.
+    DiagnosticsReport,
+    /// The report waiting for download and the upstream capture.
+    Diagnostics,
+    /// Capture the traffic between eth0 and its next hop (pcap) for the
+    /// next diagnostics report.
+    CaptureStart {
+        /// How long, 1 to 300 seconds.
+        #[arg(long, default_value_t = MAX_CAPTURE_SECONDS)]
+        seconds: u32,
+    },
+    /// End a running capture now.
+    CaptureStop,
     Reboot,
     Poweroff,
     /// Return to factory state (the configuration is erased) and reboot.
@@ -154,6 +170,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Ping { count, .. } => Duration::from_secs(u64::from(*count) * 2 + 10),
         // A connectivity check tries five hosts, each with its own timeouts.
         Command::Register { .. } | Command::Platform { check: true } => Duration::from_secs(120),
+        // Tens of MiB of logs and a capture to compress and encrypt.
+        Command::DiagnosticsReport => Duration::from_secs(300),
         _ => Duration::from_secs(30),
     };
     let mut client = Client::connect(&cli.socket, timeout)?;
@@ -228,6 +246,19 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Register { .. } | Command::Platform { .. } => {
             platform_text(&serde_json::from_value(result).map_err(decode)?)
         }
+        Command::DiagnosticsReport => report_text(&serde_json::from_value(result).map_err(decode)?),
+        Command::Diagnostics => {
+            let d: DiagnosticsStatus = serde_json::from_value(result).map_err(decode)?;
+            let mut text = match &d.report {
+                Some(offer) => offer_text(offer),
+                None => "report: none waiting\n".to_owned(),
+            };
+            text += &capture_text(&d.capture);
+            text
+        }
+        Command::CaptureStart { .. } | Command::CaptureStop => {
+            capture_text(&serde_json::from_value(result).map_err(decode)?)
+        }
         _ => "done\n".to_owned(),
     };
     let _ = out.write_all(text.as_bytes());
@@ -280,6 +311,12 @@ fn request(command: &Command) -> Result<Request, Failure> {
         Command::FormatPatchDisk { erase } => Request::FormatPatchDisk { erase: *erase },
         Command::Register { code } => Request::Register { code: code.clone() },
         Command::Platform { check } => Request::Platform { check: *check },
+        Command::DiagnosticsReport => Request::DiagnosticsReport,
+        Command::Diagnostics => Request::Diagnostics,
+        Command::CaptureStart { seconds } => Request::CaptureStart {
+            seconds: Some(*seconds),
+        },
+        Command::CaptureStop => Request::CaptureStop,
         Command::Reboot => Request::Reboot,
         Command::Poweroff => Request::Poweroff,
         Command::ResetAppliance { yes } => {
@@ -474,6 +511,54 @@ pub fn ping_text(p: &PingResult) -> String {
         p.sent, p.received, p.loss_percent
     );
     out
+}
+
+/// Where and until when a report waits.
+pub fn offer_text(o: &ReportOffer) -> String {
+    let mut text = format!(
+        "report: {} ({} bytes)\n\
+         download: sftp -P {} {}@<appliance address>  (then: get {})\n\
+         expires: {} UTC, or after one complete download\n",
+        o.file,
+        o.size_bytes,
+        o.port,
+        o.user,
+        o.file,
+        utc(o.expires_unix)
+    );
+    if let Some(fp) = &o.host_key_fingerprint {
+        text += &format!("host key: {fp}\n");
+    }
+    text
+}
+
+/// A new report: where it waits and its one-time password.
+pub fn report_text(r: &ReportCreated) -> String {
+    format!(
+        "{}password: {}  (one-time: shown once, not stored)\nencrypted to: {}\ncontents: {}\n",
+        offer_text(&r.offer),
+        r.password,
+        r.recipient,
+        r.contents.join(", ")
+    )
+}
+
+pub fn capture_text(c: &CaptureStatus) -> String {
+    let mut text = format!("capture: {}", c.state);
+    if c.state != "idle" {
+        text += &format!(
+            ", {} packets, {} bytes, {} of {} s",
+            c.packets, c.bytes, c.elapsed_s, c.seconds
+        );
+    }
+    if !c.detail.is_empty() {
+        text += &format!(" ({})", c.detail);
+    }
+    text += "\n";
+    if let Some(f) = &c.file {
+        text += &format!("capture file: {f}\n");
+    }
+    text
 }
 
 /// `YYYY-MM-DD HH:MM:SS` for Unix seconds (the civil-from-days algorithm of

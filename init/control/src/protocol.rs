@@ -102,6 +102,95 @@ pub enum Request {
         #[serde(default)]
         check: bool,
     },
+    /// Builds a diagnostics report (logs, configuration with secrets
+    /// redacted, status, stats, the last upstream capture), encrypted to
+    /// the support key, and offers it over SFTP to the user `diagnostics`
+    /// with a new one-time password, which only this answer carries.
+    /// Replaces a report still waiting. Result: [`ReportCreated`].
+    DiagnosticsReport,
+    /// The report waiting for download and the upstream capture:
+    /// [`DiagnosticsStatus`].
+    Diagnostics,
+    /// Captures the traffic between eth0 and its next hop for `seconds`
+    /// (1 to 300, default 300) into a pcap file that replaces the previous
+    /// one when the capture ends. Result: [`CaptureStatus`].
+    CaptureStart {
+        #[serde(default)]
+        seconds: Option<u32>,
+    },
+    /// Ends a running capture now (what was captured is kept).
+    /// Result: [`CaptureStatus`].
+    CaptureStop,
+}
+
+/// The longest upstream capture (`capture_start`), in seconds.
+pub const MAX_CAPTURE_SECONDS: u32 = 300;
+
+/// The user the diagnostics report is offered to over SFTP.
+pub const REPORT_USER: &str = "diagnostics";
+
+/// A diagnostics report waiting for download.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportOffer {
+    /// Its file name in the SFTP directory.
+    pub file: String,
+    pub size_bytes: u64,
+    pub created_unix: u64,
+    /// When the password stops working (24 hours after the report was
+    /// made), unless a download ended before.
+    pub expires_unix: u64,
+    pub user: String,
+    /// The SFTP port (22).
+    pub port: u16,
+    /// The SSH host key's SHA-256 fingerprint (`SHA256:...`), once the
+    /// SFTP server has made its key.
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+}
+
+/// The answer to `diagnostics_report`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportCreated {
+    pub offer: ReportOffer,
+    /// The one-time password: shown to the administrator, never stored in
+    /// clear nor logged.
+    pub password: String,
+    /// The age public key the report is encrypted to.
+    pub recipient: String,
+    /// The files inside the archive.
+    pub contents: Vec<String>,
+}
+
+/// The upstream capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// `idle` (none taken since boot), `running`, `done` or `failed`.
+    pub state: String,
+    #[serde(default)]
+    pub started_unix: u64,
+    /// How long it was asked to run.
+    #[serde(default)]
+    pub seconds: u32,
+    #[serde(default)]
+    pub elapsed_s: u64,
+    #[serde(default)]
+    pub packets: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// What it captures (`eth0, next hop 10.0.2.2 52:55:...`), why it
+    /// ended or why it failed, in words.
+    #[serde(default)]
+    pub detail: String,
+    /// The pcap file of the last complete capture, if there is one.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// The answer to `diagnostics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosticsStatus {
+    pub report: Option<ReportOffer>,
+    pub capture: CaptureStatus,
 }
 
 /// Personalization codes (`register`): 1 to 64 lowercase letters, digits

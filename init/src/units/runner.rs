@@ -68,6 +68,8 @@ fn waiting_for(spec: &UnitSpec, a: &Appliance, config: &Config) -> Option<&'stat
                 .iter()
                 .any(|d| d.role == "patch" && d.mount.is_some()))
         .then_some("waiting for the patch disk (patch mode)"),
+        Dependency::SshOrReport => (!config.ssh.enabled && a.report.borrow().is_none())
+            .then_some("SSH disabled and no diagnostics report waiting"),
     })
 }
 
@@ -258,6 +260,8 @@ pub async fn run(
     let mut network = appliance.network.subscribe();
     let mut dns = appliance.dns.subscribe();
     let mut disks = appliance.disks.subscribe();
+    let mut report = appliance.report.subscribe();
+    let wants_report = spec.depends.contains(&Dependency::SshOrReport);
     let mut backoff = Backoff::new(spec.restart);
     publish(&appliance, spec.name, "inactive", "starting".into());
     'life: loop {
@@ -273,6 +277,7 @@ pub async fn run(
                 r = config.changed() => if r.is_err() { return },
                 r = network.changed() => if r.is_err() { return },
                 r = disks.changed() => if r.is_err() { return },
+                r = report.changed(), if wants_report => if r.is_err() { return },
                 Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
             }
         }
@@ -311,6 +316,11 @@ pub async fn run(
                         stop(spec.name, running).await;
                         continue 'life;
                     }
+                    if wants_report && !c.ssh.enabled && appliance.report.borrow().is_none() {
+                        info!("unit {}: SSH disabled and no diagnostics report waiting: stopping it", spec.name);
+                        stop(spec.name, running).await;
+                        continue 'life;
+                    }
                     let settings = render(spec, &c);
                     let caps = (spec.capabilities)(&c);
                     if settings == running.settings && caps == running.caps {
@@ -344,6 +354,15 @@ pub async fn run(
                         info!("unit {}: the patch disk changed: restarting it", spec.name);
                         stop(spec.name, running).await;
                         backoff.reset();
+                        continue 'life;
+                    }
+                }
+                r = report.changed(), if wants_report => {
+                    if r.is_err() { return }
+                    let c = config.borrow().clone();
+                    if waiting_for(spec, &appliance, &c).is_some() {
+                        info!("unit {}: no diagnostics report waiting and SSH disabled: stopping it", spec.name);
+                        stop(spec.name, running).await;
                         continue 'life;
                     }
                 }

@@ -16,6 +16,8 @@ pub enum Dependency {
     /// In patch mode, the patch disk is mounted (nothing to wait for in
     /// cache mode).
     PatchDisk,
+    /// SSH is enabled, or a diagnostics report waits for download.
+    SshOrReport,
 }
 
 /// A memory limit for the unit's cgroup.
@@ -213,6 +215,16 @@ pub fn agent_settings(c: &Config) -> String {
     serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
 }
 
+/// The SFTP server's settings (services/sftp): its port and the state
+/// directory where PID 1 puts the report and the offer.
+pub fn sftp_settings(_: &Config) -> String {
+    let settings = json!({
+        "listen": format!("0.0.0.0:{}", crate::diagnostics::SFTP_PORT),
+        "state_dir": crate::diagnostics::SFTP_STATE,
+    });
+    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+}
+
 fn port_caps(port: u16) -> Vec<u32> {
     if port < 1024 {
         vec![CAP_NET_BIND_SERVICE]
@@ -311,6 +323,29 @@ pub const UNITS: &[UnitSpec] = &[
         // changes nothing.
         reload: false,
         args: &["--config", "/run/units/agent/settings.json"],
+        tty: None,
+        patch_dir: false,
+    },
+    UnitSpec {
+        name: "sftp",
+        binary: "/usr/bin/gateway-sftp",
+        uid: crate::diagnostics::SFTP_UID,
+        gid: crate::diagnostics::SFTP_UID,
+        // Nothing listens on port 22 unless SSH is enabled or a report
+        // waits (ssh.enabled, docs/diagnostics.md).
+        depends: &[Dependency::Network, Dependency::SshOrReport],
+        memory: MemoryLimit::ShareOfRam {
+            percent: 5,
+            min_mib: 32,
+        },
+        restart: RESTART,
+        max_files: 256,
+        enabled: |_| true,
+        capabilities: |_| port_caps(crate::diagnostics::SFTP_PORT),
+        settings: sftp_settings,
+        files: |_| Vec::new(),
+        reload: false,
+        args: &["--config", "/run/units/sftp/settings.json"],
         tty: None,
         patch_dir: false,
     },
