@@ -199,12 +199,15 @@ mod tests {
         let mut reader = pcap_file::pcap::PcapReader::new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.header().datalink, DataLink::ETHERNET);
         assert_eq!(reader.header().snaplen, 60);
-        let p = reader.next_packet().unwrap().unwrap();
-        assert_eq!((p.orig_len, p.data.len()), (100, 60));
-        assert_eq!(p.timestamp, Duration::from_micros(1_700_000_000_123_456));
-        let p = reader.next_packet().unwrap().unwrap();
+        // Raw records: pcap-file 2.0's checked reader refuses a packet longer
+        // than the snaplen (orig_len > snaplen), which is precisely a cut
+        // packet, valid pcap that tcpdump and Wireshark read.
+        let p = reader.next_raw_packet().unwrap().unwrap();
+        assert_eq!((p.orig_len, p.incl_len, p.data.len()), (100, 60, 60));
+        assert_eq!((p.ts_sec, p.ts_frac), (1_700_000_000, 123_456));
+        let p = reader.next_raw_packet().unwrap().unwrap();
         assert_eq!((p.orig_len, p.data.len()), (10, 10));
-        assert!(reader.next_packet().is_none());
+        assert!(reader.next_raw_packet().is_none());
     }
 
     #[test]
