@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn out_of_limit_requests_are_refused_in_words() {
-        let cases: [(fn(&mut CaptureRequest), &str); 6] = [
+        type Case = (fn(&mut CaptureRequest), &'static str);
+        let cases: [Case; 6] = [
             (
                 |r| r.duration = Duration::from_secs(301),
                 "capture: the duration must be between 1 s and 300 s, not 301 s",
