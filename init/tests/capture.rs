@@ -279,4 +279,5 @@ fn a_missing_interface_is_an_error_in_words_and_keeps_the_previous_capture() {
     assert_eq!(err.to_string(), "capture on gwcapnone0: no such interface");
     assert_eq!(std::fs::read(&path).unwrap(), b"previous capture");
     assert!(!capture::partial_path(&path).exists());
+    assert_eq!(capture::next_hop("gwcapnone0"), None);
 }

@@ -209,7 +209,12 @@ impl From<CaptureError> for io::Error {
 ///
 /// `progress` is called when the capture starts and about once a second after
 /// that. On an error the previous capture is left in place and no `.partial`
-/// remains.
+/// remains. Setting `stop` before the call still replaces the previous capture
+/// with an empty one: the administrator asked for a new capture.
+///
+/// Timestamps are the real time (microseconds) at which this thread reads
+/// each frame, not the kernel's receive time: simpler than ancillary data,
+/// and the socket's queue is short next to what a diagnosis needs.
 pub fn run(
     req: &CaptureRequest,
     stop: &AtomicBool,
