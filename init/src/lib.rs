@@ -16,6 +16,7 @@ pub mod appliance;
 pub mod blockdev;
 pub mod boot;
 pub mod cacheca;
+pub mod capture;
 pub mod children;
 pub mod cmdline;
 pub mod console;
