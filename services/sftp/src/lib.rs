@@ -38,6 +38,22 @@ pub mod view;
 
 pub use settings::Settings;
 
+/// A client's text (user name, path, subsystem) as logged: escaped, so it
+/// cannot forge log lines, and cut, so it cannot flood the log.
+pub(crate) fn for_log(text: &str) -> String {
+    const MAX: usize = 80;
+    let mut shown: String = text
+        .chars()
+        .take(MAX)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if text.chars().nth(MAX).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// `gateway-sftp --config FILE`: the unit's entry point.
 pub fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -71,5 +87,16 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("gateway-sftp: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_text_is_escaped_and_cut_for_the_log() {
+        assert_eq!(super::for_log("diagnostics"), "diagnostics");
+        assert_eq!(super::for_log("a\nINFO fake"), "a\\nINFO fake");
+        let long = "x".repeat(1000);
+        assert_eq!(super::for_log(&long), format!("{}...", "x".repeat(80)));
     }
 }

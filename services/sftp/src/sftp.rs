@@ -90,7 +90,7 @@ impl SftpSession {
     }
 
     fn refuse_outside(&self, op: &str, path: &str) -> StatusReply {
-        tracing::info!(peer = %self.peer, op, path = %path.escape_debug(), "refused: {OUTSIDE}");
+        tracing::info!(peer = %self.peer, op, path = %crate::for_log(path), "refused: {OUTSIDE}");
         StatusCode::PermissionDenied.with_message(OUTSIDE)
     }
 
@@ -462,4 +462,226 @@ fn read_at(file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<Ve
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handler driven through russh_sftp's server over an in-memory
+    //! stream, with hand-made SFTP packets (draft-ietf-secsh-filexfer-02).
+
+    use super::*;
+    use crate::offer::tests::offer_json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const INIT: u8 = 1;
+    const OPEN: u8 = 3;
+    const CLOSE: u8 = 4;
+    const READ: u8 = 5;
+    const OPENDIR: u8 = 11;
+    const READDIR: u8 = 12;
+    const REALPATH: u8 = 16;
+    const STATUS: u8 = 101;
+    const HANDLE: u8 = 102;
+    const DATA: u8 = 103;
+    const NAME: u8 = 104;
+
+    fn string(b: &mut Vec<u8>, s: &[u8]) {
+        b.extend((s.len() as u32).to_be_bytes());
+        b.extend(s);
+    }
+
+    fn request(kind: u8, id: u32) -> Vec<u8> {
+        let mut b = vec![kind];
+        b.extend(id.to_be_bytes());
+        b
+    }
+
+    async fn send(s: &mut DuplexStream, body: &[u8]) {
+        s.write_u32(body.len() as u32).await.unwrap();
+        s.write_all(body).await.unwrap();
+    }
+
+    async fn recv(s: &mut DuplexStream) -> Vec<u8> {
+        let read = async {
+            let n = s.read_u32().await.unwrap();
+            let mut b = vec![0; n as usize];
+            s.read_exact(&mut b).await.unwrap();
+            b
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("no reply")
+    }
+
+    fn status_of(reply: &[u8]) -> (u32, String) {
+        assert_eq!(reply[0], STATUS, "{reply:?}");
+        let code = u32::from_be_bytes(reply[5..9].try_into().unwrap());
+        let len = u32::from_be_bytes(reply[9..13].try_into().unwrap()) as usize;
+        (
+            code,
+            String::from_utf8_lossy(&reply[13..13 + len]).into_owned(),
+        )
+    }
+
+    /// A state directory offering `report` with `content`, and a running
+    /// SFTP server for it; the client's end of the stream.
+    async fn start(content: &[u8]) -> (tempfile::TempDir, DuplexStream) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("report")).unwrap();
+        std::fs::write(dir.path().join("report/report"), content).unwrap();
+        std::fs::write(
+            dir.path().join("offer.json"),
+            offer_json("pw", u64::MAX, "report"),
+        )
+        .unwrap();
+        let offer = Offer::read(dir.path()).unwrap().unwrap();
+        let session = SftpSession::new(dir.path().to_owned(), offer, "test".into());
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        russh_sftp::server::run(server, session).await;
+        let mut init = vec![INIT];
+        init.extend(3u32.to_be_bytes());
+        send(&mut client, &init).await;
+        assert_eq!(recv(&mut client).await[0], 2);
+        (dir, client)
+    }
+
+    async fn open(c: &mut DuplexStream, path: &[u8], flags: u32) -> Vec<u8> {
+        let mut b = request(OPEN, 1);
+        string(&mut b, path);
+        b.extend(flags.to_be_bytes());
+        b.extend(0u32.to_be_bytes());
+        send(c, &b).await;
+        recv(c).await
+    }
+
+    async fn read(c: &mut DuplexStream, handle: &[u8], offset: u64, len: u32) -> Vec<u8> {
+        let mut b = request(READ, 2);
+        string(&mut b, handle);
+        b.extend(offset.to_be_bytes());
+        b.extend(len.to_be_bytes());
+        send(c, &b).await;
+        recv(c).await
+    }
+
+    fn handle_of(reply: &[u8]) -> Vec<u8> {
+        assert_eq!(reply[0], HANDLE, "{reply:?}");
+        reply[9..].to_vec()
+    }
+
+    #[tokio::test]
+    async fn reading_every_byte_then_closing_is_the_download() {
+        let content: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let (dir, mut c) = start(&content).await;
+        let handle = handle_of(&open(&mut c, b"/report", 1).await);
+        // Backwards, with a big request answered short (64 KiB at most).
+        let mut got = vec![0; content.len()];
+        let mut offset = content.len() as u64;
+        while offset > 0 {
+            let start = offset.saturating_sub(50_000);
+            let reply = read(&mut c, &handle, start, 1 << 24).await;
+            assert_eq!(reply[0], DATA);
+            let data = &reply[9..];
+            assert!(data.len() <= MAX_READ as usize);
+            got[start as usize..start as usize + data.len()].copy_from_slice(data);
+            assert!(dir.path().join("offer.json").exists());
+            offset = start;
+        }
+        assert!(got == content);
+        assert_eq!(status_of(&read(&mut c, &handle, 150_000, 10).await).0, 1);
+        let mut close = request(CLOSE, 3);
+        string(&mut close, &handle);
+        send(&mut c, &close).await;
+        assert_eq!(status_of(&recv(&mut c).await).0, 0);
+        assert!(!dir.path().join("offer.json").exists());
+        assert!(!dir.path().join("report/report").exists());
+        // The offer has gone: the file cannot be opened again.
+        assert_ne!(open(&mut c, b"/report", 1).await[0], HANDLE);
+    }
+
+    #[tokio::test]
+    async fn closing_after_part_of_the_file_keeps_the_offer() {
+        let (dir, mut c) = start(&[5; 1000]).await;
+        let handle = handle_of(&open(&mut c, b"report", 1).await);
+        assert_eq!(read(&mut c, &handle, 1, 999).await[0], DATA);
+        let mut close = request(CLOSE, 3);
+        string(&mut close, &handle);
+        send(&mut c, &close).await;
+        assert_eq!(status_of(&recv(&mut c).await).0, 0);
+        assert!(dir.path().join("offer.json").exists());
+        assert!(dir.path().join("report/report").exists());
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_their_reason() {
+        let (_dir, mut c) = start(b"x").await;
+        for path in [
+            &b"/.."[..],
+            b"../offer.json",
+            b"/offer.json",
+            b"/report/../..",
+        ] {
+            let mut b = request(REALPATH, 7);
+            string(&mut b, path);
+            send(&mut c, &b).await;
+            assert_eq!(
+                status_of(&recv(&mut c).await),
+                (3, OUTSIDE.to_owned()),
+                "{path:?}"
+            );
+            assert_eq!(
+                status_of(&open(&mut c, path, 1).await),
+                (3, OUTSIDE.to_owned())
+            );
+        }
+        for flags in [2, 1 | 2, 1 | 4, 1 | 8, 1 | 0x10, 0x20, 0x40] {
+            let (code, message) = status_of(&open(&mut c, b"/report", flags).await);
+            assert_eq!(code, 3);
+            assert!(message.starts_with("read-only"), "{message}");
+        }
+        // The listing has the report, then ends.
+        let mut b = request(OPENDIR, 8);
+        string(&mut b, b"/");
+        send(&mut c, &b).await;
+        let dir_handle = handle_of(&recv(&mut c).await);
+        let mut b = request(READDIR, 9);
+        string(&mut b, &dir_handle);
+        send(&mut c, &b).await;
+        let reply = recv(&mut c).await;
+        assert_eq!(reply[0], NAME);
+        assert_eq!(u32::from_be_bytes(reply[5..9].try_into().unwrap()), 1);
+        send(&mut c, &b).await;
+        assert_eq!(status_of(&recv(&mut c).await).0, 1);
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_answers_and_the_server_goes_on() {
+        let (dir, mut c) = start(b"report bytes").await;
+        // xorshift: the same "random" packets every run.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize + 1;
+            let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly real request types, so the decoders get exercised.
+            body[0] = match next() % 4 {
+                0 => body[0],
+                _ => [
+                    3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 200,
+                ][(next() % 19) as usize],
+            };
+            send(&mut c, &body).await;
+            recv(&mut c).await;
+        }
+        let mut b = request(REALPATH, 11);
+        string(&mut b, b".");
+        send(&mut c, &b).await;
+        assert_eq!(recv(&mut c).await[0], NAME);
+        assert!(dir.path().join("report/report").exists());
+        assert!(dir.path().join("offer.json").exists());
+    }
 }

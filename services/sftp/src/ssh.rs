@@ -20,8 +20,7 @@ use crate::sftp::SftpSession;
 
 /// Session channels one connection may have open (OpenSSH's sftp uses one).
 const MAX_CHANNELS: usize = 2;
-/// Refused requests after which a channel is closed: each one is queued to
-/// the channel, so an endless stream of them must not be kept.
+/// Refused requests after which a channel is closed.
 const MAX_REFUSED: u32 = 16;
 
 /// The russh server configuration: the host key, password only, a one
@@ -72,22 +71,34 @@ impl Connection {
     }
 
     /// Answers a refused channel request; a channel that keeps asking is
-    /// closed.
-    fn refuse(&mut self, channel: ChannelId, what: &str, session: &mut Session) {
-        tracing::info!(peer = %self.peer, "refused {what}: only sftp is offered");
-        let _ = session.channel_failure(channel);
-        if let Some(state) = self.channels.get_mut(&channel) {
-            state.refused += 1;
-            if state.refused >= MAX_REFUSED {
-                let _ = session.close(channel);
-            }
+    /// closed (each request is queued to the channel, so an endless stream
+    /// of them is not kept). Returns whether the channel is still open.
+    fn refuse(&mut self, channel: ChannelId, what: &str, session: &mut Session) -> bool {
+        if !what.is_empty() {
+            tracing::info!(peer = %self.peer, "refused {what}: only sftp is offered");
         }
+        let _ = session.channel_failure(channel);
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return false;
+        };
+        state.refused += 1;
+        if state.refused >= MAX_REFUSED {
+            self.close(channel, session);
+            return false;
+        }
+        true
     }
 
     /// Refuses a request that would run something and closes the channel,
     /// so the client does not wait for output that never comes.
     fn refuse_and_close(&mut self, channel: ChannelId, what: &str, session: &mut Session) {
-        self.refuse(channel, what, session);
+        if self.refuse(channel, what, session) {
+            self.close(channel, session);
+        }
+    }
+
+    fn close(&mut self, channel: ChannelId, session: &mut Session) {
+        self.channels.remove(&channel);
         let _ = session.close(channel);
     }
 
@@ -133,17 +144,17 @@ impl russh::server::Handler for Connection {
         let offer = match Offer::read(&self.state_dir) {
             Ok(Some(offer)) => offer,
             Ok(None) => {
-                tracing::info!(peer = %self.peer, user, "sign-in refused: no report is offered");
+                tracing::info!(peer = %self.peer, user = %crate::for_log(user), "sign-in refused: no report is offered");
                 return Ok(Self::password_again());
             }
             Err(e) => {
-                tracing::warn!(peer = %self.peer, user, "sign-in refused: {e}");
+                tracing::warn!(peer = %self.peer, user = %crate::for_log(user), "sign-in refused: {e}");
                 return Ok(Self::password_again());
             }
         };
         match offer.verify(user, password, now_unix()) {
             Verdict::Accept => {
-                tracing::info!(peer = %self.peer, user, "signed in");
+                tracing::info!(peer = %self.peer, user = %crate::for_log(user), "signed in");
                 self.offer = Some(offer);
                 self.authenticated.store(true, Ordering::Relaxed);
                 Ok(Auth::Accept)
@@ -154,7 +165,7 @@ impl russh::server::Handler for Connection {
                     Verdict::Expired => "the offer has expired",
                     _ => "wrong password",
                 };
-                tracing::info!(peer = %self.peer, user, "sign-in refused: {why}");
+                tracing::info!(peer = %self.peer, user = %crate::for_log(user), "sign-in refused: {why}");
                 Ok(Self::password_again())
             }
         }
@@ -223,7 +234,7 @@ impl russh::server::Handler for Connection {
                 session.channel_success(channel)?;
             }
             _ => {
-                let what = format!("the subsystem {:?}", name.escape_debug().to_string());
+                let what = format!("the subsystem \"{}\"", crate::for_log(name));
                 self.refuse_and_close(channel, &what, session);
             }
         }
@@ -286,14 +297,8 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         // Debian's ssh sends LANG and LC_* before every sftp session: not
-        // worth a log line each, but still refused.
-        let _ = session.channel_failure(channel);
-        if let Some(state) = self.channels.get_mut(&channel) {
-            state.refused += 1;
-            if state.refused >= MAX_REFUSED {
-                let _ = session.close(channel);
-            }
-        }
+        // worth a log line each (the empty `what`), but still refused.
+        self.refuse(channel, "", session);
         Ok(())
     }
 
