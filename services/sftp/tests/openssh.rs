@@ -281,3 +281,44 @@ fn sigterm_stops_the_server_at_once_with_status_zero() {
     let status = status.unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", fx.log()));
     assert!(status.success(), "{status}:\n{}", fx.log());
 }
+
+#[test]
+fn garbage_and_silent_connections_do_not_stop_the_server() {
+    use std::io::{Read, Write};
+    let (fx, content) = Fixture::with_report(5000);
+    let addr = ("127.0.0.1", fx.port);
+    // Not SSH at all, a version line then garbage, and a huge line.
+    for bytes in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"SSH-2.0-x\r\n\x00\x00\xff\xff\x01\x02garbage",
+        &[b'A'; 100_000],
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    // Eight silent connections fill every slot: a ninth is closed at once.
+    let silent: Vec<_> = (0..8)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ninth = std::net::TcpStream::connect(addr).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0; 64];
+    assert_eq!(
+        ninth.read(&mut buf).unwrap_or(0),
+        0,
+        "a ninth connection was served"
+    );
+    assert!(fx.log().contains("8 already open"), "{}", fx.log());
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(300));
+    // And the server still works.
+    let (status, out) = fx.sftp(&[&format!("get {REPORT}")]);
+    assert!(status.success(), "{out}\nserver:\n{}", fx.log());
+    assert!(std::fs::read(fx.client_dir().join(REPORT)).unwrap() == content);
+}
