@@ -32,11 +32,11 @@ debs: deps
 	@scripts/debs.sh $(BUILD)/debs $(DEBS)
 
 binaries:
-	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-cache -p gateway-console -p gateway-agent -p gateway-image
+	$(CARGO) build --release --locked -p gateway-init -p gateway-control -p gateway-proxy -p gateway-cache -p gateway-console -p gateway-agent -p gateway-sftp -p gateway-image
 
 rootfs: debs binaries
 	@[ "$(SUPPORT_RECIPIENT)" != "$(DEV_SUPPORT_RECIPIENT)" ] || echo "rootfs: diagnostics reports use the DEVELOPMENT support key (anyone with the source can read them); set SUPPORT_RECIPIENT=<file> for images you ship"
-	$(RELEASE)/gateway-image rootfs --support-recipient $(SUPPORT_RECIPIENT) --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --program $(RELEASE)/gateway-agent --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
+	$(RELEASE)/gateway-image rootfs --support-recipient $(SUPPORT_RECIPIENT) --init $(RELEASE)/init --program $(RELEASE)/gatewayctl --program $(RELEASE)/gateway-proxy --program $(RELEASE)/gateway-cache --program $(RELEASE)/gateway-console --program $(RELEASE)/gateway-agent --program $(RELEASE)/gateway-sftp --debs $(BUILD)/debs --version $(VERSION) --out $(BUILD)/root.ext4
 
 image: kernel rootfs
 	$(RELEASE)/gateway-image disk --kernel $(BUILD)/bzImage --root $(BUILD)/root.ext4 \
@@ -50,12 +50,13 @@ images: image
 	$(RELEASE)/gateway-image images --raw $(BUILD)/gateway.raw --version $(VERSION) --out-dir $(DIST)
 
 # Boots the appliance with its serial console on this terminal (Ctrl-A X quits).
-# The proxy and cache ports are forwarded to the host. ACCEL=kvm where KVM works.
+# The proxy and cache ports are forwarded to the host, and the diagnostics
+# SFTP port to 2222. ACCEL=kvm where KVM works.
 run: image
 	@echo "Booting $(BUILD)/gateway.raw ($(ACCEL)); console below, Ctrl-A X quits QEMU."
 	qemu-system-x86_64 -machine pc -accel $(ACCEL) -smp 2 -m $(MEM) \
 		-drive file=$(BUILD)/gateway.raw,format=raw,if=virtio \
-		-nic user,model=virtio-net-pci,hostfwd=tcp::1080-:1080,hostfwd=tcp::8080-:8080 \
+		-nic user,model=virtio-net-pci,hostfwd=tcp::1080-:1080,hostfwd=tcp::8080-:8080,hostfwd=tcp::2222-:22 \
 		-nographic
 
 lint:

@@ -220,7 +220,7 @@ pub fn build_disk(spec: &DiskSpec) -> Result<(), DiskError> {
 }
 
 fn check_size(size: u64) -> Result<(), DiskError> {
-    if size % MIB != 0 {
+    if !size.is_multiple_of(MIB) {
         return Err(DiskError::SizeNotAligned { size });
     }
     let min = layout::min_disk_size();

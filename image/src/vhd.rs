@@ -183,7 +183,7 @@ impl Footer {
                 self.disk_type
             ));
         }
-        if self.current_size == 0 || self.current_size % MIB != 0 {
+        if self.current_size == 0 || !self.current_size.is_multiple_of(MIB) {
             return bad(format!(
                 "current size {} is not a whole number of MiB (Hyper-V and Azure need 1 MiB alignment)",
                 self.current_size

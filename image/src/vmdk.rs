@@ -596,7 +596,7 @@ fn check_footer<R: Read + Seek>(
     file_size: u64,
     header: &SparseHeader,
 ) -> Result<SparseHeader, VmdkError> {
-    if file_size % SECTOR != 0 {
+    if !file_size.is_multiple_of(SECTOR) {
         return Err(VmdkError::Footer(format!(
             "file size {file_size} is not a whole number of sectors"
         )));

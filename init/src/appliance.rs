@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use gateway_config::{key_info, Config, ConfigError, Seed, Store, KEYS};
 use gateway_control::protocol::{
-    DiagnosticsStatus, DiskStatus, DnsStatus, KeyDoc, NetworkStatus, ReportOffer, SetResult, Stats,
-    Status, TimeStatus, UnitStatus,
+    CaptureStatus, DiagnosticsStatus, DiskStatus, DnsStatus, KeyDoc, NetworkStatus, ReportOffer,
+    SetResult, Stats, Status, TimeStatus, UnitStatus,
 };
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Request, Response};
@@ -66,6 +66,9 @@ pub struct Appliance {
     pub report: watch::Sender<Option<ReportOffer>>,
     /// One report at a time, and not while its expiry is being checked.
     report_lock: Mutex<()>,
+    /// The upstream capture, and the flag that ends a running one.
+    pub capture: watch::Sender<CaptureStatus>,
+    capture_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The configuration to boot with: the stored one, else (first boot) the
@@ -166,6 +169,12 @@ impl Appliance {
             unit_commands: std::sync::Mutex::new(HashMap::new()),
             report: watch::Sender::new(None),
             report_lock: Mutex::new(()),
+            capture: watch::Sender::new(CaptureStatus {
+                state: "idle".into(),
+                file: crate::diagnostics::last_capture().map(|p| p.display().to_string()),
+                ..Default::default()
+            }),
+            capture_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -280,6 +289,111 @@ impl Appliance {
         );
         self.report.send_replace(Some(made.offer.clone()));
         Ok(Response::ok(made))
+    }
+
+    /// Starts the upstream capture in a thread of its own (it blocks on
+    /// its socket); its progress is published on `capture`.
+    fn capture_start(&self, seconds: Option<u32>) -> Result<Response, ApiError> {
+        use gateway_control::protocol::MAX_CAPTURE_SECONDS;
+        let seconds = seconds.unwrap_or(MAX_CAPTURE_SECONDS);
+        if !(1..=MAX_CAPTURE_SECONDS).contains(&seconds) {
+            return Err(ApiError::new(format!(
+                "seconds: {seconds} is out of range: from 1 to {MAX_CAPTURE_SECONDS}"
+            )));
+        }
+        if self.capture.borrow().state == "running" {
+            return Err(ApiError::new(
+                "a capture is already running: stop it first (capture_stop)",
+            ));
+        }
+        let interface = crate::network::IFACE;
+        let hop = crate::capture::next_hop(interface);
+        let mut request =
+            crate::capture::CaptureRequest::new(interface, crate::diagnostics::CAPTURE_FILE);
+        request.duration = Duration::from_secs(u64::from(seconds));
+        request.peer_mac = hop.map(|(_, mac)| mac);
+        request
+            .validate()
+            .map_err(|e| ApiError::new(e.to_string()))?;
+        let what = match hop {
+            Some((ip, mac)) => format!(
+                "{interface}, next hop {ip} {}",
+                crate::capture::format_mac(&mac)
+            ),
+            None => format!("{interface}, every frame (no next hop in the ARP table)"),
+        };
+        let stop = self.capture_stop.clone();
+        stop.store(false, std::sync::atomic::Ordering::SeqCst);
+        let started = CaptureStatus {
+            state: "running".into(),
+            started_unix: unix_now(),
+            seconds,
+            detail: what.clone(),
+            file: self.capture.borrow().file.clone(),
+            ..Default::default()
+        };
+        self.capture.send_replace(started.clone());
+        let status = self.capture.clone();
+        info!("upstream capture: started for {seconds} s on {what}");
+        let spawned = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let mut progress = |p: &crate::capture::Progress| {
+                    status.send_modify(|s| {
+                        s.packets = p.packets;
+                        s.bytes = p.bytes;
+                        s.elapsed_s = p.elapsed.as_secs();
+                    })
+                };
+                let result = crate::capture::run(&request, &stop, &mut progress);
+                status.send_modify(|s| match result {
+                    Ok(summary) => {
+                        let why = match summary.reason {
+                            crate::capture::EndReason::Duration => "time is up",
+                            crate::capture::EndReason::SizeLimit => "size limit reached",
+                            crate::capture::EndReason::Stopped => "stopped",
+                        };
+                        info!(
+                            "upstream capture: {} packets, {} bytes ({why})",
+                            summary.packets, summary.bytes
+                        );
+                        s.state = "done".into();
+                        s.packets = summary.packets;
+                        s.bytes = summary.bytes;
+                        s.detail = format!("{what}; {why}");
+                        s.file = Some(summary.path.display().to_string());
+                    }
+                    Err(e) => {
+                        warn!("upstream capture: {e}");
+                        s.state = "failed".into();
+                        s.detail = e.to_string();
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            self.capture.send_modify(|s| {
+                s.state = "failed".into();
+                s.detail = format!("capture thread: {e}");
+            });
+            return Err(ApiError::new(format!("capture thread: {e}")));
+        }
+        Ok(Response::ok(started))
+    }
+
+    /// Ends a running capture and waits (briefly) for its file.
+    async fn capture_stop(&self) -> Result<Response, ApiError> {
+        if self.capture.borrow().state != "running" {
+            return Err(ApiError::new("no capture is running"));
+        }
+        self.capture_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut follow = self.capture.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            follow.wait_for(|s| s.state != "running"),
+        )
+        .await;
+        Ok(Response::ok(self.capture.borrow().clone()))
     }
 
     /// Follows the waiting report: a download that ended (the SFTP server
@@ -563,11 +677,10 @@ impl Handler for Appliance {
             Request::DiagnosticsReport => self.diagnostics_report().await,
             Request::Diagnostics => Ok(Response::ok(DiagnosticsStatus {
                 report: self.report.borrow().clone(),
-                capture: Default::default(),
+                capture: self.capture.borrow().clone(),
             })),
-            Request::CaptureStart { .. } | Request::CaptureStop => {
-                Err(ApiError::new("upstream capture: not available yet"))
-            }
+            Request::CaptureStart { seconds } => self.capture_start(seconds),
+            Request::CaptureStop => self.capture_stop().await,
         };
         result.unwrap_or_else(Response::error)
     }

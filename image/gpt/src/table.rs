@@ -178,7 +178,7 @@ pub(crate) fn parse_raw(head: &[u8]) -> Result<RawGpt<'_>, GptError> {
     }
 
     let entry_size = le32(header, H_ENTRY_SIZE);
-    if entry_size < MIN_ENTRY_SIZE || entry_size % 8 != 0 {
+    if entry_size < MIN_ENTRY_SIZE || !entry_size.is_multiple_of(8) {
         return Err(GptError::BadEntrySize { size: entry_size });
     }
     let entries_lba = le64(header, H_ENTRIES_LBA);
