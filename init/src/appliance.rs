@@ -689,8 +689,9 @@ impl Handler for Appliance {
 /// The control API as the management agent sees it (its own socket,
 /// [`gateway_control::protocol::AGENT_CONTROL_SOCKET`]): what a check-in
 /// reports (status, stats, logs) and what applying the platform's
-/// configuration needs (keys, get, set: the same rules as at the console);
-/// no power, reset, disk or unit requests.
+/// configuration needs (keys, get, set: the same rules as at the console;
+/// ca_install for a certificate assigned in the platform); no power,
+/// reset, disk or unit requests.
 pub struct AgentControl(pub Arc<Appliance>);
 
 impl Handler for AgentControl {
@@ -701,7 +702,10 @@ impl Handler for AgentControl {
             | Request::Logs { .. }
             | Request::Keys
             | Request::Get { .. }
-            | Request::Set { .. } => self.0.handle(request).await,
+            | Request::Set { .. }
+            // A certificate assigned in the platform (the same checks as
+            // at the console).
+            | Request::CaInstall { .. } => self.0.handle(request).await,
             _ => Response::error(ApiError::new("not available to the management agent")),
         }
     }

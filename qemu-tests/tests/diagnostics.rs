@@ -141,7 +141,10 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     // SSH disabled (the default) and no report: nothing on port 22.
     let status = vm.command("status", COMMAND).unwrap();
     assert!(status.contains("sftp inactive"), "{status}");
-    assert!(!ssh_banner(ssh), "an SSH server answers with no report waiting");
+    assert!(
+        !ssh_banner(ssh),
+        "an SSH server answers with no report waiting"
+    );
 
     // A capture while the test talks to the proxy through the next hop
     // (QEMU's 10.0.2.2): a request line no other packet carries.
@@ -168,10 +171,17 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     let password = field(&made, "password: ").to_owned();
     let file = field(&made, "report: ").to_owned();
     assert!(made.contains("capture/upstream.pcap"), "{made}");
-    until("the SFTP server", Duration::from_secs(60), || ssh_banner(ssh));
+    until("the SFTP server", Duration::from_secs(60), || {
+        ssh_banner(ssh)
+    });
 
     // A wrong password, then the right one: the download.
-    let wrong = sftp(dir.path(), ssh, "not-the-password", &format!("get {file}\n"));
+    let wrong = sftp(
+        dir.path(),
+        ssh,
+        "not-the-password",
+        &format!("get {file}\n"),
+    );
     assert!(!wrong.status.success(), "{}", text(&wrong));
     let got = sftp(dir.path(), ssh, &password, &format!("get {file}\n"));
     assert!(got.status.success(), "{}", text(&got));
@@ -254,6 +264,9 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     let read = run(tcpdump, Duration::from_secs(60));
     assert!(read.status.success(), "{}", text(&read));
     let dump = String::from_utf8_lossy(&read.stdout);
-    assert!(dump.contains(&marker), "the capture lacks the request: {dump}");
+    assert!(
+        dump.contains(&marker),
+        "the capture lacks the request: {dump}"
+    );
     assert!(dump.contains(".1080"), "{dump}");
 }

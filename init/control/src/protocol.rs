@@ -18,7 +18,7 @@ pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
 pub const AGENT_SOCKET: &str = "/var/lib/units/agent/agent.sock";
 
 /// The management agent's own view of the control API, owned by its user:
-/// `status`, `stats`, `logs`, `keys`, `get` and `set` only (PID 1 refuses
+/// `status`, `stats`, `logs`, `keys`, `get`, `set` and `ca_install` only (PID 1 refuses
 /// the rest there: no power, reset or disk requests).
 pub const AGENT_CONTROL_SOCKET: &str = "/run/gateway/agent-control.sock";
 

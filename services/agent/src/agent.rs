@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway_config::Secret;
-use gateway_control::protocol::{Connectivity, PlatformStatus, SetResult};
+use gateway_control::protocol::{CaInfo, Connectivity, PlatformStatus, SetResult};
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
 use gateway_resolver::Resolver;
@@ -16,7 +16,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use crate::api::{self, CheckinRequest, CheckinResponse, Configuration, ConfigurationResult};
+use crate::api::{
+    self, CertificateAssignment, CheckinRequest, CheckinResponse, Configuration,
+    ConfigurationResult,
+};
 use crate::connect::{tls_config, Dialer, ReachError, TlsSetupError};
 use crate::schedule::Schedule;
 use crate::settings::AgentSettings;
@@ -201,7 +204,16 @@ impl Agent {
 
     /// Applies a configuration from the platform through `set`; `Err` when
     /// PID 1 could not be asked (the configuration is tried again).
-    async fn apply(&self, cfg: &Configuration) -> Result<ConfigurationResult, ClientError> {
+    ///
+    /// `install` is the assigned certificate when it differs from the one
+    /// installed last: it goes first, through `ca_install` (the same checks
+    /// as `gatewayctl ca-install`), and its refusal refuses the whole
+    /// configuration, so nothing changes.
+    async fn apply(
+        &self,
+        cfg: &Configuration,
+        install: Option<&CertificateAssignment>,
+    ) -> Result<ConfigurationResult, ClientError> {
         let refused = |error: ApiError| ConfigurationResult {
             version: cfg.version,
             applied: false,
@@ -218,11 +230,39 @@ impl Agent {
                 "the platform may not change this key: it is set on the appliance",
             )));
         }
+        let mut installed = false;
+        if let Some(cert) = install {
+            let request = Request::CaInstall {
+                chain: cert.chain.clone(),
+                key: cert.key.clone(),
+            };
+            match self.control::<CaInfo>(request).await {
+                Ok(info) => {
+                    info!(
+                        version = cfg.version,
+                        "certificate from the platform installed: SHA-256 {}",
+                        info.fingerprint_sha256
+                    );
+                    installed = true;
+                }
+                Err(ClientError::Refused(e)) => {
+                    warn!(
+                        version = cfg.version,
+                        "certificate from the platform refused: {}", e.message
+                    );
+                    return Ok(refused(ApiError::for_key("certificate", e.message)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let set = Request::Set {
             values: cfg.values.clone(),
         };
         match self.control::<SetResult>(set).await {
-            Ok(r) => {
+            Ok(mut r) => {
+                if installed {
+                    r.changed.insert(0, "certificate".into());
+                }
                 if let Some(s) = cfg.values.get("platform.checkin_interval_s") {
                     if let Ok(s) = s.parse::<u64>() {
                         self.inner.lock().await.interval = Some(Duration::from_secs(s));
@@ -252,8 +292,15 @@ impl Agent {
         if cfg.version <= reg.configuration_version {
             return String::new();
         }
-        match self.apply(cfg).await {
+        let install = cfg
+            .certificate
+            .as_ref()
+            .filter(|c| reg.certificate_chain.as_deref() != Some(c.chain.as_str()));
+        match self.apply(cfg, install).await {
             Ok(result) => {
+                if let (true, Some(c)) = (result.applied, install) {
+                    reg.certificate_chain = Some(c.chain.clone());
+                }
                 let text = match &result.error {
                     None => format!("; configuration {} applied", cfg.version),
                     Some(e) => format!("; configuration {} refused: {e}", cfg.version),
@@ -458,6 +505,7 @@ impl Agent {
             token: Secret::new(answer.token),
             configuration_version: 0,
             pending_result: None,
+            certificate_chain: None,
         };
         let save = |reg: &Registration| {
             state::save(&self.settings.state_dir, reg)

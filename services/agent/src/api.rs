@@ -75,6 +75,28 @@ pub struct RegisterResponse {
 pub struct Configuration {
     pub version: u64,
     pub values: BTreeMap<String, String>,
+    /// An appliance CA assigned in the platform, installed before the
+    /// values are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateAssignment>,
+}
+
+/// A customer-signed CA chain and its key (PEM) the cache signs with,
+/// installed as `gatewayctl ca-install` would, under the same rules.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateAssignment {
+    pub chain: String,
+    /// Secret: never logged (see the Debug form).
+    pub key: String,
+}
+
+impl std::fmt::Debug for CertificateAssignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAssignment")
+            .field("chain", &format_args!("{} bytes", self.chain.len()))
+            .field("key", &"********")
+            .finish()
+    }
 }
 
 /// What became of a configuration the platform sent.

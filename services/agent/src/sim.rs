@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    self, CheckinRequest, CheckinResponse, Configuration, ConfigurationResult, ErrorBody,
-    LogUpload, RegisterRequest, RegisterResponse,
+    self, CertificateAssignment, CheckinRequest, CheckinResponse, Configuration,
+    ConfigurationResult, ErrorBody, LogUpload, RegisterRequest, RegisterResponse,
 };
 use crate::http::{self, Message};
 
@@ -79,6 +79,19 @@ impl SimState {
         let a = self.appliances.get_mut(id)?;
         a.desired.version += 1;
         a.desired.values.extend(values);
+        Some(a.desired.clone())
+    }
+
+    /// Assigns an appliance CA (chain and key, PEM) as a new version of
+    /// the desired configuration.
+    pub fn assign_certificate(
+        &mut self,
+        id: &str,
+        certificate: CertificateAssignment,
+    ) -> Option<Configuration> {
+        let a = self.appliances.get_mut(id)?;
+        a.desired.version += 1;
+        a.desired.certificate = Some(certificate);
         Some(a.desired.clone())
     }
 
@@ -295,6 +308,7 @@ fn register(state: &mut SimState, m: &Message) -> Result<(u16, Vec<u8>), (u16, V
     let desired = Configuration {
         version: u64::from(!state.initial.is_empty()),
         values: state.initial.clone(),
+        certificate: None,
     };
     let record = ApplianceRecord {
         id: id.clone(),
@@ -355,7 +369,8 @@ fn checkin(a: &mut ApplianceRecord, m: &Message) -> Result<(u16, Vec<u8>), (u16,
 }
 
 /// The admin interface: `GET /appliances`, `PUT /appliances/<id>/configuration`
-/// (an object key -> value), `POST /appliances/<id>/logs` (a list of names),
+/// (an object key -> value), `PUT /appliances/<id>/certificate`
+/// (`{"chain","key"}`, PEM), `POST /appliances/<id>/logs` (a list of names),
 /// `POST /codes` (a code as a JSON string).
 fn admin_api(state: &Mutex<SimState>, m: &Message) -> (u16, Vec<u8>) {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -365,6 +380,12 @@ fn admin_api(state: &Mutex<SimState>, m: &Message) -> (u16, Vec<u8>) {
         ("PUT", ["appliances", id, "configuration"]) => parse(m).and_then(|values| {
             state
                 .set_configuration(id, values)
+                .map(|c| json(200, &c))
+                .ok_or_else(|| error(404, "not_found", format!("no appliance {id}")))
+        }),
+        ("PUT", ["appliances", id, "certificate"]) => parse(m).and_then(|certificate| {
+            state
+                .assign_certificate(id, certificate)
                 .map(|c| json(200, &c))
                 .ok_or_else(|| error(404, "not_found", format!("no appliance {id}")))
         }),

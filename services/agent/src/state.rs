@@ -28,6 +28,11 @@ pub struct Registration {
     /// Its outcome, until a check-in has carried it to the platform.
     #[serde(default)]
     pub pending_result: Option<ConfigurationResult>,
+    /// The chain of the certificate the platform assigned that was last
+    /// installed: a later configuration carrying the same one does not
+    /// install it (and restart the cache) again.
+    #[serde(default)]
+    pub certificate_chain: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,7 @@ mod tests {
             token: Secret::new("t0ps3cret"),
             configuration_version: 3,
             pending_result: None,
+            certificate_chain: None,
         };
         save(dir.path(), &reg).unwrap();
         let mode = std::fs::metadata(dir.path().join(FILE))

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_agent::api::{self, ConfigurationResult};
+use gateway_agent::api::{self, CertificateAssignment, ConfigurationResult};
 use gateway_agent::settings::{AgentSettings, UpstreamSettings};
 use gateway_agent::sim::{ApplianceRecord, Sim, SimOptions};
 use gateway_agent::Agent;
 use gateway_config::Config;
-use gateway_control::protocol::{LogLines, PlatformStatus, SetResult, Stats, Status};
+use gateway_control::protocol::{CaInfo, LogLines, PlatformStatus, SetResult, Stats, Status};
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
 
@@ -27,6 +27,8 @@ const POD: &str = "sim.test";
 struct FakePid1 {
     config: Mutex<Config>,
     sets: Mutex<u32>,
+    /// The chains `ca_install` accepted, in order.
+    installed: Mutex<Vec<String>>,
 }
 
 impl Handler for FakePid1 {
@@ -63,6 +65,20 @@ impl Handler for FakePid1 {
                     }
                     Err(e) => Response::error(ApiError::for_key(e.key, e.message)),
                 }
+            }
+            // PID 1's real checks run gateway-cache (tested there): here a
+            // key that is not a key is the refusal.
+            Request::CaInstall { chain, key } => {
+                if !key.contains("PRIVATE KEY") {
+                    return Response::error(ApiError::new(
+                        "the key does not match the certificate",
+                    ));
+                }
+                self.installed.lock().unwrap().push(chain.clone());
+                Response::ok(CaInfo {
+                    pem: chain,
+                    fingerprint_sha256: "AB:CD".into(),
+                })
             }
             _ => Response::error(ApiError::new("not in this test")),
         }
@@ -122,6 +138,7 @@ async fn start(edit: impl FnOnce(&mut AgentSettings), sim: &Sim) -> Setup {
     let pid1 = Arc::new(FakePid1 {
         config: Mutex::new(Config::default()),
         sets: Mutex::new(0),
+        installed: Mutex::new(Vec::new()),
     });
     let mut s = settings(dir.path(), sim.https.port(), &sim.ca_pem);
     edit(&mut s);
@@ -388,4 +405,66 @@ async fn through_an_upstream_proxy_with_basic_authentication() {
     assert!(status.registered, "{status:?}");
     assert_eq!(proxy_port(&s), 1081);
     wait_for("a check-in", || appliance(&sim).checkins >= 1).await;
+}
+
+/// A certificate assigned in the platform, and what the appliance reported.
+async fn assign(sim: &Sim, id: &str, chain: &str, key: &str, version: u64) -> ConfigurationResult {
+    let desired = sim
+        .state
+        .lock()
+        .unwrap()
+        .assign_certificate(
+            id,
+            CertificateAssignment {
+                chain: chain.into(),
+                key: key.into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(desired.version, version);
+    let reported = || {
+        appliance(sim)
+            .results
+            .into_iter()
+            .find(|r| r.version == version)
+    };
+    wait_for("the outcome reported", || reported().is_some()).await;
+    reported().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_assigned_in_the_platform_is_installed_once_and_a_bad_one_refused() {
+    let sim = sim(&["abc-123"], &[]).await;
+    let s = start(|_| {}, &sim).await;
+    let status = call(&s, register("abc-123")).await.unwrap();
+    let id = status.appliance_id.unwrap();
+    let chain = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+    let r = assign(&sim, &id, chain, key, 1).await;
+    assert!(r.applied, "{r:?}");
+    assert_eq!(r.changed, ["certificate"]);
+    assert_eq!(*s.pid1.installed.lock().unwrap(), [chain]);
+
+    // A later change carries the same certificate: not installed again
+    // (an install restarts the cache).
+    let r = change(&sim, &id, "proxy.port", "3128", 2).await;
+    assert!(r.applied, "{r:?}");
+    assert_eq!(r.changed, ["proxy.port"]);
+    assert_eq!(s.pid1.installed.lock().unwrap().len(), 1);
+
+    // A refused certificate refuses the configuration, with the reason;
+    // nothing else of it is applied.
+    let other = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
+    let sets = *s.pid1.sets.lock().unwrap();
+    let r = assign(&sim, &id, other, "not a key", 3).await;
+    assert!(!r.applied, "{r:?}");
+    let e = r.error.unwrap();
+    assert_eq!(e.key.as_deref(), Some("certificate"));
+    assert!(e.message.contains("does not match"), "{e}");
+    assert_eq!(*s.pid1.sets.lock().unwrap(), sets);
+    assert_eq!(s.pid1.installed.lock().unwrap().len(), 1);
+    // The key never reaches the agent's log or its state file.
+    let state = std::fs::read_to_string(s.dir.path().join("state/registration.json")).unwrap();
+    assert!(!state.contains("PRIVATE KEY"), "{state}");
 }
