@@ -843,7 +843,12 @@ pub fn capture_lines(c: &CaptureStatus, width: u16) -> Vec<String> {
     }
     r.push((
         "File",
-        c.file.clone().unwrap_or_else(|| "none yet".to_owned()),
+        match (&c.file, c.state.as_str()) {
+            (None, _) => "none yet".to_owned(),
+            // The previous capture's, until this one ends.
+            (Some(f), "running" | "failed") => format!("{f} (from the previous capture)"),
+            (Some(f), _) => f.clone(),
+        },
     ));
     rows(r, width)
 }
