@@ -816,7 +816,7 @@ pub fn report_made_lines(state: &State, new: &NewReport, width: u16) -> Vec<Line
 }
 
 /// What the Capture screen opens with (QGS: "Generate Upstream PCAP File").
-const CAPTURE_INTRO: &str = "Captures the traffic between eth0 and its next hop, upstream, for 5 minutes into a PCAP file; any PCAP file previously generated is overwritten. Then generate a diagnostics report (Diagnostics > Report): the PCAP file is captured in it.";
+const CAPTURE_INTRO: &str = "Captures the traffic between eth0 and its next hop (upstream) for 5 minutes into a PCAP file. Any PCAP file previously generated will be overwritten in the process. Then generate a diagnostics report (Diagnostics > Report): the PCAP file is included in it.";
 
 pub fn capture_lines(c: &CaptureStatus, width: u16) -> Vec<String> {
     let state = match c.state.as_str() {
