@@ -332,7 +332,8 @@ impl State {
         }
     }
 
-    /// Every few seconds: the status again, and the stats on their screen.
+    /// Every few seconds: the status again, the stats on their screen and
+    /// the upstream capture on its screen while it runs.
     pub fn tick(&mut self) -> Vec<Action> {
         if self.busy.is_some() {
             return vec![];
