@@ -53,6 +53,9 @@ fn timeout(request: &Request) -> Duration {
     match request {
         // One echo a second, one second to wait for each.
         Request::Ping { count, .. } => Duration::from_secs(u64::from(count.unwrap_or(4)) * 2 + 10),
+        // Collecting, packing and encrypting take a few seconds; as
+        // gatewayctl waits.
+        Request::DiagnosticsReport => Duration::from_secs(300),
         _ => Duration::from_secs(30),
     }
 }

@@ -24,6 +24,8 @@ pub enum ConfirmKind {
     ResetAppliance,
     ResetNetwork,
     RestartUnit(String),
+    /// A new diagnostics report replaces the one waiting for download.
+    ReplaceReport,
 }
 
 /// Where an entry leads.
@@ -43,6 +45,10 @@ pub enum Go {
     Ca,
     /// The health of each platform service URL.
     Connectivity,
+    /// The diagnostics report for support: the one waiting, a new one.
+    Report,
+    /// The upstream packet capture (PCAP) that goes into the report.
+    Capture,
     Confirm(ConfirmKind),
 }
 
@@ -124,22 +130,8 @@ impl MenuId {
                     "Health of the platform services",
                     Go::Connectivity,
                 ),
-                item(
-                    "Report",
-                    "Diagnostics report",
-                    Go::NotAvailable(
-                        "Diagnostics report",
-                        "The diagnostics report is not available in this build.",
-                    ),
-                ),
-                item(
-                    "Capture",
-                    "Generate upstream PCAP file",
-                    Go::NotAvailable(
-                        "Upstream capture",
-                        "The upstream packet capture is not available in this build.",
-                    ),
-                ),
+                item("Report", "Diagnostics report", Go::Report),
+                item("Capture", "Generate upstream PCAP file", Go::Capture),
             ],
             MenuId::Commands => vec![
                 item("Ping", "Perform IPv4 Ping", Go::Form(FormKind::Ping)),
@@ -183,6 +175,7 @@ impl ConfirmKind {
             ConfirmKind::ResetAppliance => "Reset appliance".into(),
             ConfirmKind::ResetNetwork => "Reset network interface".into(),
             ConfirmKind::RestartUnit(name) => format!("Restart {name}"),
+            ConfirmKind::ReplaceReport => "Diagnostics report".into(),
         }
     }
 
@@ -212,6 +205,12 @@ impl ConfirmKind {
             ConfirmKind::RestartUnit(name) => {
                 return vec![format!("Restart the unit {name} now?")];
             }
+            ConfirmKind::ReplaceReport => &[
+                "A report is waiting for download.",
+                "",
+                "A new report replaces it: its file is deleted and its",
+                "password stops working. Make a new report?",
+            ],
         };
         lines.iter().map(|s| (*s).to_owned()).collect()
     }

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use gateway_control::protocol::{
-    CaInfo, LogLines, PingResult, PlatformStatus, Request, SetResult, Stats, Status,
+    CaInfo, CaptureStatus, DiagnosticsStatus, LogLines, PingResult, PlatformStatus, ReportCreated,
+    ReportOffer, Request, SetResult, Stats, Status, MAX_CAPTURE_SECONDS,
 };
 
 use crate::form::{Form, FormFocus, FormKind};
@@ -58,6 +59,13 @@ pub enum Purpose {
     /// A registration with a personalization code.
     Register,
     Ping,
+    /// The report waiting and the upstream capture, for the Report and
+    /// Capture screens (refreshed on ticks while a capture runs).
+    Diagnostics,
+    /// A new diagnostics report.
+    Report,
+    CaptureStart,
+    CaptureStop,
     /// Reboot, power-off, reset appliance.
     Power(ConfirmKind),
 }
@@ -135,6 +143,52 @@ impl ChoiceKind {
     }
 }
 
+/// Diagnostics > Report: the report waiting for download, and a button to
+/// make a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportView {
+    /// `None` while the appliance is asked; then the report waiting (if
+    /// any), or why it could not be read.
+    pub waiting: Option<Result<Option<ReportOffer>, String>>,
+    /// `Ok` is "Generate report".
+    pub button: Button,
+}
+
+/// A report just made, with its one-time password. The password lives
+/// only here, for the screen: it is dropped when the screen closes, and
+/// `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub offer: ReportOffer,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NewReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewReport")
+            .field("offer", &self.offer)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Diagnostics > Capture: the upstream capture's status, and a button to
+/// start it (or stop it while it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureView {
+    /// `None` while the appliance is asked; then the capture, or why it
+    /// could not be read.
+    pub status: Option<Result<CaptureStatus, String>>,
+    /// `Ok` is "Start capture" or, while one runs, "Stop capture".
+    pub button: Button,
+}
+
+impl CaptureView {
+    pub fn running(&self) -> bool {
+        matches!(&self.status, Some(Ok(c)) if c.state == "running")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub title: String,
@@ -147,12 +201,24 @@ pub enum Screen {
     Menu(Menu),
     Choice(Choice),
     Form(Form),
-    Info { scroll: usize },
-    Units { selected: usize, button: Button },
+    Info {
+        scroll: usize,
+    },
+    Units {
+        selected: usize,
+        button: Button,
+    },
     Logs(LogView),
     Stats(Result<Stats, String>),
     Ping(PingResult),
-    Confirm { kind: ConfirmKind, button: Button },
+    Report(ReportView),
+    /// A report just made: how to download it, with its password.
+    ReportMade(NewReport),
+    Capture(CaptureView),
+    Confirm {
+        kind: ConfirmKind,
+        button: Button,
+    },
     Message(Message),
 }
 
@@ -266,15 +332,21 @@ impl State {
         }
     }
 
-    /// Every few seconds: the status again, and the stats on their screen.
+    /// Every few seconds: the status again, the stats on their screen and
+    /// the upstream capture on its screen while it runs.
     pub fn tick(&mut self) -> Vec<Action> {
         if self.busy.is_some() {
             return vec![];
         }
         let mut a = call(Purpose::Status, Request::Status);
         a.extend(call(Purpose::Platform, Request::Platform { check: false }));
-        if matches!(self.top(), Screen::Stats(_)) {
-            a.extend(call(Purpose::Stats, Request::Stats));
+        match self.top() {
+            Screen::Stats(_) => a.extend(call(Purpose::Stats, Request::Stats)),
+            // The elapsed time and the packets move while it runs.
+            Screen::Capture(c) if c.running() => {
+                a.extend(call(Purpose::Diagnostics, Request::Diagnostics))
+            }
+            _ => {}
         }
         a
     }
@@ -375,7 +447,45 @@ impl State {
                     self.back();
                 }
             }
-            Screen::Stats(_) | Screen::Ping(_) | Screen::Message(_) => {
+            Screen::Report(view) => match key {
+                Key::Tab | Key::BackTab | Key::Left | Key::Right => {
+                    view.button = view.button.other()
+                }
+                Key::Esc => self.back(),
+                Key::Enter if view.button == Button::Back => self.back(),
+                Key::Enter => match &view.waiting {
+                    // Still asking what is waiting.
+                    None => {}
+                    Some(Ok(Some(_))) => {
+                        return self.open(Go::Confirm(ConfirmKind::ReplaceReport));
+                    }
+                    Some(_) => return self.make_report(),
+                },
+                _ => {}
+            },
+            Screen::Capture(view) => match key {
+                Key::Tab | Key::BackTab | Key::Left | Key::Right => {
+                    view.button = view.button.other()
+                }
+                Key::Esc => self.back(),
+                Key::Enter if view.button == Button::Back => self.back(),
+                Key::Enter if view.status.is_none() => {}
+                Key::Enter if view.running() => {
+                    self.busy = Some("Stopping the capture...".into());
+                    return call(Purpose::CaptureStop, Request::CaptureStop);
+                }
+                Key::Enter => {
+                    self.busy = Some("Starting the capture...".into());
+                    return call(
+                        Purpose::CaptureStart,
+                        Request::CaptureStart {
+                            seconds: Some(MAX_CAPTURE_SECONDS),
+                        },
+                    );
+                }
+                _ => {}
+            },
+            Screen::Stats(_) | Screen::Ping(_) | Screen::ReportMade(_) | Screen::Message(_) => {
                 if matches!(key, Key::Enter | Key::Esc) {
                     self.back();
                 }
@@ -458,6 +568,23 @@ impl State {
                 self.busy = Some("Reading the appliance CA...".into());
                 return call(Purpose::Ca, Request::CaExport);
             }
+            Go::Report => {
+                self.stack.push(Screen::Report(ReportView {
+                    waiting: None,
+                    button: Button::Ok,
+                }));
+                // The status too: the download command names eth0's address.
+                let mut a = call(Purpose::Diagnostics, Request::Diagnostics);
+                a.extend(call(Purpose::Status, Request::Status));
+                return a;
+            }
+            Go::Capture => {
+                self.stack.push(Screen::Capture(CaptureView {
+                    status: None,
+                    button: Button::Ok,
+                }));
+                return call(Purpose::Diagnostics, Request::Diagnostics);
+            }
             Go::Confirm(kind) => self.stack.push(Screen::Confirm {
                 kind,
                 // The safe answer is the default.
@@ -465,6 +592,12 @@ impl State {
             }),
         }
         vec![]
+    }
+
+    /// Builds a new diagnostics report (it replaces the one waiting).
+    fn make_report(&mut self) -> Vec<Action> {
+        self.busy = Some("Building the diagnostics report...".into());
+        call(Purpose::Report, Request::DiagnosticsReport)
     }
 
     fn push_choice(&mut self, kind: ChoiceKind) {
@@ -553,6 +686,7 @@ impl State {
                     Request::RestartUnit { name: name.clone() },
                 );
             }
+            ConfirmKind::ReplaceReport => return self.make_report(),
         };
         self.busy = Some(waiting.into());
         call(Purpose::Power(kind), request)
@@ -665,6 +799,71 @@ impl State {
                 match decode::<PingResult>(result) {
                     Ok(p) => self.stack.push(Screen::Ping(p)),
                     Err(e) => self.stack.push(message("Ping", vec![e.to_string()], true)),
+                }
+            }
+            Purpose::Diagnostics => {
+                let d = decode::<DiagnosticsStatus>(result).map_err(|e| e.to_string());
+                // The screen may be under a message or a question; once a
+                // menu is on top, it was left meanwhile.
+                let screen = self
+                    .stack
+                    .iter_mut()
+                    .rev()
+                    .take_while(|s| !matches!(s, Screen::Menu(_)))
+                    .find(|s| matches!(s, Screen::Report(_) | Screen::Capture(_)));
+                match screen {
+                    Some(Screen::Report(view)) => view.waiting = Some(d.map(|d| d.report)),
+                    Some(Screen::Capture(view)) => view.status = Some(d.map(|d| d.capture)),
+                    _ => {}
+                }
+            }
+            Purpose::Report => {
+                self.busy = None;
+                if matches!(self.top(), Screen::Confirm { .. }) {
+                    self.back();
+                }
+                match decode::<ReportCreated>(result) {
+                    Ok(r) => {
+                        if let Screen::Report(view) = self.top_mut() {
+                            view.waiting = Some(Ok(Some(r.offer.clone())));
+                        }
+                        self.stack.push(Screen::ReportMade(NewReport {
+                            offer: r.offer,
+                            password: r.password,
+                        }));
+                    }
+                    Err(e) => self.stack.push(message(
+                        "Diagnostics report",
+                        vec![
+                            "The diagnostics report could not be made:".to_owned(),
+                            e.to_string(),
+                        ],
+                        true,
+                    )),
+                }
+            }
+            Purpose::CaptureStart | Purpose::CaptureStop => {
+                self.busy = None;
+                match decode::<CaptureStatus>(result) {
+                    Ok(c) => {
+                        if let Screen::Capture(view) = self.top_mut() {
+                            view.status = Some(Ok(c));
+                        }
+                    }
+                    Err(e) => {
+                        let what = if purpose == Purpose::CaptureStart {
+                            "The capture could not be started:"
+                        } else {
+                            "The capture could not be stopped:"
+                        };
+                        self.stack.push(message(
+                            "Upstream capture",
+                            vec![what.to_owned(), e.to_string()],
+                            true,
+                        ));
+                        // What the capture is doing now, under the message.
+                        return call(Purpose::Diagnostics, Request::Diagnostics);
+                    }
                 }
             }
             Purpose::Power(kind) => match result {

@@ -3,7 +3,7 @@
 //! box on a blue background, in the 16 colours of a Linux VT.
 
 use gateway_control::cli::{ping_text, utc};
-use gateway_control::protocol::{PingResult, Stats, Status};
+use gateway_control::protocol::{CaptureStatus, PingResult, ReportOffer, Stats, Status};
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use crate::form::{Form, FormFocus};
 use crate::logs::LogView;
-use crate::model::{Button, Choice, Menu, Screen, State};
+use crate::model::{Button, CaptureView, Choice, Menu, NewReport, ReportView, Screen, State};
 
 pub const PRODUCT: &str = "Gateway Appliance";
 pub const HELP: &str = "USE: arrows to navigate, ENTER to confirm, SPACE to select, TAB to focus";
@@ -78,6 +78,12 @@ pub fn render(f: &mut Frame, state: &State) {
                 None,
             );
         }
+        Screen::Report(view) => report(f, body, view),
+        Screen::ReportMade(new) => {
+            let lines = report_made_lines(state, new, body.width.saturating_sub(8));
+            dialog(f, body, "Diagnostics report", &lines, &[("OK", true)], None);
+        }
+        Screen::Capture(view) => capture(f, body, view),
         Screen::Confirm { kind, button } => {
             let yes = *button == Button::Ok;
             dialog(
@@ -668,6 +674,228 @@ fn stats_lines(s: &Stats) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// A size for the eyes: bytes, KiB or MiB.
+fn size(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n} bytes"),
+        1024..=1_048_575 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => bytes(n),
+    }
+}
+
+/// `42 s`, `5 min`, `1 min 12 s`.
+fn minutes(s: u64) -> String {
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
+
+/// `label    : value` rows, long values wrapped under themselves.
+fn rows(rows: Vec<(&str, String)>, width: u16) -> Vec<String> {
+    rows.into_iter()
+        .flat_map(|(label, value)| {
+            wrap(&value, width.saturating_sub(11))
+                .into_iter()
+                .enumerate()
+                .map(move |(i, v)| {
+                    let (label, colon) = if i == 0 { (label, ':') } else { ("", ' ') };
+                    format!("{label:<8} {colon} {v}")
+                })
+        })
+        .collect()
+}
+
+/// What the report is, as the Report screen opens with it.
+const REPORT_INTRO: &str = "A diagnostics report gathers the logs, the configuration (secrets removed), the status and the last upstream capture into an archive encrypted for support. It is downloaded over SFTP with a one-time password.";
+
+fn report(f: &mut Frame, body: Rect, view: &ReportView) {
+    let width = body.width.saturating_sub(8);
+    let mut lines = wrap(REPORT_INTRO, width);
+    lines.push(String::new());
+    match &view.waiting {
+        None => lines.push("Reading the diagnostics status...".into()),
+        Some(Err(e)) => lines.extend(wrap(
+            &format!("What is waiting could not be read: {e}"),
+            width,
+        )),
+        Some(Ok(None)) => lines.push("No report is waiting for download.".into()),
+        Some(Ok(Some(o))) => {
+            lines.push("A report is waiting for download:".into());
+            lines.extend(offer_rows(o, width));
+            lines.push(String::new());
+            lines.extend(wrap(
+                "The password was shown when it was made; make a new report for a new password.",
+                width,
+            ));
+        }
+    }
+    let generate = view.button == Button::Ok;
+    dialog(
+        f,
+        body,
+        "Diagnostics report",
+        &plain(lines),
+        &[("Generate report", generate), ("Back", !generate)],
+        None,
+    );
+}
+
+fn offer_rows(o: &ReportOffer, width: u16) -> Vec<String> {
+    rows(
+        vec![
+            ("File", o.file.clone()),
+            ("Size", size(o.size_bytes)),
+            ("Made", format!("{} UTC", utc(o.created_unix))),
+            (
+                "Expires",
+                format!(
+                    "{} UTC, or after one complete download",
+                    utc(o.expires_unix)
+                ),
+            ),
+        ],
+        width,
+    )
+}
+
+/// eth0's address without its prefix, for the download command.
+fn appliance_address(state: &State) -> String {
+    state
+        .status
+        .as_ref()
+        .and_then(|s| s.network.address.as_deref())
+        .and_then(|a| a.split('/').next())
+        .filter(|a| !a.is_empty())
+        .unwrap_or("<appliance address>")
+        .to_owned()
+}
+
+/// A new report: who downloads it, with which password, how, until when.
+pub fn report_made_lines(state: &State, new: &NewReport, width: u16) -> Vec<Line<'static>> {
+    let o = &new.offer;
+    let strong = DIALOG.add_modifier(Modifier::BOLD);
+    let mut lines = vec![
+        Line::from("Diagnostics report is available via SFTP using :"),
+        Line::from(""),
+        Line::styled(format!("  Username => {}", o.user), strong),
+        Line::styled(format!("  Password => {}", new.password), strong),
+        Line::from(""),
+        Line::styled(
+            format!(
+                "  sftp -P {} {}@{}",
+                o.port,
+                o.user,
+                appliance_address(state)
+            ),
+            strong,
+        ),
+        Line::from(""),
+    ];
+    let mut details = vec![
+        ("File", o.file.clone()),
+        ("Expires", format!("{} UTC (24 h)", utc(o.expires_unix))),
+    ];
+    if let Some(fp) = &o.host_key_fingerprint {
+        details.push(("Host key", fp.clone()));
+    }
+    lines.extend(plain(rows(details, width)));
+    lines.push(Line::from(""));
+    lines.extend(plain(wrap(
+        "Give the password to support; it works for one download or 24 hours.",
+        width,
+    )));
+    lines.extend(plain(wrap(
+        "The report is encrypted: only support can read it.",
+        width,
+    )));
+    lines
+}
+
+/// What the Capture screen opens with (QGS: "Generate Upstream PCAP File").
+const CAPTURE_INTRO: &str = "Captures the traffic between eth0 and its next hop (upstream) for 5 minutes into a PCAP file. Any PCAP file previously generated will be overwritten in the process. Then generate a diagnostics report (Diagnostics > Report): the PCAP file is included in it.";
+
+pub fn capture_lines(c: &CaptureStatus, width: u16) -> Vec<String> {
+    let state = match c.state.as_str() {
+        "idle" => "no capture since the appliance started".to_owned(),
+        "running" => format!(
+            "running, {} of {}",
+            minutes(c.elapsed_s),
+            minutes(c.seconds.into())
+        ),
+        "done" => format!("done, after {}", minutes(c.elapsed_s)),
+        "failed" => format!("failed, after {}", minutes(c.elapsed_s)),
+        other => other.to_owned(),
+    };
+    let mut r = vec![("State", state)];
+    if c.state != "idle" {
+        r.extend([
+            ("Started", format!("{} UTC", utc(c.started_unix))),
+            ("Packets", c.packets.to_string()),
+            ("Bytes", size(c.bytes)),
+        ]);
+    }
+    if !c.detail.is_empty() {
+        r.push(("Detail", c.detail.clone()));
+    }
+    r.push((
+        "File",
+        match (&c.file, c.state.as_str()) {
+            (None, _) => "none yet".to_owned(),
+            // The previous capture's, until this one ends.
+            (Some(f), "running" | "failed") => format!("{f} (from the previous capture)"),
+            (Some(f), _) => f.clone(),
+        },
+    ));
+    rows(r, width)
+}
+
+fn capture(f: &mut Frame, body: Rect, view: &CaptureView) {
+    let width = body.width.saturating_sub(8);
+    let mut lines = plain(wrap(CAPTURE_INTRO, width));
+    lines.push(Line::from(""));
+    match &view.status {
+        None => lines.push(Line::from("Reading the capture status...")),
+        Some(Err(e)) => lines.extend(
+            wrap(&format!("The capture status could not be read: {e}"), width)
+                .into_iter()
+                .map(|l| Line::styled(l, ERROR)),
+        ),
+        Some(Ok(c)) => {
+            let failed = c.state == "failed";
+            lines.extend(capture_lines(c, width).into_iter().map(|l| {
+                if failed {
+                    Line::styled(l, ERROR)
+                } else {
+                    Line::from(l)
+                }
+            }));
+            if c.state == "running" {
+                lines.push(Line::from(""));
+                lines.extend(plain(wrap(
+                    "Stop capture ends it now; what was captured is kept.",
+                    width,
+                )));
+            }
+        }
+    }
+    let action = if view.running() {
+        "Stop capture"
+    } else {
+        "Start capture (5 minutes)"
+    };
+    let ok = view.button == Button::Ok;
+    dialog(
+        f,
+        body,
+        "Upstream capture",
+        &lines,
+        &[(action, ok), ("Back", !ok)],
+        None,
+    );
 }
 
 fn ping_lines(p: &PingResult) -> Vec<String> {

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{press, sent, state};
-use gateway_console::menu::MenuId;
-use gateway_console::model::{Action, Purpose, Refusal, Screen};
+use common::{capture, diagnostics, offer, press, report_created, sent, state};
+use gateway_console::menu::{ConfirmKind, MenuId};
+use gateway_console::model::{Action, CaptureView, Purpose, Refusal, ReportView, Screen, State};
 use gateway_control::protocol::SetResult;
 use gateway_control::Request;
 
@@ -242,22 +242,205 @@ fn registration_checks_the_code_before_sending_it_and_connectivity_asks_for_a_ch
 }
 
 #[test]
-fn entries_without_a_backend_say_so_and_send_nothing() {
-    for keys in [
-        "down down down enter down down down enter",
-        "down down down enter up up enter",
-        "down down down enter up enter",
-    ] {
-        let mut s = state();
-        assert!(press(&mut s, keys).is_empty());
-        let Screen::Message(m) = s.top() else {
-            panic!("{keys}")
-        };
-        assert!(
-            m.lines[0].ends_with("is not available in this build."),
-            "{keys}"
-        );
-        press(&mut s, "enter");
-        assert!(!matches!(s.top(), Screen::Message(_)));
+fn the_proxy_test_says_it_is_not_available_and_sends_nothing() {
+    let keys = "down down down enter down down down enter";
+    let mut s = state();
+    assert!(press(&mut s, keys).is_empty());
+    let Screen::Message(m) = s.top() else {
+        panic!("{keys}")
+    };
+    assert!(m.lines[0].ends_with("is not available in this build."));
+    press(&mut s, "enter");
+    assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+}
+
+const REPORT: &str = "down down down enter up up enter";
+const CAPTURE: &str = "down down down enter up enter";
+
+fn report_view(s: &State) -> &ReportView {
+    match s.top() {
+        Screen::Report(v) => v,
+        other => panic!("not the report screen: {other:?}"),
     }
+}
+
+fn capture_view(s: &State) -> &CaptureView {
+    match s.top() {
+        Screen::Capture(v) => v,
+        other => panic!("not the capture screen: {other:?}"),
+    }
+}
+
+#[test]
+fn the_report_screen_reads_what_waits_then_makes_a_report_with_its_password() {
+    let mut s = state();
+    let a = press(&mut s, REPORT);
+    assert_eq!(sent(&a, &Purpose::Diagnostics), Some(Request::Diagnostics));
+    assert_eq!(sent(&a, &Purpose::Status), Some(Request::Status));
+    assert_eq!(report_view(&s).waiting, None);
+    // Nothing is made while what waits is still being read.
+    assert!(press(&mut s, "enter").is_empty());
+    s.answer(Purpose::Diagnostics, Ok(diagnostics(None, capture("idle"))));
+    assert_eq!(report_view(&s).waiting, Some(Ok(None)));
+    // None waiting: no question, the report is made at once.
+    let a = press(&mut s, "enter");
+    assert_eq!(sent(&a, &Purpose::Report), Some(Request::DiagnosticsReport));
+    assert_eq!(
+        s.busy.as_deref(),
+        Some("Building the diagnostics report...")
+    );
+    assert!(press(&mut s, "esc enter").is_empty(), "keys wait");
+    s.answer(Purpose::Report, Ok(report_created()));
+    assert!(s.busy.is_none());
+    let Screen::ReportMade(new) = s.top() else {
+        panic!("the result screen")
+    };
+    assert_eq!(new.password, "k7qm-2xpd-9vtr-b4hn");
+    assert_eq!(new.offer, offer());
+    // The password is not in the state's Debug (what a panic would print).
+    assert!(!format!("{s:?}").contains("k7qm-2xpd-9vtr-b4hn"));
+    // ENTER returns to the report screen, which now shows the new one.
+    press(&mut s, "enter");
+    assert_eq!(report_view(&s).waiting, Some(Ok(Some(offer()))));
+    assert!(!format!("{:?}", s.stack).contains("k7qm"));
+    press(&mut s, "esc");
+    assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+}
+
+#[test]
+fn a_waiting_report_is_replaced_only_after_a_question() {
+    let mut s = state();
+    press(&mut s, REPORT);
+    s.answer(
+        Purpose::Diagnostics,
+        Ok(diagnostics(Some(offer()), capture("idle"))),
+    );
+    // The question defaults to No: ENTER sends nothing and returns.
+    assert!(press(&mut s, "enter").is_empty());
+    assert!(matches!(
+        s.top(),
+        Screen::Confirm {
+            kind: ConfirmKind::ReplaceReport,
+            ..
+        }
+    ));
+    assert!(press(&mut s, "enter").is_empty());
+    assert!(matches!(s.top(), Screen::Report(_)));
+    let a = press(&mut s, "enter left enter");
+    assert_eq!(sent(&a, &Purpose::Report), Some(Request::DiagnosticsReport));
+    // A refusal is shown in words; the question is gone.
+    s.answer(
+        Purpose::Report,
+        Err(Refusal::new("support key /usr/share/gateway/support-recipient.age.pub: No such file or directory (os error 2)")),
+    );
+    assert!(s.busy.is_none());
+    let Screen::Message(m) = s.top() else {
+        panic!("an error message")
+    };
+    assert!(m.error);
+    assert!(m.lines.iter().any(|l| l.contains("support key")));
+    press(&mut s, "enter");
+    // The report still waiting is still shown.
+    assert_eq!(report_view(&s).waiting, Some(Ok(Some(offer()))));
+    // Back button.
+    press(&mut s, "tab enter");
+    assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+}
+
+#[test]
+fn the_report_screen_says_why_it_could_not_read_what_waits() {
+    let mut s = state();
+    press(&mut s, REPORT);
+    s.answer(
+        Purpose::Diagnostics,
+        Err(Refusal::new("unknown variant `diagnostics`")),
+    );
+    assert_eq!(
+        report_view(&s).waiting,
+        Some(Err("unknown variant `diagnostics`".into()))
+    );
+    // A report can still be asked for.
+    let a = press(&mut s, "enter");
+    assert!(sent(&a, &Purpose::Report).is_some());
+}
+
+#[test]
+fn the_capture_screen_starts_refreshes_and_stops_the_capture() {
+    let mut s = state();
+    let a = press(&mut s, CAPTURE);
+    assert_eq!(sent(&a, &Purpose::Diagnostics), Some(Request::Diagnostics));
+    assert_eq!(capture_view(&s).status, None);
+    assert!(press(&mut s, "enter").is_empty(), "still reading");
+    s.answer(Purpose::Diagnostics, Ok(diagnostics(None, capture("idle"))));
+    assert!(!capture_view(&s).running());
+    // Not running: the ticks leave it alone.
+    assert!(sent(&s.tick(), &Purpose::Diagnostics).is_none());
+    let a = press(&mut s, "enter");
+    assert_eq!(
+        sent(&a, &Purpose::CaptureStart),
+        Some(Request::CaptureStart { seconds: Some(300) })
+    );
+    assert!(s.busy.is_some());
+    s.answer(
+        Purpose::CaptureStart,
+        Ok(serde_json::to_value(capture("running")).unwrap()),
+    );
+    assert!(s.busy.is_none());
+    assert!(capture_view(&s).running());
+    // Running: every tick asks again, and the answer lands on the screen.
+    assert_eq!(
+        sent(&s.tick(), &Purpose::Diagnostics),
+        Some(Request::Diagnostics)
+    );
+    let mut later = capture("running");
+    later.elapsed_s = 77;
+    later.packets = 1_300;
+    s.answer(Purpose::Diagnostics, Ok(diagnostics(None, later.clone())));
+    assert_eq!(capture_view(&s).status, Some(Ok(later)));
+    // The button now stops it.
+    let a = press(&mut s, "enter");
+    assert_eq!(sent(&a, &Purpose::CaptureStop), Some(Request::CaptureStop));
+    s.answer(
+        Purpose::CaptureStop,
+        Ok(serde_json::to_value(capture("done")).unwrap()),
+    );
+    assert!(!capture_view(&s).running());
+    assert!(sent(&s.tick(), &Purpose::Diagnostics).is_none());
+    press(&mut s, "esc");
+    assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+    // An answer for a screen that was left changes nothing.
+    let before = s.clone();
+    s.answer(Purpose::Diagnostics, Ok(diagnostics(None, capture("idle"))));
+    assert_eq!(s, before);
+}
+
+#[test]
+fn a_refused_capture_is_said_in_words_and_the_status_read_again() {
+    let mut s = state();
+    press(&mut s, CAPTURE);
+    s.answer(Purpose::Diagnostics, Ok(diagnostics(None, capture("idle"))));
+    press(&mut s, "enter");
+    let a = s.answer(
+        Purpose::CaptureStart,
+        Err(Refusal::new(
+            "a capture is already running: stop it first (capture_stop)",
+        )),
+    );
+    assert_eq!(sent(&a, &Purpose::Diagnostics), Some(Request::Diagnostics));
+    let Screen::Message(m) = s.top() else {
+        panic!("an error message")
+    };
+    assert!(m.error);
+    assert_eq!(m.lines[0], "The capture could not be started:");
+    assert!(m.lines[1].starts_with("a capture is already running"));
+    // The status read meanwhile lands on the capture screen under it.
+    s.answer(
+        Purpose::Diagnostics,
+        Ok(diagnostics(None, capture("running"))),
+    );
+    press(&mut s, "enter");
+    assert!(capture_view(&s).running());
+    // Back, by its button.
+    press(&mut s, "right enter");
+    assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
 }

@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{press, screen, state};
-use gateway_console::model::{Purpose, State};
+use common::{capture, press, report_created, screen, state};
+use gateway_console::model::{Purpose, Refusal, State};
 use gateway_control::protocol::{
     CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult, SetResult, Stats,
     UnitStats,
@@ -224,11 +224,66 @@ fn diagnostics() {
     for (name, keys) in [
         ("proxy_test", "down down down enter down down down enter"),
         ("connectivity", "down down down enter up up up enter"),
-        ("report", "down down down enter up up enter"),
-        ("capture", "down down down enter up enter"),
     ] {
         check(name, &at(keys));
     }
+}
+
+#[test]
+fn diagnostics_report() {
+    let mut s = at("down down down enter up up enter");
+    check("report_reading", &s);
+    s.answer(
+        Purpose::Diagnostics,
+        Ok(common::diagnostics(None, capture("idle"))),
+    );
+    check("report", &s);
+    press(&mut s, "enter");
+    check("report_building", &s);
+    s.answer(Purpose::Report, Ok(report_created()));
+    check("report_made", &s);
+    press(&mut s, "enter");
+    check("report_waiting", &s);
+    press(&mut s, "enter");
+    check("report_replace", &s);
+    press(&mut s, "left enter");
+    s.answer(
+        Purpose::Report,
+        Err(Refusal::new(
+            "support key /usr/share/gateway/support-recipient.age.pub: No such file or directory (os error 2)",
+        )),
+    );
+    check("report_refused", &s);
+    // No address known: the command says where to put it.
+    let mut s = at("down down down enter up up enter");
+    s.status.as_mut().unwrap().network.address = None;
+    s.answer(Purpose::Report, Ok(report_created()));
+    let text = common::screen(&s);
+    assert!(
+        text.contains("sftp -P 22 diagnostics@<appliance address>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn upstream_capture() {
+    let mut s = at("down down down enter up enter");
+    check("capture_reading", &s);
+    for name in ["idle", "running", "done", "failed"] {
+        s.answer(
+            Purpose::Diagnostics,
+            Ok(common::diagnostics(None, capture(name))),
+        );
+        check(&format!("capture_{name}"), &s);
+    }
+    press(&mut s, "enter");
+    s.answer(
+        Purpose::CaptureStart,
+        Err(Refusal::new(
+            "a capture is already running: stop it first (capture_stop)",
+        )),
+    );
+    check("capture_refused", &s);
 }
 
 #[test]

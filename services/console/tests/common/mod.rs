@@ -149,3 +149,78 @@ pub fn screen(state: &State) -> String {
     }
     out
 }
+
+/// A report waiting for download, made at the fixture's status time.
+pub fn offer() -> gateway_control::protocol::ReportOffer {
+    gateway_control::protocol::ReportOffer {
+        file: "gateway-diagnostics-gateway-20261121T000000Z.tar.gz.age".into(),
+        size_bytes: 183_502,
+        created_unix: 1_795_219_200,
+        expires_unix: 1_795_219_200 + 86_400,
+        user: "diagnostics".into(),
+        port: 22,
+        host_key_fingerprint: Some("SHA256:Wq3Hc0Z5mQe8v1nJtYb2pK7xL4sD9fGhR6uA0cVwEiM".into()),
+    }
+}
+
+/// A new report's answer, with a fixed fake password.
+pub fn report_created() -> serde_json::Value {
+    serde_json::to_value(gateway_control::protocol::ReportCreated {
+        offer: offer(),
+        password: "k7qm-2xpd-9vtr-b4hn".into(),
+        recipient: "age1supportkeyfortests".into(),
+        contents: vec!["status.json".into(), "logs/init.log".into()],
+    })
+    .unwrap()
+}
+
+/// The upstream capture in `state` ("idle", "running", "done", "failed").
+pub fn capture(state: &str) -> gateway_control::protocol::CaptureStatus {
+    use gateway_control::protocol::CaptureStatus;
+    let hop = "eth0, next hop 10.0.2.2 52:55:0a:00:02:02";
+    match state {
+        "idle" => CaptureStatus {
+            state: "idle".into(),
+            ..Default::default()
+        },
+        "running" => CaptureStatus {
+            state: "running".into(),
+            started_unix: 1_795_219_200,
+            seconds: 300,
+            elapsed_s: 72,
+            packets: 1_234,
+            bytes: 345_678,
+            detail: hop.into(),
+            file: None,
+        },
+        "done" => CaptureStatus {
+            state: "done".into(),
+            started_unix: 1_795_219_200,
+            seconds: 300,
+            elapsed_s: 300,
+            packets: 5_012,
+            bytes: 3_456_789,
+            detail: format!("{hop}; time is up"),
+            file: Some("/var/lib/gateway/diagnostics/upstream.pcap".into()),
+        },
+        "failed" => CaptureStatus {
+            state: "failed".into(),
+            started_unix: 1_795_219_200,
+            seconds: 300,
+            elapsed_s: 0,
+            packets: 0,
+            bytes: 0,
+            detail: "eth0: packet socket: Operation not permitted (os error 1)".into(),
+            file: Some("/var/lib/gateway/diagnostics/upstream.pcap".into()),
+        },
+        other => panic!("no capture fixture {other}"),
+    }
+}
+
+/// The answer to `diagnostics`.
+pub fn diagnostics(
+    report: Option<gateway_control::protocol::ReportOffer>,
+    capture: gateway_control::protocol::CaptureStatus,
+) -> serde_json::Value {
+    serde_json::to_value(gateway_control::protocol::DiagnosticsStatus { report, capture }).unwrap()
+}
