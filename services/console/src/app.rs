@@ -56,6 +56,9 @@ fn timeout(request: &Request) -> Duration {
         // Collecting, packing and encrypting take a few seconds; as
         // gatewayctl waits.
         Request::DiagnosticsReport => Duration::from_secs(300),
+        // A connectivity check tries five hosts, each with its own
+        // timeouts (a registration runs one first); as gatewayctl waits.
+        Request::Register { .. } | Request::Platform { check: true } => Duration::from_secs(120),
         _ => Duration::from_secs(30),
     }
 }
