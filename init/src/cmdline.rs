@@ -33,6 +33,31 @@ impl GatewayArgs {
     }
 }
 
+/// `text` (a kernel log line that may quote the command line) with the
+/// value of every secret key (`gateway.upstream.password=...`) replaced by
+/// the redaction placeholder, quoted or not: the kernel prints its command
+/// line at boot, and the log files go into diagnostics reports.
+pub fn redact_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for key in gateway_config::KEYS.iter().filter(|k| k.secret) {
+        let needle = format!("gateway.{}=", key.name);
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&needle) {
+            let start = from + at + needle.len();
+            let rest = &out[start..];
+            let len = match rest.strip_prefix('"') {
+                Some(quoted) => quoted.find('"').map_or(rest.len(), |q| q + 2),
+                None => rest.find(char::is_whitespace).unwrap_or(rest.len()),
+            };
+            let mut s = out.into_owned();
+            s.replace_range(start..start + len, gateway_config::REDACTED);
+            from = start + gateway_config::REDACTED.len();
+            out = std::borrow::Cow::Owned(s);
+        }
+    }
+    out
+}
+
 /// Splits on whitespace outside double quotes and drops the quotes, as the
 /// kernel's `next_arg` does.
 fn split_words(s: &str) -> Vec<String> {
@@ -59,6 +84,30 @@ fn split_words(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_a_logged_command_line() {
+        let line = "Kernel command line: console=ttyS0 gateway.upstream.password=S3cret gateway.upstream.user=u";
+        assert_eq!(
+            redact_secrets(line),
+            "Kernel command line: console=ttyS0 gateway.upstream.password=******** gateway.upstream.user=u"
+        );
+        let quoted =
+            "Command line: gateway.upstream.password=\"a b\" quiet gateway.upstream.password=x";
+        assert_eq!(
+            redact_secrets(quoted),
+            "Command line: gateway.upstream.password=******** quiet gateway.upstream.password=********"
+        );
+        assert!(matches!(
+            redact_secrets("nothing secret here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Every secret key is covered, not only the one named above.
+        for key in gateway_config::KEYS.iter().filter(|k| k.secret) {
+            let line = format!("gateway.{}=zzz", key.name);
+            assert!(!redact_secrets(&line).contains("zzz"), "{}", key.name);
+        }
+    }
 
     #[test]
     fn keeps_only_gateway_keys() {

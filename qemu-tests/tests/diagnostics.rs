@@ -74,9 +74,11 @@ fn sftp(dir: &Path, port: u16, password: &str, batch: &str) -> Output {
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0")
-        .args(["-P", &port.to_string(), "-b"])
-        .arg(&batch_file)
+        .args(["-F", "/dev/null", "-P", &port.to_string()])
         .args([
+            // Before -b, which otherwise means BatchMode=yes: no password.
+            "-o",
+            "BatchMode=no",
             "-o",
             "StrictHostKeyChecking=no",
             "-o",
@@ -89,8 +91,10 @@ fn sftp(dir: &Path, port: u16, password: &str, batch: &str) -> Output {
             "NumberOfPasswordPrompts=1",
             "-o",
             "ConnectTimeout=60",
-            "diagnostics@127.0.0.1",
-        ]);
+            "-b",
+        ])
+        .arg(&batch_file)
+        .arg("diagnostics@127.0.0.1");
     run(cmd, Duration::from_secs(180))
 }
 
@@ -103,11 +107,12 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The value after `label` on its line of a gatewayctl answer.
+/// The value after `label` on its line of a gatewayctl answer (the serial
+/// selftest prefixes its lines with `| `).
 fn field<'a>(answer: &'a str, label: &str) -> &'a str {
     answer
         .lines()
-        .find_map(|l| l.strip_prefix(label))
+        .find_map(|l| l.trim_start_matches("| ").strip_prefix(label))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no {label:?} in {answer}"))
 }
@@ -184,7 +189,12 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     );
     assert!(!wrong.status.success(), "{}", text(&wrong));
     let got = sftp(dir.path(), ssh, &password, &format!("get {file}\n"));
-    assert!(got.status.success(), "{}", text(&got));
+    assert!(
+        got.status.success(),
+        "{}\nthe server's log:\n{}",
+        text(&got),
+        vm.command("logs sftp -n 40", COMMAND).unwrap()
+    );
     let sealed = dir.path().join(&file);
     assert!(sealed.is_file());
 

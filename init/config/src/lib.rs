@@ -17,6 +17,8 @@ pub mod store;
 
 pub use keys::{key_info, KeyInfo, KEYS};
 pub use rules::ConfigError;
-pub use schema::{Config, NetMode, Secret, TlsVersion, DEFAULT_NTP_SERVERS, SCHEMA_VERSION};
+pub use schema::{
+    Config, NetMode, Secret, TlsVersion, DEFAULT_NTP_SERVERS, REDACTED, SCHEMA_VERSION,
+};
 pub use seed::Seed;
 pub use store::{Store, StoreError};
