@@ -212,15 +212,19 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     // ssh.enabled: the server runs without a report, and stops again.
     let set = vm.command("set ssh.enabled=true", COMMAND).unwrap();
     assert!(set.contains("exit 0"), "{set}");
-    until("the SFTP server with SSH enabled", Duration::from_secs(60), || {
-        ssh_banner(ssh)
-    });
+    until(
+        "the SFTP server with SSH enabled",
+        Duration::from_secs(60),
+        || ssh_banner(ssh),
+    );
     let refused = sftp(dir.path(), ssh, &password, "ls\n");
     assert!(!refused.status.success(), "{}", text(&refused));
     vm.command("set ssh.enabled=false", COMMAND).unwrap();
-    until("port 22 closed with SSH disabled", Duration::from_secs(60), || {
-        !ssh_banner(ssh)
-    });
+    until(
+        "port 22 closed with SSH disabled",
+        Duration::from_secs(60),
+        || !ssh_banner(ssh),
+    );
 
     // It decrypts with the support identity and holds what support needs.
     let out = dir.path().join("report");
