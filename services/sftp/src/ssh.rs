@@ -320,10 +320,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "refused an x11 channel");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(&self.peer, reply, "an x11 channel").await;
         Ok(())
     }
 
@@ -337,10 +334,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "refused port forwarding (direct-tcpip)");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(&self.peer, reply, "port forwarding (direct-tcpip)").await;
         Ok(())
     }
 
@@ -354,10 +348,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "refused port forwarding (forwarded-tcpip)");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(&self.peer, reply, "port forwarding (forwarded-tcpip)").await;
         Ok(())
     }
 
@@ -368,10 +359,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "refused socket forwarding (direct-streamlocal)");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(&self.peer, reply, "socket forwarding (direct-streamlocal)").await;
         Ok(())
     }
 
@@ -393,4 +381,13 @@ impl russh::server::Handler for Connection {
         tracing::info!(peer = %self.peer, "refused remote socket forwarding (streamlocal-forward)");
         Ok(false)
     }
+}
+
+/// Refuses a channel the client asked to open (only `session` channels
+/// carrying sftp are served), with a log line naming it.
+async fn prohibit(peer: &impl std::fmt::Display, reply: ChannelOpenHandle, what: &str) {
+    tracing::info!(%peer, "refused {what}");
+    reply
+        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+        .await;
 }
