@@ -230,7 +230,7 @@ async fn connect_request(
                 }
             }
         }
-        let o = proxy::tunnel(&mut client, up, &buf, &early_down, &dest, p, &svc.stats).await;
+        let o = proxy::tunnel(&mut client, up, buf, early_down, &dest, p, &svc.stats).await;
         log(peer, 1, "CONNECT", &o, started);
         return;
     }

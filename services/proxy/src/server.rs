@@ -433,7 +433,10 @@ async fn serve_request(
                 }
             }
         }
-        let outcome = tunnel(client, upstream, &rest, &early_down, &dest, config, stats).await;
+        // The head's strings are not needed in the tunnel: freed, not kept
+        // for its life (the idle-tunnel memory target).
+        drop(head);
+        let outcome = tunnel(client, upstream, rest, early_down, &dest, config, stats).await;
         return (outcome, Next::Done);
     }
     let exchange = Exchange {
@@ -662,12 +665,14 @@ pub async fn upstream_connect(
 
 /// Answers the CONNECT and relays both ways until the tunnel ends;
 /// `early` is what the client sent after its head, `early_down` what the
-/// upstream proxy sent after its 200.
+/// upstream proxy sent after its 200. Both are taken and dropped once
+/// passed on: an idle tunnel keeps no buffer (the read buffer they come
+/// from has room for a whole head).
 pub async fn tunnel(
     client: &mut TcpStream,
     mut upstream: TcpStream,
-    early: &[u8],
-    early_down: &[u8],
+    early: Vec<u8>,
+    early_down: Vec<u8>,
     dest: &str,
     config: &ProxyConfig,
     stats: &Stats,
@@ -680,19 +685,21 @@ pub async fn tunnel(
         return Outcome::refused(dest, 0, "client gone");
     }
     // Bytes the client sent right after its head (a TLS ClientHello).
-    if !early.is_empty() && upstream.write_all(early).await.is_err() {
+    if !early.is_empty() && upstream.write_all(&early).await.is_err() {
         return Outcome::refused(dest, 0, "upstream gone");
     }
-    if !early_down.is_empty() && client.write_all(early_down).await.is_err() {
+    if !early_down.is_empty() && client.write_all(&early_down).await.is_err() {
         return Outcome::refused(dest, 0, "client gone");
     }
+    let early_len = early.len() as u64;
+    drop((early, early_down));
     stats.tunnel_opened();
     let (up, down, why) = pump(client, &mut upstream, config.idle_timeout, stats).await;
     stats.tunnel_closed();
     Outcome {
         destination: dest.into(),
         result: format!("200 tunnel {why}"),
-        up: up + early.len() as u64,
+        up: up + early_len,
         down,
     }
 }
