@@ -671,7 +671,8 @@ impl Handler for Appliance {
             Request::FormatPatchDisk { erase } => self.format_patch_disk(erase).await,
             Request::CaExport => self.ca_export().await,
             Request::CaInstall { chain, key } => self.ca_install(chain, key).await,
-            request @ (Request::Register { .. } | Request::Platform { .. }) => {
+            request
+            @ (Request::Register { .. } | Request::Platform { .. } | Request::ProxyTest) => {
                 forward_to_agent(request).await
             }
             Request::DiagnosticsReport => self.diagnostics_report().await,

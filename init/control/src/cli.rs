@@ -16,8 +16,8 @@ use clap::{Parser, Subcommand};
 use crate::client::{Client, ClientError};
 use crate::protocol::{
     CaInfo, CaptureStatus, DiagnosticsStatus, DiskStatus, KeyDoc, LogLines, PingResult,
-    PlatformStatus, ReportCreated, ReportOffer, Request, SetResult, Stats, Status, DEFAULT_SOCKET,
-    MAX_CAPTURE_SECONDS,
+    PlatformStatus, ProxyTestResult, ReportCreated, ReportOffer, Request, SetResult, Stats, Status,
+    DEFAULT_SOCKET, MAX_CAPTURE_SECONDS,
 };
 
 #[derive(Debug, Parser)]
@@ -102,6 +102,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Reach the first platform URL through the upstream proxy, step by step.
+    ProxyTest,
     /// Build a diagnostics report (logs, configuration with secrets
     /// redacted, status, stats, the last capture) encrypted to the support
     /// key, and offer it over SFTP with a one-time password.
@@ -169,7 +171,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let timeout = match &cli.command {
         Command::Ping { count, .. } => Duration::from_secs(u64::from(*count) * 2 + 10),
         // A connectivity check tries five hosts, each with its own timeouts.
-        Command::Register { .. } | Command::Platform { check: true } => Duration::from_secs(120),
+        Command::Register { .. } | Command::Platform { check: true } | Command::ProxyTest => {
+            Duration::from_secs(120)
+        }
         // Tens of MiB of logs and a capture to compress and encrypt.
         Command::DiagnosticsReport => Duration::from_secs(300),
         _ => Duration::from_secs(30),
@@ -311,6 +315,7 @@ fn request(command: &Command) -> Result<Request, Failure> {
         Command::FormatPatchDisk { erase } => Request::FormatPatchDisk { erase: *erase },
         Command::Register { code } => Request::Register { code: code.clone() },
         Command::Platform { check } => Request::Platform { check: *check },
+        Command::ProxyTest => Request::ProxyTest,
         Command::DiagnosticsReport => Request::DiagnosticsReport,
         Command::Diagnostics => Request::Diagnostics,
         Command::CaptureStart { seconds } => Request::CaptureStart {
@@ -511,6 +516,25 @@ pub fn ping_text(p: &PingResult) -> String {
         p.sent, p.received, p.loss_percent
     );
     out
+}
+
+/// The proxy test, a line per step.
+pub fn proxy_test_text(r: &ProxyTestResult) -> String {
+    let mut text = format!(
+        "proxy test through {} to {}: {}\n",
+        r.proxy,
+        r.target,
+        if r.ok { "OK" } else { "FAILED" }
+    );
+    for s in &r.steps {
+        text += &format!(
+            "  {} {}: {}\n",
+            if s.ok { "OK  " } else { "FAIL" },
+            s.what,
+            s.result
+        );
+    }
+    text
 }
 
 /// Where and until when a report waits.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 /// Where PID 1 listens (mode 0660, root and the console group).
 pub const DEFAULT_SOCKET: &str = "/run/gateway/control.sock";
 
-/// Where the management agent serves `register` and `platform` (its own
-/// state directory: the agent runs unprivileged); PID 1 forwards those two
+/// Where the management agent serves `register`, `platform` and `proxy_test` (its own
+/// state directory: the agent runs unprivileged); PID 1 forwards those
 /// requests there, so the control socket stays the one API.
 pub const AGENT_SOCKET: &str = "/var/lib/units/agent/agent.sock";
 
@@ -102,6 +102,10 @@ pub enum Request {
         #[serde(default)]
         check: bool,
     },
+    /// Reaches the first platform URL (qagpublic.<pod>) through the upstream
+    /// proxy (`upstream.proxy`), step by step; answered by the management
+    /// agent. Result: [`ProxyTestResult`].
+    ProxyTest,
     /// Builds a diagnostics report (logs, configuration with secrets
     /// redacted, status, stats, the last upstream capture), encrypted to
     /// the support key, and offers it over SFTP to the user `diagnostics`
@@ -121,6 +125,26 @@ pub enum Request {
     /// Ends a running capture now (what was captured is kept).
     /// Result: [`CaptureStatus`].
     CaptureStop,
+}
+
+/// The upstream proxy test: each step of reaching a platform URL through
+/// the proxy, the first failure ending it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyTestResult {
+    /// `host:port` of the upstream proxy.
+    pub proxy: String,
+    /// The URL reached through it.
+    pub target: String,
+    pub ok: bool,
+    pub steps: Vec<ProxyTestStep>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyTestStep {
+    pub what: String,
+    pub ok: bool,
+    /// `OK`, what went wrong in words, or `not tried`.
+    pub result: String,
 }
 
 /// The longest upstream capture (`capture_start`), in seconds.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway_config::Secret;
-use gateway_control::protocol::{CaInfo, Connectivity, PlatformStatus, SetResult};
+use gateway_control::protocol::{
+    CaInfo, Connectivity, PlatformStatus, ProxyTestResult, ProxyTestStep, SetResult,
+};
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
 use gateway_resolver::Resolver;
@@ -441,6 +443,76 @@ impl Agent {
         results
     }
 
+    /// The console's proxy test: qagpublic.<pod>'s health endpoint through
+    /// the upstream proxy, reported step by step (which step failed is
+    /// what an administrator needs: the proxy unreachable, the proxy
+    /// refusing, TLS intercepted by an unknown CA, the platform answering).
+    pub async fn proxy_test(&self) -> Result<ProxyTestResult, ApiError> {
+        let dialer = self.dialer();
+        let Some(up) = dialer.upstream.clone() else {
+            return Err(ApiError::for_key(
+                "upstream.proxy",
+                "no upstream proxy is set: the appliance reaches the platform directly (System > Network > Proxy)",
+            ));
+        };
+        let Some(pod) = self.settings.pod.clone() else {
+            return Err(ApiError::for_key(
+                "platform.pod",
+                "no POD suffix is set: the test reaches qagpublic.<pod> through the proxy (System > POD Suffix)",
+            ));
+        };
+        let host = api::host(api::SERVICES[0], &pod);
+        let proxy = format!("{}:{}", up.host, up.port);
+        let target = match dialer.port {
+            443 => format!("https://{host}{}", api::HEALTH),
+            port => format!("https://{host}:{port}{}", api::HEALTH),
+        };
+        let whats = [
+            format!("TCP connection to the proxy {proxy}"),
+            format!("CONNECT {host}:{}", dialer.port),
+            format!("TLS with {host}, certificate verified"),
+            format!("GET {}", api::HEALTH),
+        ];
+        let result = dialer.request(&host, "GET", api::HEALTH, None, None).await;
+        // The step that failed, from the error's kind; all four on success.
+        let (failed_at, why) = match &result {
+            Ok(r) if r.status() == 200 => (whats.len(), String::new()),
+            Ok(r) => (3, format!("HTTP {} {}", r.status(), r.second)),
+            Err(e @ ReachError::ProxyUnreachable { .. }) => (0, e.to_string()),
+            Err(e @ (ReachError::ProxyRefused(_) | ReachError::Timeout("CONNECT"))) => {
+                (1, e.to_string())
+            }
+            Err(e @ (ReachError::Tls(_) | ReachError::Timeout("TLS handshake"))) => {
+                (2, e.to_string())
+            }
+            Err(e) => (3, e.to_string()),
+        };
+        let steps = whats
+            .into_iter()
+            .enumerate()
+            .map(|(i, what)| {
+                let (ok, result) = match i.cmp(&failed_at) {
+                    std::cmp::Ordering::Less => (true, "OK".to_owned()),
+                    std::cmp::Ordering::Equal => (false, why.clone()),
+                    std::cmp::Ordering::Greater => (false, "not tried".to_owned()),
+                };
+                ProxyTestStep { what, ok, result }
+            })
+            .collect::<Vec<_>>();
+        let ok = steps.iter().all(|s| s.ok);
+        if let (true, Ok(r)) = (ok, &result) {
+            info!("proxy test through {proxy}: {target}: HTTP {}", r.status());
+        } else {
+            warn!("proxy test through {proxy}: {target}: {why}");
+        }
+        Ok(ProxyTestResult {
+            proxy,
+            target,
+            ok,
+            steps,
+        })
+    }
+
     /// Registers with a personalization code, once every platform URL
     /// answered; then applies the initial configuration and checks in.
     pub async fn register(&self, code: &str) -> Result<PlatformStatus, ApiError> {
@@ -551,8 +623,12 @@ impl Handler for Agent {
                 }
                 Response::ok(self.status().await)
             }
+            Request::ProxyTest => match self.proxy_test().await {
+                Ok(r) => Response::ok(r),
+                Err(e) => Response::error(e),
+            },
             _ => Response::error(ApiError::new(
-                "the management agent answers register and platform only",
+                "the management agent answers register, platform and proxy_test only",
             )),
         }
     }

@@ -16,7 +16,9 @@ use gateway_agent::settings::{AgentSettings, UpstreamSettings};
 use gateway_agent::sim::{ApplianceRecord, Sim, SimOptions};
 use gateway_agent::Agent;
 use gateway_config::Config;
-use gateway_control::protocol::{CaInfo, LogLines, PlatformStatus, SetResult, Stats, Status};
+use gateway_control::protocol::{
+    CaInfo, LogLines, PlatformStatus, ProxyTestResult, SetResult, Stats, Status,
+};
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
 
@@ -172,6 +174,13 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A request on the agent's socket, the way PID 1 forwards it.
 async fn call(setup: &Setup, request: Request) -> Result<PlatformStatus, ClientError> {
+    call_as(setup, request).await
+}
+
+async fn call_as<T: serde::de::DeserializeOwned + Send + 'static>(
+    setup: &Setup,
+    request: Request,
+) -> Result<T, ClientError> {
     let path: PathBuf = setup.dir.path().join("agent.sock");
     tokio::task::spawn_blocking(move || {
         Client::connect(&path, Duration::from_secs(60))?.call_as(&request)
@@ -393,6 +402,27 @@ async fn through_an_upstream_proxy_with_basic_authentication() {
         ),
         "{status:?}"
     );
+    // The proxy test names the step that failed.
+    let test: ProxyTestResult = call_as(&wrong, Request::ProxyTest).await.unwrap();
+    assert!(!test.ok, "{test:?}");
+    assert_eq!(test.proxy, format!("127.0.0.1:{}", squid.port));
+    let results: Vec<(bool, &str)> = test
+        .steps
+        .iter()
+        .map(|s| (s.ok, s.result.as_str()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (true, "OK"),
+            (
+                false,
+                "upstream proxy refused CONNECT: 407 Proxy Authentication Required"
+            ),
+            (false, "not tried"),
+            (false, "not tried"),
+        ]
+    );
     let s = start(
         |st| {
             st.hosts = BTreeMap::new();
@@ -401,10 +431,32 @@ async fn through_an_upstream_proxy_with_basic_authentication() {
         &sim,
     )
     .await;
+    let test: ProxyTestResult = call_as(&s, Request::ProxyTest).await.unwrap();
+    assert!(test.ok, "{test:?}");
+    assert_eq!(test.steps.len(), 4);
+    assert!(
+        test.steps.iter().all(|s| s.ok && s.result == "OK"),
+        "{test:?}"
+    );
+    assert_eq!(
+        test.target,
+        format!("https://qagpublic.{POD}:{}/api/v1/health", sim.https.port())
+    );
     let status = call(&s, register("abc-123")).await.unwrap();
     assert!(status.registered, "{status:?}");
     assert_eq!(proxy_port(&s), 1081);
     wait_for("a check-in", || appliance(&sim).checkins >= 1).await;
+
+    // Without an upstream proxy there is nothing to test: the key says why.
+    let direct = start(|_| {}, &sim).await;
+    let e = call_as::<ProxyTestResult>(&direct, Request::ProxyTest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("upstream.proxy: no upstream proxy is set"),
+        "{e}"
+    );
 }
 
 /// A certificate assigned in the platform, and what the appliance reported.

@@ -58,7 +58,9 @@ fn timeout(request: &Request) -> Duration {
         Request::DiagnosticsReport => Duration::from_secs(300),
         // A connectivity check tries five hosts, each with its own
         // timeouts (a registration runs one first); as gatewayctl waits.
-        Request::Register { .. } | Request::Platform { check: true } => Duration::from_secs(120),
+        Request::Register { .. } | Request::Platform { check: true } | Request::ProxyTest => {
+            Duration::from_secs(120)
+        }
         _ => Duration::from_secs(30),
     }
 }

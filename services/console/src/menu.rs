@@ -32,8 +32,6 @@ pub enum ConfirmKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Go {
     Menu(MenuId),
-    /// A feature this build does not have: the title and why, in words.
-    NotAvailable(&'static str, &'static str),
     NetMode,
     Form(FormKind),
     Ssh,
@@ -45,6 +43,8 @@ pub enum Go {
     Ca,
     /// The health of each platform service URL.
     Connectivity,
+    /// The first platform URL through the upstream proxy, step by step.
+    ProxyTest,
     /// The diagnostics report for support: the one waiting, a new one.
     Report,
     /// The upstream packet capture (PCAP) that goes into the report.
@@ -120,10 +120,7 @@ impl MenuId {
                 item(
                     "Proxy",
                     "Test a connection through the upstream proxy",
-                    Go::NotAvailable(
-                        "Proxy test",
-                        "The upstream proxy test is not available in this build.",
-                    ),
+                    Go::ProxyTest,
                 ),
                 item(
                     "Connectivity",

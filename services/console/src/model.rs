@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use gateway_control::protocol::{
-    CaInfo, CaptureStatus, DiagnosticsStatus, LogLines, PingResult, PlatformStatus, ReportCreated,
-    ReportOffer, Request, SetResult, Stats, Status, MAX_CAPTURE_SECONDS,
+    CaInfo, CaptureStatus, DiagnosticsStatus, LogLines, PingResult, PlatformStatus,
+    ProxyTestResult, ReportCreated, ReportOffer, Request, SetResult, Stats, Status,
+    MAX_CAPTURE_SECONDS,
 };
 
 use crate::form::{Form, FormFocus, FormKind};
@@ -56,6 +57,8 @@ pub enum Purpose {
     Platform,
     /// A connectivity check, for its screen.
     Connectivity,
+    /// The upstream proxy test, for its screen.
+    ProxyTest,
     /// A registration with a personalization code.
     Register,
     Ping,
@@ -239,6 +242,33 @@ pub struct State {
 
 fn call(purpose: Purpose, request: Request) -> Vec<Action> {
     vec![Action::Call(purpose, request)]
+}
+
+/// The proxy test: where it went, then a line per step.
+pub fn proxy_test_lines(r: &ProxyTestResult) -> Vec<String> {
+    let mut lines = vec![
+        format!("Through the upstream proxy {}", r.proxy),
+        format!("to {}:", r.target),
+        String::new(),
+    ];
+    for s in &r.steps {
+        lines.push(format!(
+            "{} {}: {}",
+            if s.ok { "OK  " } else { "FAIL" },
+            s.what,
+            s.result
+        ));
+    }
+    lines.push(String::new());
+    lines.push(
+        if r.ok {
+            "The platform is reachable through the proxy."
+        } else {
+            "The platform is not reachable through the proxy."
+        }
+        .to_owned(),
+    );
+    lines
 }
 
 /// One line per platform URL and what reaching it gave.
@@ -519,15 +549,10 @@ impl State {
                     return call(Purpose::Status, Request::Status);
                 }
             }
-            Go::NotAvailable(title, why) => self.stack.push(message(
-                title,
-                vec![
-                    format!("{title} is not available in this build."),
-                    String::new(),
-                    why.to_owned(),
-                ],
-                false,
-            )),
+            Go::ProxyTest => {
+                self.busy = Some("Testing the upstream proxy...".into());
+                return call(Purpose::ProxyTest, Request::ProxyTest);
+            }
             Go::NetMode => self.push_choice(ChoiceKind::NetMode),
             Go::Ssh => self.push_choice(ChoiceKind::Ssh),
             Go::Form(kind) => self.stack.push(Screen::Form(Form::new(kind, &self.config))),
@@ -759,6 +784,14 @@ impl State {
                         message("Connectivity", lines, false)
                     }
                     Err(e) => message("Connectivity", vec![e.to_string()], true),
+                };
+                self.stack.push(screen);
+            }
+            Purpose::ProxyTest => {
+                self.busy = None;
+                let screen = match decode::<ProxyTestResult>(result) {
+                    Ok(r) => message("Proxy test", proxy_test_lines(&r), !r.ok),
+                    Err(e) => message("Proxy test", vec![e.to_string()], true),
                 };
                 self.stack.push(screen);
             }

@@ -6,7 +6,7 @@ mod common;
 use common::{capture, diagnostics, offer, press, report_created, sent, state};
 use gateway_console::menu::{ConfirmKind, MenuId};
 use gateway_console::model::{Action, CaptureView, Purpose, Refusal, ReportView, Screen, State};
-use gateway_control::protocol::SetResult;
+use gateway_control::protocol::{ProxyTestResult, ProxyTestStep, SetResult};
 use gateway_control::Request;
 
 fn set(pairs: &[(&str, &str)]) -> Request {
@@ -242,16 +242,66 @@ fn registration_checks_the_code_before_sending_it_and_connectivity_asks_for_a_ch
 }
 
 #[test]
-fn the_proxy_test_says_it_is_not_available_and_sends_nothing() {
+fn the_proxy_test_runs_and_shows_each_step_or_the_refusal() {
     let keys = "down down down enter down down down enter";
     let mut s = state();
-    assert!(press(&mut s, keys).is_empty());
+    let a = press(&mut s, keys);
+    assert_eq!(sent(&a, &Purpose::ProxyTest), Some(Request::ProxyTest));
+    let step = |what: &str, ok: bool, result: &str| ProxyTestStep {
+        what: what.into(),
+        ok,
+        result: result.into(),
+    };
+    let result = ProxyTestResult {
+        proxy: "10.0.0.9:3128".into(),
+        target: "https://qagpublic.qg1.apps.qualys.com/api/v1/health".into(),
+        ok: false,
+        steps: vec![
+            step("TCP connection to the proxy 10.0.0.9:3128", true, "OK"),
+            step(
+                "CONNECT qagpublic.qg1.apps.qualys.com:443",
+                false,
+                "upstream proxy refused CONNECT: 407 Proxy Authentication Required",
+            ),
+            step(
+                "TLS with qagpublic.qg1.apps.qualys.com, certificate verified",
+                false,
+                "not tried",
+            ),
+            step("GET /api/v1/health", false, "not tried"),
+        ],
+    };
+    s.answer(
+        Purpose::ProxyTest,
+        Ok(serde_json::to_value(&result).unwrap()),
+    );
     let Screen::Message(m) = s.top() else {
         panic!("{keys}")
     };
-    assert!(m.lines[0].ends_with("is not available in this build."));
+    assert!(m.error);
+    assert!(
+        m.lines
+            .iter()
+            .any(|l| l.contains("407 Proxy Authentication Required")),
+        "{m:?}"
+    );
     press(&mut s, "enter");
     assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+    // No upstream proxy: the refusal, in words.
+    press(&mut s, "down down down enter");
+    s.answer(
+        Purpose::ProxyTest,
+        Err(Refusal::new(
+            "upstream.proxy: no upstream proxy is set: the appliance reaches the platform directly (System > Network > Proxy)",
+        )),
+    );
+    let Screen::Message(m) = s.top() else {
+        panic!("{keys}")
+    };
+    assert!(
+        m.error && m.lines[0].contains("no upstream proxy is set"),
+        "{m:?}"
+    );
 }
 
 const REPORT: &str = "down down down enter up up enter";

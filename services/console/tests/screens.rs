@@ -9,8 +9,8 @@ use std::path::Path;
 use common::{capture, press, report_created, screen, state};
 use gateway_console::model::{Purpose, Refusal, State};
 use gateway_control::protocol::{
-    CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult, SetResult, Stats,
-    UnitStats,
+    CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult, ProxyTestResult,
+    ProxyTestStep, SetResult, Stats, UnitStats,
 };
 
 fn check(name: &str, state: &State) {
@@ -221,12 +221,35 @@ fn diagnostics() {
         })),
     );
     check("ca", &s);
-    for (name, keys) in [
-        ("proxy_test", "down down down enter down down down enter"),
-        ("connectivity", "down down down enter up up up enter"),
-    ] {
-        check(name, &at(keys));
-    }
+    check("connectivity", &at("down down down enter up up up enter"));
+    // Diagnostics > Proxy: busy, then a step that failed.
+    let mut s = at("down down down enter down down down enter");
+    check("proxy_test", &s);
+    let step = |what: &str, ok: bool, result: &str| ProxyTestStep {
+        what: what.into(),
+        ok,
+        result: result.into(),
+    };
+    let result = ProxyTestResult {
+        proxy: "10.0.0.9:3128".into(),
+        target: "https://qagpublic.qg1.apps.qualys.com/api/v1/health".into(),
+        ok: false,
+        steps: vec![
+            step("TCP connection to the proxy 10.0.0.9:3128", true, "OK"),
+            step("CONNECT qagpublic.qg1.apps.qualys.com:443", true, "OK"),
+            step(
+                "TLS with qagpublic.qg1.apps.qualys.com, certificate verified",
+                false,
+                "TLS failure: invalid peer certificate: UnknownIssuer",
+            ),
+            step("GET /api/v1/health", false, "not tried"),
+        ],
+    };
+    s.answer(
+        Purpose::ProxyTest,
+        Ok(serde_json::to_value(&result).unwrap()),
+    );
+    check("proxy_test_failed", &s);
 }
 
 #[test]
