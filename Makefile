@@ -16,7 +16,7 @@ DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 DEV_SUPPORT_RECIPIENT := image/keys/support-dev.age.pub
 SUPPORT_RECIPIENT ?= $(DEV_SUPPORT_RECIPIENT)
 
-.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache clean
+.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache fuzz-sftp clean
 
 all: image
 
@@ -105,6 +105,11 @@ fuzz-proxy:
 fuzz-cache:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd services/cache && $(CARGO) +nightly fuzz run rules -- -max_total_time=$(FUZZ_SECONDS)
+
+# The SFTP server's decisions on client requests: paths and download coverage.
+fuzz-sftp:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd services/sftp && $(CARGO) +nightly fuzz run requests -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(DIST) target/qemu-tests
