@@ -46,7 +46,8 @@ const INIT_ARGS: [&str; 2] = ["selftest", "selftest.ctl"];
 
 pub struct Appliance {
     store: Store,
-    persistent: bool,
+    /// The state partition's mount point; None when /var is a tmpfs.
+    state_root: Option<std::path::PathBuf>,
     config: watch::Sender<Config>,
     /// Serialises changes: validate, save and publish happen as one.
     changing: Mutex<()>,
@@ -149,13 +150,13 @@ fn log_settings(config: &Config) {
 impl Appliance {
     pub fn new(
         store: Store,
-        persistent: bool,
+        state_root: Option<std::path::PathBuf>,
         config: Config,
         power: mpsc::UnboundedSender<signals::Request>,
     ) -> Arc<Self> {
         Arc::new(Appliance {
             store,
-            persistent,
+            state_root,
             config: watch::Sender::new(config),
             changing: Mutex::new(()),
             power,
@@ -510,7 +511,7 @@ impl Appliance {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default(),
             uptime_s: uptime().as_secs(),
-            storage: if self.persistent {
+            storage: if self.state_root.is_some() {
                 "persistent"
             } else {
                 "memory"
@@ -632,9 +633,18 @@ impl Handler for Appliance {
             Request::Poweroff => Ok(self.power(signals::Request::Poweroff)),
             Request::ResetAppliance => {
                 let _one_at_a_time = self.changing.lock().await;
-                match self.store.remove() {
+                // The marker first: once it is on disk, the next boot erases
+                // everything, whatever happens to the rest of this request.
+                let requested = match &self.state_root {
+                    Some(root) => crate::factory_reset::request(root),
+                    None => Ok(()),
+                };
+                match requested
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| self.store.remove().map_err(|e| e.to_string()))
+                {
                     Ok(()) => {
-                        warn!("control API: reset appliance: configuration erased, rebooting to factory state");
+                        warn!("control API: reset appliance: configuration erased, rebooting; the boot erases logs and unit state");
                         Ok(self.power(signals::Request::Reboot))
                     }
                     Err(e) => Err(ApiError::new(format!("reset appliance: {e}"))),
@@ -743,7 +753,7 @@ mod tests {
     ) -> (Arc<Appliance>, mpsc::UnboundedReceiver<signals::Request>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
-            Appliance::new(Store::new(dir), true, Config::default(), tx),
+            Appliance::new(Store::new(dir), Some(dir.to_owned()), Config::default(), tx),
             rx,
         )
     }
@@ -879,6 +889,7 @@ mod tests {
         assert!(a.handle(set(&[("proxy.port", "3128")])).await.ok);
         assert!(a.handle(Request::ResetAppliance).await.ok);
         assert!(Store::new(dir.path()).load().unwrap().is_none());
+        assert!(dir.path().join(crate::factory_reset::MARKER).exists());
         assert_eq!(rx.recv().await, Some(signals::Request::Reboot));
     }
 

@@ -47,12 +47,21 @@ pub fn init() {
             open_console(&path).map(|f| (path, f))
         })
         .collect();
+    // The kernel rate-limits /dev/kmsg writers to a burst of 10 records per
+    // 5 s: without this, init.log (which is read back from the kernel log)
+    // kept the first 10 lines of a boot and lost most of the rest. "on"
+    // lifts the limit for every writer; only PID 1 and root can write there.
+    // (Refused only when the command line pins printk.devkmsg.)
+    let unlimited = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
     if let Ok(mut s) = SINKS.lock() {
         *s = Some(Sinks { consoles, kmsg });
     }
     let subscriber = tracing_subscriber::registry().with(ConsoleLayer);
     let _ = tracing::subscriber::set_global_default(subscriber);
+    if let Err(e) = unlimited {
+        tracing::warn!("kernel log: printk_devkmsg: {e}; init.log may miss lines of busy moments");
+    }
 }
 
 /// Writes one line as it is (no uptime prefix) to the consoles and the kernel log.

@@ -24,6 +24,7 @@ pub mod diagnostics;
 pub mod disks;
 pub mod etcfiles;
 pub mod ext4;
+pub mod factory_reset;
 pub mod logs;
 pub mod loopback;
 pub mod mounts;

@@ -102,7 +102,14 @@ fn life(kept: &mut Kept) -> std::io::Result<Request> {
                     ))
                 })
                 .unwrap_or_default();
-                let a = Appliance::new(store, booted.persistent, config, kept.api_tx.clone());
+                let a = Appliance::new(
+                    store,
+                    booted
+                        .persistent
+                        .then(|| std::path::PathBuf::from(crate::statefs::MOUNT_POINT)),
+                    config,
+                    kept.api_tx.clone(),
+                );
                 a.set_disks(found);
                 kept.appliance = Some(a.clone());
                 start_live(&a);

@@ -353,6 +353,7 @@ fn prepare_inner(sysfs: &Sysfs) -> Result<(), StatefsError> {
     }
     mount_state(&device)?;
     info!("state: {} mounted on {MOUNT_POINT}", device.display());
+    crate::factory_reset::at_boot(Path::new(MOUNT_POINT));
     if let Some(sb) = read_superblock(&device)? {
         if needs_resize(&sb, part_sectors * 512) {
             let before = sb.size_bytes();

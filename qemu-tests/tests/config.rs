@@ -163,3 +163,74 @@ fn a_power_cut_during_a_burst_of_saves_leaves_a_valid_configuration() {
     assert!(log.contains("configuration: dns.search=burst"), "{log}");
     assert!(!log.contains("error:"), "{log}");
 }
+
+/// The text after `label` up to the end of its line in a serial answer.
+fn after<'a>(answer: &'a str, label: &str) -> &'a str {
+    answer
+        .lines()
+        .find_map(|l| l.split_once(label).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no {label:?} in {answer}"))
+}
+
+#[test]
+fn reset_appliance_erases_the_configuration_the_logs_and_the_unit_state() {
+    const COMMAND: Duration = Duration::from_secs(120);
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let cmdline = format!("{} gateway.selftest=serial", a.cmdline);
+    let cfg = VmConfig::new("reset", &disk)
+        .direct_kernel(&a.kernel, &cmdline)
+        .control_serial();
+    let mut vm = Vm::start(&cfg).unwrap();
+    vm.wait_for("selftest serial: listening on ttyS1", BOOT)
+        .unwrap();
+
+    let set = vm.command("set ntp.servers=10.0.2.2", COMMAND).unwrap();
+    assert!(set.contains("exit 0"), "{set}");
+    // init.log holds this boot from its first line.
+    // (The serial selftest splits its commands on blanks: one-word searches.)
+    let first_boot = "--search stored,";
+    let boots = vm
+        .command(&format!("logs init -n 1000 {first_boot}"), COMMAND)
+        .unwrap();
+    assert_eq!(
+        boots.matches("first boot").count(),
+        1,
+        "{boots}\n{}",
+        vm.command("logs init -n 1000", COMMAND).unwrap()
+    );
+    // The cache's CA lives in its unit's state directory.
+    let before = vm.command("ca-export", COMMAND).unwrap();
+    let ca_before = after(&before, "SHA-256 fingerprint:").to_owned();
+    let reset = vm.command("reset-appliance --yes", COMMAND).unwrap();
+    assert!(reset.contains("exit 0"), "{reset}");
+
+    let log = lf(vm
+        .wait_for_count("selftest serial: listening on ttyS1", 2, BOOT)
+        .unwrap());
+    let (_, second) = log.split_at(log.find("reset appliance: configuration erased").unwrap());
+    assert!(
+        second.contains("reset appliance: state partition erased"),
+        "{second}"
+    );
+    assert!(
+        second.contains("configuration: none stored, first boot"),
+        "{second}"
+    );
+
+    let ntp = vm.command("get ntp.servers", COMMAND).unwrap();
+    assert!(ntp.contains("ntp.servers=\n"), "{ntp}");
+    // The first boot's lines went with its log: one boot in init.log.
+    let boots = vm
+        .command(&format!("logs init -n 1000 {first_boot}"), COMMAND)
+        .unwrap();
+    assert_eq!(boots.matches("first boot").count(), 1, "{boots}");
+    let erased = vm
+        .command("logs init -n 1000 --search erased,", COMMAND)
+        .unwrap();
+    assert!(!erased.contains("rebooting"), "{erased}");
+    let after_reset = vm.command("ca-export", COMMAND).unwrap();
+    let ca_after = after(&after_reset, "SHA-256 fingerprint:");
+    assert_ne!(ca_before, ca_after, "the appliance CA survived the reset");
+}
