@@ -211,8 +211,21 @@ pub fn main() -> ExitCode {
         // The bound address: with port 0 the system chose it.
         let bound = listener.local_addr().unwrap_or(args.listen);
         tracing::info!("listening on {bound}");
-        match serve(listener, Arc::new(config), Arc::new(Stats::default())).await {
-            Ok(()) => ExitCode::SUCCESS,
+        // On a worker, as with --config: the thread that blocks on this
+        // future is not one, and accepting there would hand every new
+        // connection to a worker across threads (a wake-up each).
+        match tokio::spawn(serve(
+            listener,
+            Arc::new(config),
+            Arc::new(Stats::default()),
+        ))
+        .await
+        {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("gateway-proxy: {e}");
+                ExitCode::FAILURE
+            }
             Err(e) => {
                 eprintln!("gateway-proxy: {e}");
                 ExitCode::FAILURE

@@ -6,7 +6,8 @@
 //! message framing and the chunked decoder ([`body`]), an origin's response
 //! head ([`response`]), and deciding whether a destination and a client are
 //! allowed ([`policy`]). The network layer (accepting, tunnelling, plain-HTTP
-//! keep-alive in [`forward`], upstream chaining) is built on these.
+//! keep-alive in [`forward`], the tunnels' relay in [`relay`], upstream
+//! chaining) is built on these.
 //! It does not read the appliance configuration store: its settings are
 //! handed to it.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod forward;
 pub mod head;
 pub mod policy;
+pub mod relay;
 pub mod response;
 pub mod server;
 pub mod settings;

@@ -22,6 +22,7 @@ use crate::body::{self, BodyKind};
 use crate::forward::{self, Exchange};
 use crate::head::{self, HeadError, Limits, RequestHead, Target};
 use crate::policy::{Decision, Method, Policy};
+use crate::relay;
 use crate::resolver::Resolver;
 use crate::stats::Stats;
 use crate::upstream::{self, Upstream};
@@ -694,7 +695,7 @@ pub async fn tunnel(
     let early_len = early.len() as u64;
     drop((early, early_down));
     stats.tunnel_opened();
-    let (up, down, why) = pump(client, &mut upstream, config.idle_timeout, stats).await;
+    let (up, down, why) = relay::pump(client, &mut upstream, config.idle_timeout, stats).await;
     stats.tunnel_closed();
     Outcome {
         destination: dest.into(),
@@ -702,92 +703,6 @@ pub async fn tunnel(
         up: up + early_len,
         down,
     }
-}
-
-/// Copies both ways until both sides have closed (half-close passed on) or
-/// nothing moved for `idle`. Returns bytes up, bytes down and why it ended.
-///
-/// A buffer exists only while bytes flow: the task waits for readiness with
-/// none, then drains what is ready through a fresh buffer. An idle tunnel
-/// costs its task and its two sockets, not two buffers (the idle-tunnel
-/// memory target), and a busy one moves 64 KiB per system call.
-async fn pump(
-    a: &mut TcpStream,
-    b: &mut TcpStream,
-    idle: Duration,
-    stats: &Stats,
-) -> (u64, u64, &'static str) {
-    const CHUNK: usize = 64 * 1024;
-    let (mut up, mut down) = (0u64, 0u64);
-    let (mut a_open, mut b_open) = (true, true);
-    while a_open || b_open {
-        let ready = timeout(idle, async {
-            tokio::select! {
-                r = a.readable(), if a_open => (true, r),
-                r = b.readable(), if b_open => (false, r),
-            }
-        })
-        .await;
-        let from_a = match ready {
-            Err(_) => return (up, down, "idle timeout"),
-            Ok((from_a, Ok(()))) => from_a,
-            Ok((from_a, Err(_))) => {
-                // The socket failed: that side is done.
-                if from_a {
-                    a_open = false;
-                } else {
-                    b_open = false;
-                }
-                continue;
-            }
-        };
-        let (src, dst) = if from_a {
-            (&mut *a, &mut *b)
-        } else {
-            (&mut *b, &mut *a)
-        };
-        // Filled without zeroing: try_read_buf reads into spare capacity.
-        let mut buf = Vec::with_capacity(CHUNK);
-        loop {
-            buf.clear();
-            match src.try_read_buf(&mut buf) {
-                Ok(n) if n > 0 => {
-                    if dst.write_all(&buf[..n]).await.is_err() {
-                        let why = if from_a {
-                            "upstream write failed"
-                        } else {
-                            "client write failed"
-                        };
-                        return (up, down, why);
-                    }
-                    if from_a {
-                        up += n as u64;
-                        stats.add_bytes(n as u64, 0);
-                    } else {
-                        down += n as u64;
-                        stats.add_bytes(0, n as u64);
-                    }
-                    if n < CHUNK {
-                        break;
-                    }
-                }
-                // Drained: wait for readiness again, without the buffer.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // End of stream or a failed socket on this side: pass the
-                // half-close on and stop reading it.
-                Ok(_) | Err(_) => {
-                    let _ = dst.shutdown().await;
-                    if from_a {
-                        a_open = false;
-                    } else {
-                        b_open = false;
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    (up, down, "closed")
 }
 
 /// The reason phrase of the statuses the proxy answers with itself.

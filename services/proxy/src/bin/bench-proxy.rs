@@ -7,6 +7,15 @@
 //!   made directly to the origin.
 //! - Bulk throughput through one tunnel and through 100 at once.
 //! - Memory per idle tunnel: the proxy's RSS growth over 2,000 open tunnels.
+//! - CPU per tunnel: the proxy's user + system time (its process tree, from
+//!   /proc) over the tunnels of the rate measurement.
+//!
+//! With two CPUs or more, each proxy runs pinned to CPU 1 and this program
+//! (the clients and the origins) to CPU 0, as a load generator and a server
+//! have their own machines: otherwise the clients take CPU from the proxy
+//! they measure, and squid, which uses one CPU, and gateway-proxy, which
+//! would use both, are not compared on equal terms. `BENCH_PIN=0` measures
+//! unpinned, everything sharing every CPU.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,12 +53,20 @@ impl Drop for Peer {
     }
 }
 
-fn start_ours(origin_ports: &[u16]) -> Peer {
+fn start_ours(origin_ports: &[u16], cpu: Option<usize>) -> Peer {
     let port = free_port();
     let exe = std::env::current_exe()
         .unwrap()
         .with_file_name("gateway-proxy");
-    let mut cmd = Command::new(exe);
+    // Pinned from its start, so that its runtime sizes itself to that CPU.
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "--listen",
         &format!("127.0.0.1:{port}"),
@@ -74,8 +91,11 @@ fn start_ours(origin_ports: &[u16]) -> Peer {
     }
 }
 
-fn start_squid() -> Peer {
+fn start_squid(cpu: Option<usize>) -> Peer {
     let sq = squid::start_squid(None, &[NAME]);
+    if let Some(cpu) = cpu {
+        pin(sq.child.id(), cpu);
+    }
     Peer {
         name: "squid 5.7",
         port: sq.port,
@@ -227,6 +247,55 @@ async fn throughput(proxy: u16, sink: u16, streams: usize, bytes: usize) -> f64 
     (streams * bytes) as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// The pids of a process tree (squid runs helpers).
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            all.extend(tree(c));
+        }
+    }
+    all
+}
+
+/// Every thread of every process of `pid`'s tree on `cpu` (util-linux's
+/// taskset; affinity is per thread).
+fn pin(pid: u32, cpu: usize) {
+    for p in tree(pid) {
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &p.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("taskset: could not pin {p} to CPU {cpu}");
+        }
+    }
+}
+
+/// User and system CPU seconds of a process tree so far.
+fn cpu_seconds(pid: u32) -> [f64; 2] {
+    // Clock ticks: 100 per second on every Linux this runs on.
+    const TICKS: f64 = 100.0;
+    tree(pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            // After the command name in parentheses: state is field 3,
+            // utime 14 and stime 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some([
+                f.get(11)?.parse::<f64>().ok()?,
+                f.get(12)?.parse::<f64>().ok()?,
+            ])
+        })
+        .fold([0.0, 0.0], |t, c| {
+            [t[0] + c[0] / TICKS, t[1] + c[1] / TICKS]
+        })
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -242,13 +311,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// RSS of a process and its children (squid runs helpers).
 fn rss_tree_kib(pid: u32) -> u64 {
-    let mut total = rss_kib(pid);
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            total += rss_tree_kib(c);
-        }
-    }
-    total
+    tree(pid).into_iter().map(rss_kib).sum()
 }
 
 async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
@@ -274,7 +337,21 @@ async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
 async fn main() {
     let echo = echo_origin().await;
     let sink = sink_origin().await;
-    let peers = [start_ours(&[echo, sink]), start_squid()];
+    let pinned = std::env::var("BENCH_PIN").map_or(true, |v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let server_cpu = pinned.then_some(1);
+    if pinned {
+        pin(std::process::id(), 0);
+        println!(
+            "pinned: each proxy on CPU 1, the clients and origins on CPU 0 (BENCH_PIN=0: unpinned)"
+        );
+    } else {
+        println!("unpinned: the proxies, the clients and the origins share every CPU");
+    }
+    let peers = [
+        start_ours(&[echo, sink], server_cpu),
+        start_squid(server_cpu),
+    ];
     let (_, direct, _) = rate(None, echo).await;
     println!(
         "direct to the origin: p50 {:.3} ms, p99 {:.3} ms",
@@ -294,13 +371,32 @@ async fn main() {
     let mut errors = [0usize, 0];
     let mut ones = [Vec::new(), Vec::new()];
     let mut hundreds = [Vec::new(), Vec::new()];
+    let mut cpus = [Vec::new(), Vec::new()];
+    let mut users = [Vec::new(), Vec::new()];
+    let mut bulk_cpu = [Vec::new(), Vec::new()];
+    let mut bulk100_cpu = [Vec::new(), Vec::new()];
     let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
     for round in 1..=rounds {
         let mut this = [[0.0; 3]; 2];
         for (i, peer) in peers.iter().enumerate() {
+            let cpu_before = cpu_seconds(peer.pid);
             let (per_s, lat, e) = rate(Some(peer.port), echo).await;
+            let tunnels = (per_s * RATE_SECONDS as f64).max(1.0);
+            let cpu_after = cpu_seconds(peer.pid);
+            let per = |k: usize| (cpu_after[k] - cpu_before[k]) * 1e6 / tunnels;
+            cpus[i].push(per(0) + per(1));
+            users[i].push(per(0));
+            let cpu_before = cpu_seconds(peer.pid);
             let one = throughput(peer.port, sink, 1, 256 << 20).await;
+            let cpu_after = cpu_seconds(peer.pid);
+            // CPU seconds per GB relayed (the 256 MiB of the one stream).
+            let gb = (256u64 << 20) as f64 / 1e9;
+            bulk_cpu[i].push((cpu_after[0] + cpu_after[1] - cpu_before[0] - cpu_before[1]) / gb);
+            let cpu_before = cpu_seconds(peer.pid);
             let hundred = throughput(peer.port, sink, 100, 2 << 20).await;
+            let cpu_after = cpu_seconds(peer.pid);
+            let gb = (100u64 * (2 << 20)) as f64 / 1e9;
+            bulk100_cpu[i].push((cpu_after[0] + cpu_after[1] - cpu_before[0] - cpu_before[1]) / gb);
             this[i] = [per_s, one, hundred];
             rates[i].push(per_s);
             ones[i].push(one);
@@ -348,7 +444,16 @@ async fn main() {
             hundred,
             idle
         );
-        rows.push((per_s, one, hundred, idle));
+        rows.push((
+            per_s,
+            one,
+            hundred,
+            idle,
+            median(&cpus[i]),
+            median(&users[i]),
+            median(&bulk_cpu[i]),
+            median(&bulk100_cpu[i]),
+        ));
     }
     let (o, s) = (rows[0], rows[1]);
     let range = |v: &[f64]| {
@@ -365,5 +470,22 @@ async fn main() {
         range(&ratios[2]),
         o.3,
         s.3
+    );
+    println!(
+        "CPU per tunnel (the proxy's own time over the rate rounds, medians): {:.0} us (user {:.0}) vs {:.0} us (user {:.0}): squid needs x{:.2} as much",
+        o.4,
+        o.5,
+        s.4,
+        s.5,
+        s.4 / o.4
+    );
+    println!(
+        "CPU per GB relayed (medians): one stream {:.2} s vs {:.2} s (squid needs x{:.2} as much), 100 streams {:.2} s vs {:.2} s (x{:.2})",
+        o.6,
+        s.6,
+        s.6 / o.6,
+        o.7,
+        s.7,
+        s.7 / o.7
     );
 }
