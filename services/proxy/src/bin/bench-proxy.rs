@@ -333,15 +333,31 @@ async fn idle_memory(peer: &Peer, origin: u16) -> f64 {
     (after.saturating_sub(before)) as f64 * 1024.0 / n as f64
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let echo = echo_origin().await;
-    let sink = sink_origin().await;
+fn main() {
     let pinned = std::env::var("BENCH_PIN").map_or(true, |v| v != "0")
         && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    // Pinned to one CPU, the load generator runs on one thread: two workers
+    // on one CPU would only add switches and cross-thread wake-ups to the
+    // side that must not be the bottleneck.
+    let runtime = if pinned {
+        pin(std::process::id(), 0);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    runtime.expect("tokio runtime").block_on(run(pinned));
+}
+
+async fn run(pinned: bool) {
+    let echo = echo_origin().await;
+    let sink = sink_origin().await;
     let server_cpu = pinned.then_some(1);
     if pinned {
-        pin(std::process::id(), 0);
         println!(
             "pinned: each proxy on CPU 1, the clients and origins on CPU 0 (BENCH_PIN=0: unpinned)"
         );
