@@ -75,10 +75,14 @@ bench-boot: image
 	$(CARGO) run --release --locked -p qemu-tests --bin bench-boot
 
 # The proxy against Debian's squid in the same run (tunnel rate, latency,
-# throughput, memory per idle tunnel), all on loopback.
+# throughput, memory per idle tunnel), all on loopback; then its request
+# parser under libFuzzer for BENCH_FUZZ_SECONDS (the issue asks the bench to
+# run the fuzz target for a bounded time; `make fuzz-proxy` runs it alone).
+BENCH_FUZZ_SECONDS ?= 30
 bench-proxy: deps
 	$(CARGO) build --release --locked -p gateway-proxy
 	ulimit -n 20000 && $(RELEASE)/bench-proxy
+	$(MAKE) fuzz-proxy FUZZ_SECONDS=$(BENCH_FUZZ_SECONDS)
 
 # The cache against nginx (proxy_cache) and squid, same run, loopback.
 bench-cache: deps
