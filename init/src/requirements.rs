@@ -11,6 +11,9 @@ pub const MIN_DISK_GIB: u64 = 4;
 /// The heading QGS shows above the warnings.
 pub const MISMATCH: &str =
     "Requirements mismatch : This appliance does not meet the minimal requirements and may not function correctly.";
+/// The line QGS closes the warnings with. The console's Info screen shows
+/// it, and the heading, around the warnings of [`warnings`].
+pub const REFER: &str = "Please refer to the CAMS setup instructions";
 
 /// Memory as the VM was given it: the kernel's total lacks what it keeps
 /// for itself, so it is rounded up to the 64 MiB steps hypervisors offer.
@@ -47,6 +50,29 @@ mod tests {
         // What a 256 MiB QEMU guest's MemTotal says.
         assert_eq!(installed_mib(226_000 << 10), 256);
         assert!(warnings(226_000 << 10, Some(40 << 30)).is_empty());
+    }
+
+    #[test]
+    fn the_heading_and_the_closing_line_are_word_for_word_qgs() {
+        // As the QGS user guide prints them under "Requirements mismatch";
+        // the console shows these, so a change here is a change there.
+        assert_eq!(
+            MISMATCH,
+            "Requirements mismatch : This appliance does not meet the minimal requirements and may not function correctly."
+        );
+        assert_eq!(REFER, "Please refer to the CAMS setup instructions");
+    }
+
+    #[test]
+    fn each_shortfall_alone_gives_its_own_line() {
+        assert_eq!(
+            warnings(512 << 20, Some(3 << 30)),
+            ["WARNING : Total disk space is 3 GB. Minimum disk space requirement of 4 GB is not matched"]
+        );
+        assert_eq!(
+            warnings(192 << 20, None),
+            ["WARNING : Found 192 MB installed memory. Minimum RAM requirement of 256 MB is not matched"]
+        );
     }
 
     #[test]

@@ -271,7 +271,8 @@ pub fn proxy_test_lines(r: &ProxyTestResult) -> Vec<String> {
     lines
 }
 
-/// One line per platform URL and what reaching it gave.
+/// One line per platform URL and what reaching it gave, then how many
+/// could not be reached.
 pub fn connectivity_lines(p: &PlatformStatus) -> Vec<String> {
     if p.connectivity.is_empty() {
         return vec![match &p.pod {
@@ -279,7 +280,8 @@ pub fn connectivity_lines(p: &PlatformStatus) -> Vec<String> {
             Some(_) => "Nothing was checked.".to_owned(),
         }];
     }
-    p.connectivity
+    let mut lines: Vec<String> = p
+        .connectivity
         .iter()
         .map(|c| {
             format!(
@@ -289,7 +291,23 @@ pub fn connectivity_lines(p: &PlatformStatus) -> Vec<String> {
                 c.result
             )
         })
-        .collect()
+        .collect();
+    let failed = p.connectivity.iter().filter(|c| !c.ok).count();
+    lines.push(String::new());
+    lines.push(match failed {
+        0 => "Every platform service is reachable.".to_owned(),
+        n => format!(
+            "{n} of {} platform services are not reachable.",
+            p.connectivity.len()
+        ),
+    });
+    lines
+}
+
+/// Whether a connectivity check leaves something to fix: a service not
+/// reachable, or nothing checked at all.
+fn connectivity_failed(p: &PlatformStatus) -> bool {
+    p.connectivity.is_empty() || p.connectivity.iter().any(|c| !c.ok)
 }
 
 /// What the Certificate screen says: what the CA is for, its fingerprint
@@ -757,7 +775,14 @@ impl State {
                         vec![format!("The unit {name} was asked to start again.")],
                         false,
                     ),
-                    Err(e) => message("Units", vec![e.to_string()], true),
+                    Err(e) => message(
+                        "Units",
+                        vec![
+                            format!("The unit {name} could not be restarted:"),
+                            e.to_string(),
+                        ],
+                        true,
+                    ),
                 };
                 self.stack.push(m);
                 return call(Purpose::Status, Request::Status);
@@ -779,9 +804,9 @@ impl State {
                 self.busy = None;
                 let screen = match decode::<PlatformStatus>(result) {
                     Ok(p) => {
-                        let lines = connectivity_lines(&p);
+                        let (lines, failed) = (connectivity_lines(&p), connectivity_failed(&p));
                         self.platform = Some(p);
-                        message("Connectivity", lines, false)
+                        message("Connectivity", lines, failed)
                     }
                     Err(e) => message("Connectivity", vec![e.to_string()], true),
                 };
@@ -799,23 +824,27 @@ impl State {
                 self.busy = None;
                 let screen = match decode::<PlatformStatus>(result) {
                     Ok(p) => {
+                        let given =
+                            |v: &Option<String>| v.clone().unwrap_or_else(|| "not given".into());
                         let lines = vec![
                             "The appliance is registered.".to_owned(),
-                            format!(
-                                "Appliance ID: {}",
-                                p.appliance_id.clone().unwrap_or_default()
-                            ),
-                            format!(
-                                "Appliance Name: {}",
-                                p.appliance_name.clone().unwrap_or_default()
-                            ),
+                            format!("Appliance ID   : {}", given(&p.appliance_id)),
+                            format!("Appliance Name : {}", given(&p.appliance_name)),
                         ];
                         self.platform = Some(p);
                         // The form goes: back to the main menu.
                         self.back();
                         message("Registration", lines, false)
                     }
-                    Err(e) => message("Registration", vec![e.to_string()], true),
+                    // Over the form, which keeps the code to correct it.
+                    Err(e) => message(
+                        "Registration",
+                        vec![
+                            "The appliance was not registered:".to_owned(),
+                            e.to_string(),
+                        ],
+                        true,
+                    ),
                 };
                 self.stack.push(screen);
             }

@@ -25,8 +25,12 @@ const SELECTED: Style = Style::new().bg(Color::Blue).fg(Color::White);
 const INPUT: Style = Style::new().bg(Color::Black).fg(Color::White);
 const DIM: Style = Style::new().bg(Color::Black).fg(Color::DarkGray);
 const ERROR: Style = Style::new().bg(Color::Gray).fg(Color::Red);
-/// The requirements message of QGS, word for word.
+/// The requirements message of QGS, word for word (init's
+/// `requirements::MISMATCH`; a test keeps the two equal).
 pub const REQUIREMENTS: &str = "Requirements mismatch : This appliance does not meet the minimal requirements and may not function correctly.";
+/// The line QGS closes the requirements warnings with (init's
+/// `requirements::REFER`).
+pub const REQUIREMENTS_REFER: &str = "Please refer to the CAMS setup instructions";
 
 /// Draws the whole screen.
 pub fn render(f: &mut Frame, state: &State) {
@@ -453,8 +457,6 @@ fn duration(s: u64) -> String {
     }
 }
 
-/// The Info screen's lines: what the status carries, then the requirements
-/// warnings in QGS's words.
 /// Info's platform rows: the connection in words ("Connected" or why
 /// not), the URL checked, the appliance ID and name.
 fn platform_rows(state: &State, pod: Option<&str>) -> (String, String, String, Option<String>) {
@@ -493,6 +495,8 @@ fn platform_rows(state: &State, pod: Option<&str>) -> (String, String, String, O
     )
 }
 
+/// The Info screen's lines: the requirements warnings in QGS's words when
+/// there are any, then what the status carries.
 pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
     let Some(s) = &state.status else {
         let why = state
@@ -529,11 +533,13 @@ pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
     let mut lines: Vec<Line> = Vec::new();
     // First, so they are seen without scrolling.
     if !s.warnings.is_empty() {
-        for l in wrap(REQUIREMENTS, width) {
-            lines.push(Line::styled(l, ERROR));
-        }
-        for w in &s.warnings {
-            for l in wrap(&format!("- {w}"), width) {
+        // As QGS lays it out: the heading, each warning as the appliance
+        // words it ("WARNING : ..."), then where to read more.
+        let message = std::iter::once(REQUIREMENTS)
+            .chain(s.warnings.iter().map(String::as_str))
+            .chain(std::iter::once(REQUIREMENTS_REFER));
+        for text in message {
+            for l in wrap(text, width) {
                 lines.push(Line::styled(l, ERROR));
             }
         }

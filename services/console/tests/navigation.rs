@@ -3,10 +3,14 @@
 
 mod common;
 
-use common::{capture, diagnostics, offer, press, report_created, sent, state};
+use common::{
+    capture, diagnostics, offer, press, report_created, sent, state, state_with_upstream,
+};
 use gateway_console::menu::{ConfirmKind, MenuId};
 use gateway_console::model::{Action, CaptureView, Purpose, Refusal, ReportView, Screen, State};
-use gateway_control::protocol::{ProxyTestResult, ProxyTestStep, SetResult};
+use gateway_control::protocol::{
+    Connectivity, PlatformStatus, ProxyTestResult, ProxyTestStep, SetResult,
+};
 use gateway_control::Request;
 
 fn set(pairs: &[(&str, &str)]) -> Request {
@@ -239,6 +243,254 @@ fn registration_checks_the_code_before_sending_it_and_connectivity_asks_for_a_ch
         sent(&a, &Purpose::Connectivity),
         Some(Request::Platform { check: true })
     );
+}
+
+#[test]
+fn a_registration_waits_for_its_answer_then_shows_the_id_or_the_refusal() {
+    const OPEN: &str = "enter";
+    let registered = || {
+        serde_json::to_value(PlatformStatus {
+            pod: Some("qg1.apps.qualys.com".into()),
+            registered: true,
+            appliance_id: Some("qgs-0001-5d2c9a4e".into()),
+            appliance_name: Some("branch-office-gw".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // Only lowercase letters, digits and dashes, not at either end: each
+    // wrong code keeps the form and sends nothing.
+    for bad in ["Bad-Code", "-abc", "abc-", "ab_c", "ab.c"] {
+        let mut s = state();
+        let a = press(&mut s, &format!(r#"{OPEN} "{bad}" enter"#));
+        assert!(a.is_empty(), "{bad:?} was sent");
+        let Screen::Form(f) = s.top() else {
+            panic!("{bad:?}: the form stays")
+        };
+        assert!(
+            f.fields[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("lowercase letters, digits and dashes")),
+            "{bad:?}: {:?}",
+            f.fields[0].error
+        );
+        assert!(s.busy.is_none());
+    }
+    // A good code: sent once, then the console waits and takes no key.
+    let mut s = state();
+    let a = press(&mut s, r#"enter "4f2a-77c1-qgs" enter"#);
+    assert_eq!(
+        a,
+        [Action::Call(
+            Purpose::Register,
+            Request::Register {
+                code: "4f2a-77c1-qgs".into()
+            }
+        )]
+    );
+    assert!(s.busy.as_deref().unwrap().starts_with("Registering"));
+    assert!(press(&mut s, "esc enter").is_empty(), "keys wait");
+    assert!(s.tick().is_empty(), "no refresh while it registers");
+    let waiting = s.clone();
+    // Registered: the ID and the name, and Info knows it; ENTER goes back
+    // to the main menu, the form gone.
+    s.answer(Purpose::Register, Ok(registered()));
+    assert!(s.busy.is_none());
+    let Screen::Message(m) = s.top() else {
+        panic!("the result")
+    };
+    assert!(!m.error, "{m:?}");
+    assert!(
+        m.lines.iter().any(|l| l.contains("qgs-0001-5d2c9a4e")),
+        "{m:?}"
+    );
+    assert!(
+        m.lines.iter().any(|l| l.contains("branch-office-gw")),
+        "{m:?}"
+    );
+    assert!(s.platform.as_ref().is_some_and(|p| p.registered));
+    press(&mut s, "enter");
+    assert_eq!(top_menu(&s), Some(MenuId::Main));
+    assert_eq!(s.stack.len(), 1);
+    // Refused by the platform: why, in words, over the form, which keeps
+    // the code for another try.
+    let mut s = waiting;
+    s.answer(
+        Purpose::Register,
+        Err(Refusal::new(
+            "registration refused by camspublic.qg1.apps.qualys.com (404): personalization code \"4f2a-77c1-qgs\" is not known to this platform",
+        )),
+    );
+    assert!(s.busy.is_none());
+    let Screen::Message(m) = s.top() else {
+        panic!("the refusal")
+    };
+    assert!(m.error);
+    assert_eq!(m.lines[0], "The appliance was not registered:");
+    assert!(
+        m.lines[1].contains("is not known to this platform"),
+        "{m:?}"
+    );
+    assert!(s.platform.is_none(), "nothing registered");
+    press(&mut s, "enter");
+    let Screen::Form(f) = s.top() else {
+        panic!("back on the form")
+    };
+    assert_eq!(f.fields[0].value, "4f2a-77c1-qgs");
+    // The same code again, as it is.
+    let a = press(&mut s, "enter");
+    assert_eq!(
+        sent(&a, &Purpose::Register),
+        Some(Request::Register {
+            code: "4f2a-77c1-qgs".into()
+        })
+    );
+}
+
+#[test]
+fn disable_ssh_sends_ssh_enabled_false_only_on_ok() {
+    const OPEN: &str = "down enter up up enter";
+    let enabled = || {
+        let mut s = state();
+        s.config.insert("ssh.enabled".into(), "true".into());
+        s
+    };
+    // The list opens on the current setting.
+    let mut s = enabled();
+    press(&mut s, OPEN);
+    let Screen::Choice(c) = s.top() else {
+        panic!("the SSH list")
+    };
+    assert_eq!(c.options[c.chosen], "Enabled");
+    // Marking Disabled and moving to OK send nothing; OK sends the setting.
+    assert!(press(&mut s, "down space tab").is_empty());
+    let a = press(&mut s, "enter");
+    assert_eq!(
+        a,
+        [Action::Call(
+            Purpose::Save,
+            set(&[("ssh.enabled", "false")])
+        )]
+    );
+    saved(&mut s, &["ssh.enabled"]);
+    press(&mut s, "enter");
+    assert_eq!(top_menu(&s), Some(MenuId::System));
+    // ENTER on the Disabled line takes it at once.
+    let mut s = enabled();
+    let a = press(&mut s, &format!("{OPEN} down enter"));
+    assert_eq!(
+        sent(&a, &Purpose::Save),
+        Some(set(&[("ssh.enabled", "false")]))
+    );
+    // Cancel, or Esc, after marking Disabled: nothing sent, SSH stays on.
+    let mut s = enabled();
+    assert!(press(&mut s, &format!("{OPEN} down space backtab enter")).is_empty());
+    assert_eq!(top_menu(&s), Some(MenuId::System));
+    let mut s = enabled();
+    assert!(press(&mut s, &format!("{OPEN} down space esc")).is_empty());
+    assert_eq!(top_menu(&s), Some(MenuId::System));
+}
+
+#[test]
+fn the_proxy_form_sends_host_port_user_and_password_together_on_ok() {
+    const OPEN: &str = "down enter enter down down enter";
+    let mut s = state();
+    // Typing and moving between the fields sends nothing.
+    let a = press(
+        &mut s,
+        &format!(r#"{OPEN} "proxy.corp.example.com" tab "3128" tab "agent" tab "s3cret-pass""#),
+    );
+    assert!(a.is_empty(), "{a:?}");
+    assert!(s.busy.is_none());
+    // OK: one set of exactly the three keys, host and port joined.
+    let a = press(&mut s, "tab enter");
+    assert_eq!(
+        a,
+        [Action::Call(
+            Purpose::Save,
+            set(&[
+                ("upstream.proxy", "proxy.corp.example.com:3128"),
+                ("upstream.user", "agent"),
+                ("upstream.password", "s3cret-pass"),
+            ])
+        )]
+    );
+    // A host without its port: the rule, nothing sent.
+    let mut s = state();
+    assert!(press(&mut s, &format!(r#"{OPEN} "proxy.corp.example.com" enter"#)).is_empty());
+    let Screen::Form(f) = s.top() else {
+        panic!("the form stays")
+    };
+    assert!(f.fields[1].error.as_deref().unwrap().contains("port"));
+    // A password already set and the field left empty: it is kept (not
+    // sent); the rest is.
+    let mut s = state_with_upstream();
+    let a = press(&mut s, &format!(r#"{OPEN} tab bs bs bs bs "8080" enter"#));
+    assert_eq!(
+        sent(&a, &Purpose::Save),
+        Some(set(&[
+            ("upstream.proxy", "proxy.corp.example.com:8080"),
+            ("upstream.user", "agent"),
+        ]))
+    );
+}
+
+#[test]
+fn a_connectivity_check_with_a_failure_is_shown_as_an_error() {
+    const OPEN: &str = "down down down enter up up up enter";
+    let checked = |host: &str, ok: bool, result: &str| Connectivity {
+        url: format!("https://{host}.qg1.apps.qualys.com/api/v1/health"),
+        ok,
+        result: result.into(),
+        checked_unix: 1_795_219_200,
+    };
+    let answer = |connectivity: Vec<Connectivity>, pod: Option<&str>| {
+        serde_json::to_value(PlatformStatus {
+            pod: pod.map(str::to_owned),
+            connectivity,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let all_ok = vec![
+        checked("qagpublic", true, "HTTP 200 OK"),
+        checked("camspm", true, "HTTP 200 OK"),
+    ];
+    let mut one_down = all_ok.clone();
+    one_down.push(checked("cask", false, "HTTP 503 Service Unavailable"));
+    for (connectivity, pod, error, last) in [
+        (
+            all_ok,
+            Some("qg1.apps.qualys.com"),
+            false,
+            "Every platform service is reachable.",
+        ),
+        (
+            one_down,
+            Some("qg1.apps.qualys.com"),
+            true,
+            "1 of 3 platform services are not reachable.",
+        ),
+        (
+            vec![],
+            None,
+            true,
+            "No POD suffix: set it in System > POD Suffix.",
+        ),
+    ] {
+        let mut s = state();
+        press(&mut s, OPEN);
+        s.answer(Purpose::Connectivity, Ok(answer(connectivity, pod)));
+        assert!(s.busy.is_none());
+        let Screen::Message(m) = s.top() else {
+            panic!("the result")
+        };
+        assert_eq!(m.error, error, "{m:?}");
+        assert_eq!(m.lines.last().map(String::as_str), Some(last), "{m:?}");
+        press(&mut s, "enter");
+        assert_eq!(top_menu(&s), Some(MenuId::Diagnostics));
+    }
 }
 
 #[test]

@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{capture, press, report_created, screen, state};
+use common::{capture, press, report_created, screen, state, state_with_upstream};
 use gateway_console::model::{Purpose, Refusal, State};
 use gateway_control::protocol::{
-    CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult, ProxyTestResult,
-    ProxyTestStep, SetResult, Stats, UnitStats,
+    Connectivity, CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult,
+    PlatformStatus, ProxyTestResult, ProxyTestStep, SetResult, Stats, UnitStats,
 };
 
 fn check(name: &str, state: &State) {
@@ -73,14 +73,7 @@ fn dns_proxy_pod_time_ssh() {
         "dns_form_error",
         &at(r#"down enter enter down enter "8.8.8""#),
     );
-    let mut s = state();
-    s.config.insert(
-        "upstream.proxy".into(),
-        "proxy.corp.example.com:3128".into(),
-    );
-    s.config.insert("upstream.user".into(), "agent".into());
-    s.config
-        .insert("upstream.password".into(), "********".into());
+    let mut s = state_with_upstream();
     press(&mut s, "down enter enter down down enter");
     check("proxy_form", &s);
     press(&mut s, r#"tab tab tab "secret""#);
@@ -98,6 +91,11 @@ fn dns_proxy_pod_time_ssh() {
         &at(r#"down enter down enter "qg1..qualys""#),
     );
     check("time_form", &at("down enter down down enter"));
+    // An NTP server that is no host name: the rule under the field.
+    check(
+        "time_form_error",
+        &at(r#"down enter down down enter "ntp..example""#),
+    );
     check("ssh", &at("down enter up up enter"));
 }
 
@@ -119,15 +117,25 @@ fn info() {
     });
     press(&mut s, "down down enter");
     check("info_registered", &s);
+    // The warnings exactly as init makes them, for a VM with 100 MiB of
+    // memory and a 2 GiB boot disk, so the snapshot follows init's words.
     let mut s = state();
-    s.status.as_mut().unwrap().warnings = vec![
-        "memory: 128 MiB, the appliance needs at least 256 MiB".into(),
-        "primary disk: 2.0 GiB, the appliance needs at least 8 GiB".into(),
-    ];
+    s.status.as_mut().unwrap().warnings =
+        gateway_init::requirements::warnings(100 << 20, Some(2 << 30));
+    assert_eq!(s.status.as_ref().unwrap().warnings.len(), 2);
     s.config
         .insert("platform.pod".into(), "qg1.apps.qualys.com".into());
     press(&mut s, "down down enter");
     check("info_requirements", &s);
+    // The heading and the closing line the console adds are init's (QGS's).
+    assert_eq!(
+        gateway_console::view::REQUIREMENTS,
+        gateway_init::requirements::MISMATCH
+    );
+    assert_eq!(
+        gateway_console::view::REQUIREMENTS_REFER,
+        gateway_init::requirements::REFER
+    );
     let mut s = gateway_console::model::State::new();
     s.status_error = Some("cannot reach the control socket /run/gateway/control.sock: No such file or directory (os error 2) (is this the appliance, and are you root?)".into());
     press(&mut s, "down down enter");
@@ -141,6 +149,22 @@ fn diagnostics() {
         "units_restart",
         &at("down down down enter enter down enter"),
     );
+    // Yes: restarted, or the refusal in words.
+    let mut s = at("down down down enter enter down enter left enter");
+    check("units_restart_waiting", &s);
+    s.answer(
+        Purpose::Restart("console-tty1".into()),
+        Ok(serde_json::json!({})),
+    );
+    check("units_restart_done", &s);
+    let mut s = at("down down down enter enter down enter left enter");
+    s.answer(
+        Purpose::Restart("console-tty1".into()),
+        Err(Refusal::new(
+            "unit console-tty1: its supervisor has stopped",
+        )),
+    );
+    check("units_restart_refused", &s);
     let mut s = at("down down down enter down enter enter");
     let lines: Vec<String> = (0..60)
         .rev()
@@ -222,6 +246,46 @@ fn diagnostics() {
     );
     check("ca", &s);
     check("connectivity", &at("down down down enter up up up enter"));
+    // Each service's result: reachable, and each way of not being so.
+    let mut s = at("down down down enter up up up enter");
+    let pod = "qg1.apps.qualys.com";
+    let checked = |host: &str, ok: bool, result: &str| Connectivity {
+        url: format!("https://{host}.{pod}/api/v1/health"),
+        ok,
+        result: result.into(),
+        checked_unix: 1_795_219_200,
+    };
+    let platform = PlatformStatus {
+        pod: Some(pod.into()),
+        connectivity: vec![
+            checked("qagpublic", true, "HTTP 200 OK"),
+            checked(
+                "camspublic",
+                false,
+                "DNS failure: camspublic.qg1.apps.qualys.com has no address",
+            ),
+            checked("camspm", false, "TCP refused by 64.39.104.113:443"),
+            checked(
+                "camsrepo",
+                false,
+                "TLS failure: invalid peer certificate: UnknownIssuer",
+            ),
+            checked("cask", false, "HTTP 503 Service Unavailable"),
+        ],
+        ..Default::default()
+    };
+    s.answer(
+        Purpose::Connectivity,
+        Ok(serde_json::to_value(&platform).unwrap()),
+    );
+    check("connectivity_result", &s);
+    // No POD suffix: nothing to check, and where to set it.
+    let mut s = at("down down down enter up up up enter");
+    s.answer(
+        Purpose::Connectivity,
+        Ok(serde_json::to_value(PlatformStatus::default()).unwrap()),
+    );
+    check("connectivity_no_pod", &s);
     // Diagnostics > Proxy: busy, then a step that failed.
     let mut s = at("down down down enter down down down enter");
     check("proxy_test", &s);
@@ -330,6 +394,13 @@ fn commands() {
     };
     s.answer(Purpose::Ping, Ok(serde_json::to_value(result).unwrap()));
     check("ping_result", &s);
+    // A name that does not resolve: the refusal in words.
+    let mut s = at(r#"up enter enter "nowhere.example.com" enter"#);
+    s.answer(
+        Purpose::Ping,
+        Err(Refusal::new("nowhere.example.com has no address")),
+    );
+    check("ping_error", &s);
     check("reboot", &at("up enter down enter"));
     check("shutdown", &at("up enter down down enter"));
     check("reset_appliance", &at("up enter up up enter"));
@@ -338,8 +409,39 @@ fn commands() {
 }
 
 #[test]
-fn messages() {
+fn registration() {
     check("registration", &at("enter"));
+    // Capitals: the rule under the field, nothing sent.
+    check("registration_error", &at(r#"enter "Bad-Code""#));
+    let mut s = state();
+    s.config
+        .insert("platform.pod".into(), "qg1.apps.qualys.com".into());
+    press(&mut s, r#"enter "4f2a-77c1-qgs" enter"#);
+    check("registration_waiting", &s);
+    let mut refused = s.clone();
+    s.answer(
+        Purpose::Register,
+        Ok(serde_json::to_value(PlatformStatus {
+            pod: Some("qg1.apps.qualys.com".into()),
+            registered: true,
+            appliance_id: Some("qgs-0001-5d2c9a4e".into()),
+            appliance_name: Some("branch-office-gw".into()),
+            ..Default::default()
+        })
+        .unwrap()),
+    );
+    check("registration_done", &s);
+    refused.answer(
+        Purpose::Register,
+        Err(Refusal::new(
+            "registration refused by camspublic.qg1.apps.qualys.com (404): personalization code \"4f2a-77c1-qgs\" is not known to this platform",
+        )),
+    );
+    check("registration_refused", &refused);
+}
+
+#[test]
+fn messages() {
     let mut s = at(r#"down enter enter down enter "10.0.2.3""#);
     press(&mut s, "enter");
     s.answer(

@@ -90,6 +90,20 @@ pub fn state() -> State {
     s
 }
 
+/// A console whose configuration has an upstream proxy with a user and a
+/// (masked) password already set.
+pub fn state_with_upstream() -> State {
+    let mut s = state();
+    s.config.insert(
+        "upstream.proxy".into(),
+        "proxy.corp.example.com:3128".into(),
+    );
+    s.config.insert("upstream.user".into(), "agent".into());
+    s.config
+        .insert("upstream.password".into(), "********".into());
+    s
+}
+
 /// Presses keys named by words: `down`, `enter`, `tab`, `esc`, `space`,
 /// `bs`, ... or `"text"` for each character of the text.
 pub fn press(state: &mut State, keys: &str) -> Vec<Action> {
