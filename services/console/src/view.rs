@@ -460,9 +460,16 @@ fn duration(s: u64) -> String {
 /// Info's platform rows: the connection in words ("Connected" or why
 /// not), the URL checked, the appliance ID and name.
 fn platform_rows(state: &State, pod: Option<&str>) -> (String, String, String, Option<String>) {
-    let url = pod.map_or("none (no POD suffix)".to_owned(), |p| {
-        format!("https://camspm.{p}/api/v1/health")
-    });
+    // The URL whose answer the status reports: once registered, the
+    // check-in the agent makes every interval (its path holds the
+    // appliance ID, too long for the row: the service and the word say
+    // it); before, the management service's health endpoint.
+    let registered = state.platform.as_ref().is_some_and(|p| p.registered);
+    let url = match pod {
+        None => "none (no POD suffix)".to_owned(),
+        Some(p) if registered => format!("https://camspm.{p} (check-in)"),
+        Some(p) => format!("https://camspm.{p}/api/v1/health"),
+    };
     let Some(p) = &state.platform else {
         return (
             "Not connected: the management agent does not answer".into(),
