@@ -128,6 +128,28 @@ fn time_of(t: SystemTime) -> time::OffsetDateTime {
 /// the first certificate, which is a CA allowed to sign certificates, and no
 /// certificate of the chain is expired or not yet valid at `now`.
 pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, CaError> {
+    check(chain_pem, key_pem, now, Window::Refuse).map(|(ca, _)| ca)
+}
+
+/// What a certificate outside its validity window does to [`check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Refused (installing: the administrator hears it at once).
+    Refuse,
+    /// Reported back, the CA made all the same (loading at start or
+    /// reload: see [`load`]).
+    Report,
+}
+
+/// [`validate`]'s checks; with [`Window::Report`] the validity-window
+/// errors come back beside the CA instead of refusing it.
+fn check(
+    chain_pem: &str,
+    key_pem: &str,
+    now: SystemTime,
+    window: Window,
+) -> Result<(Ca, Vec<CaError>), CaError> {
+    let mut outside = Vec::new();
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CaError::ChainPem(e.to_string()))?;
@@ -148,19 +170,25 @@ pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, C
             })?;
         let subject = cert.subject().to_string();
         let validity = cert.validity();
-        if validity.not_after.timestamp() < now_secs {
-            return Err(CaError::Expired {
+        let out_of_window = if validity.not_after.timestamp() < now_secs {
+            Some(CaError::Expired {
                 index: index + 1,
-                subject,
+                subject: subject.clone(),
                 not_after: validity.not_after.to_string(),
-            });
-        }
-        if validity.not_before.timestamp() > now_secs {
-            return Err(CaError::NotYetValid {
+            })
+        } else if validity.not_before.timestamp() > now_secs {
+            Some(CaError::NotYetValid {
                 index: index + 1,
-                subject,
+                subject: subject.clone(),
                 not_before: validity.not_before.to_string(),
-            });
+            })
+        } else {
+            None
+        };
+        match (out_of_window, window) {
+            (Some(e), Window::Refuse) => return Err(e),
+            (Some(e), Window::Report) => outside.push(e),
+            (None, _) => {}
         }
         if index > 0 {
             continue;
@@ -188,13 +216,14 @@ pub fn validate(chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, C
         .iter()
         .map(|c| pem_certificate(c.as_ref()))
         .collect::<String>();
-    Ok(Ca {
+    let ca = Ca {
         chain,
         chain_pem,
         issuer,
         fingerprint,
         subject: first_subject,
-    })
+    };
+    Ok((ca, outside))
 }
 
 /// A private key in PEM: PKCS#8, or SEC1 (`EC PRIVATE KEY`) and PKCS#1
@@ -372,13 +401,32 @@ pub fn load_or_generate(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
     }
 }
 
-/// The CA of `dir`, checked as [`validate`] does.
+/// The CA of `dir`, checked as [`validate`] does but for the validity
+/// window: a certificate expired or not yet valid is logged as a warning
+/// and the CA loaded all the same. Refusing it would stop the service at
+/// boot when the clock is behind (no RTC, NTP not yet synchronised) or when
+/// an installed customer CA has since expired, and init would mark the unit
+/// failed; the window is enforced when a CA is installed ([`install`]).
+/// A key that does not match, or a certificate that is not a CA, is still
+/// refused: nothing valid can be signed with them.
 pub fn load(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
+    let (ca, outside) = load_reporting(dir, now)?;
+    for e in outside {
+        tracing::warn!(
+            "the appliance CA in {}: {e}; loaded anyway (is the clock right? if not, the CA needs replacing: agents refuse certificates outside their validity)",
+            dir.display()
+        );
+    }
+    Ok(ca)
+}
+
+/// [`load`] with the validity-window errors returned instead of logged.
+fn load_reporting(dir: &Path, now: SystemTime) -> Result<(Ca, Vec<CaError>), CaError> {
     let chain_path = dir.join(CHAIN_FILE);
     let key_path = dir.join(KEY_FILE);
     let chain = std::fs::read_to_string(&chain_path).map_err(io_err(&chain_path))?;
     let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
-    validate(&chain, &key, now)
+    check(&chain, &key, now, Window::Report)
 }
 
 #[cfg(test)]
@@ -441,5 +489,80 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(install(dir.path(), &leaf, &k, now).is_err());
         assert!(!dir.path().join(KEY_FILE).exists(), "nothing written");
+    }
+
+    /// Writes `chain` and `key` as the CA files of `dir`, unchecked (what
+    /// a CA installed earlier looks like on disk).
+    fn put(dir: &Path, chain: &str, key: &str) {
+        std::fs::write(dir.join(CHAIN_FILE), chain).unwrap();
+        std::fs::write(dir.join(KEY_FILE), key).unwrap();
+    }
+
+    #[test]
+    fn a_ca_outside_its_validity_loads_with_a_warning() {
+        let now = SystemTime::now();
+        let key = KeyPair::generate().unwrap();
+        let k = key.serialize_pem();
+        let day = Duration::from_secs(86_400);
+        let dir = tempfile::tempdir().unwrap();
+        // Expired since (a customer CA not renewed).
+        let expired = ca_params(true, now - day).self_signed(&key).unwrap().pem();
+        put(dir.path(), &expired, &k);
+        let (ca, outside) = load_reporting(dir.path(), now).unwrap();
+        assert_eq!(outside.len(), 1);
+        assert!(
+            outside[0].to_string().contains("expired on"),
+            "{}",
+            outside[0]
+        );
+        assert!(load(dir.path(), now).is_ok());
+        assert!(load_or_generate(dir.path(), now).is_ok());
+        assert_eq!(
+            ca.fingerprint_hex(),
+            load(dir.path(), now).unwrap().fingerprint_hex()
+        );
+        // The clock behind at boot: the CA is not valid yet.
+        let generated_later = now + 3650 * day;
+        let (chain, gkey) = generate(generated_later).unwrap();
+        put(dir.path(), &chain, &gkey);
+        let (_, outside) = load_reporting(dir.path(), now).unwrap();
+        assert!(
+            matches!(&outside[..], [CaError::NotYetValid { index: 1, .. }]),
+            "{outside:?}"
+        );
+        assert!(load(dir.path(), now).is_ok());
+        // Within its window: nothing to say.
+        let (_, outside) = load_reporting(dir.path(), generated_later).unwrap();
+        assert!(outside.is_empty(), "{outside:?}");
+        // Installing still refuses both, and writes nothing.
+        let fresh = tempfile::tempdir().unwrap();
+        for (chain, key, needle) in [
+            (expired.as_str(), k.as_str(), "expired on"),
+            (chain.as_str(), gkey.as_str(), "is not valid before"),
+        ] {
+            let err = install(fresh.path(), chain, key, now)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(!fresh.path().join(CHAIN_FILE).exists());
+        }
+    }
+
+    #[test]
+    fn loading_still_refuses_a_wrong_key_or_a_certificate_that_is_no_ca() {
+        let now = SystemTime::now();
+        let key = KeyPair::generate().unwrap();
+        let other = KeyPair::generate().unwrap();
+        let day = Duration::from_secs(86_400);
+        let dir = tempfile::tempdir().unwrap();
+        // Expired too: the window warns, the mismatch refuses.
+        for not_after in [now + day, now - day] {
+            let ca = ca_params(true, not_after).self_signed(&key).unwrap().pem();
+            put(dir.path(), &ca, &other.serialize_pem());
+            assert!(matches!(load(dir.path(), now), Err(CaError::KeyMismatch)));
+            let leaf = ca_params(false, not_after).self_signed(&key).unwrap().pem();
+            put(dir.path(), &leaf, &key.serialize_pem());
+            assert!(matches!(load(dir.path(), now), Err(CaError::NotCa { .. })));
+        }
     }
 }

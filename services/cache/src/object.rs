@@ -20,6 +20,33 @@ use tokio::sync::watch;
 /// a reader copies out of one while the fill appends to another).
 pub const SEGMENT: usize = 256 * 1024;
 
+/// The first reservation of a segment that grows (bytes beyond the known
+/// length), doubled from there.
+const MIN_GROWTH: usize = 4096;
+
+/// The store's bookkeeping of one object besides its key copies: the
+/// index's and the LRU list's entries, the `Arc`'s counts, the watch
+/// channels, allocator rounding. An estimate, on the high side.
+const INDEX_ENTRY: usize = 512;
+
+fn segments_for(length: u64) -> usize {
+    length.div_ceil(SEGMENT as u64) as usize
+}
+
+/// Heap bytes of a [`Meta`] (its strings and vectors).
+fn meta_capacity(m: &Meta) -> usize {
+    let pair = std::mem::size_of::<(String, String)>();
+    m.key.capacity()
+        + m.reason.capacity()
+        + m.headers.capacity() * pair
+        + m.headers
+            .iter()
+            .map(|(n, v)| n.capacity() + v.capacity())
+            .sum::<usize>()
+        + m.vary.capacity() * std::mem::size_of::<String>()
+        + m.vary.iter().map(String::capacity).sum::<usize>()
+}
+
 /// The response metadata a stored object is served with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
@@ -152,6 +179,9 @@ pub struct Object {
     pub verified_mtime: AtomicU64,
     /// LRU position (a tick of the store's clock).
     pub tick: AtomicU64,
+    /// The bytes the store counted for this object when it was indexed
+    /// ([`Object::footprint`] then), taken off again when it leaves.
+    pub accounted: AtomicU64,
     /// A revalidation under way: its outcome (`true`: the stored copy may
     /// be served) for the requests that arrive meanwhile.
     revalidation: Mutex<Option<watch::Receiver<Option<bool>>>>,
@@ -208,6 +238,7 @@ impl Object {
             verified: AtomicBool::new(true),
             verified_mtime: AtomicU64::new(0),
             tick: AtomicU64::new(0),
+            accounted: AtomicU64::new(0),
             revalidation: Mutex::new(None),
         })
     }
@@ -264,19 +295,44 @@ impl Object {
     }
 
     /// Appends bytes the origin sent (the fill task only).
+    ///
+    /// A memory segment is reserved for what the object still needs (its
+    /// known length less what the earlier segments hold, at most a segment):
+    /// reserving a whole segment for every object made a 2 KB manifest hold
+    /// 256 KiB, a hundred times what the store accounts for it, so many small
+    /// objects could take the unit past its cgroup's memory limit. Bytes
+    /// beyond the known length (none known: 0) grow the segment geometrically,
+    /// never past a segment.
     pub fn append(&self, data: &[u8], filled: u64) -> std::io::Result<()> {
         match &self.body {
             Body::Memory(segments) => {
+                let length = self.length();
                 let mut segs = segments
                     .write()
                     .map_err(|_| std::io::Error::other("poisoned"))?;
+                if segs.is_empty() {
+                    // The list of segments too, exactly: it is accounted.
+                    segs.reserve_exact(segments_for(length));
+                }
                 let mut rest = data;
                 while !rest.is_empty() {
                     if segs.last().is_none_or(|s| s.len() == SEGMENT) {
-                        segs.push(Vec::with_capacity(SEGMENT));
+                        // Every earlier segment is full: this one starts here.
+                        let at = (segs.len() as u64).saturating_mul(SEGMENT as u64);
+                        let needed = length.saturating_sub(at).min(SEGMENT as u64) as usize;
+                        segs.push(Vec::with_capacity(needed));
                     }
                     let Some(last) = segs.last_mut() else { break };
                     let take = (SEGMENT - last.len()).min(rest.len());
+                    if last.capacity() - last.len() < take {
+                        // Never past a segment (the readers' indexing assumes
+                        // full segments of SEGMENT bytes), at least what this
+                        // append needs (take <= SEGMENT - len).
+                        let want = (last.len() + take)
+                            .max(last.capacity().saturating_mul(2))
+                            .clamp(MIN_GROWTH, SEGMENT);
+                        last.reserve_exact(want - last.len());
+                    }
                     last.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                 }
@@ -289,6 +345,40 @@ impl Object {
         self.progress
             .send_replace(Progress::Filling(filled + data.len() as u64));
         Ok(())
+    }
+
+    /// The heap bytes the object holds now: its memory segments' capacity
+    /// (disk bodies are in files), its metadata's and the object itself.
+    pub fn capacity(&self) -> u64 {
+        let body = match &self.body {
+            Body::Memory(segments) => segments
+                .read()
+                .map(|s| {
+                    s.capacity() * std::mem::size_of::<Vec<u8>>()
+                        + s.iter().map(Vec::capacity).sum::<usize>()
+                })
+                .unwrap_or(0),
+            Body::File(_) => 0,
+        };
+        let meta = self.meta.lock().map(|m| meta_capacity(&m)).unwrap_or(0);
+        (body + meta + std::mem::size_of::<Object>()) as u64
+    }
+
+    /// What the store counts against a tier's budget for this object. Disk:
+    /// the body's length (the file). Memory: what [`Object::capacity`] is
+    /// once the fill is complete (the segments reserve exactly the length),
+    /// plus the store's own entries for it (the key in the index and the
+    /// LRU list, their nodes): a small object costs far more than its body.
+    pub fn footprint(&self) -> u64 {
+        let m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        match self.tier {
+            Tier::Disk => m.length,
+            Tier::Memory => {
+                let segs = segments_for(m.length) * std::mem::size_of::<Vec<u8>>();
+                let index = 2 * m.key.len() + INDEX_ENTRY;
+                m.length + (segs + meta_capacity(&m) + std::mem::size_of::<Object>() + index) as u64
+            }
+        }
     }
 
     pub fn finish(&self, result: Progress) {
@@ -442,6 +532,43 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    /// The body segments' capacity.
+    fn body_capacity(o: &Object) -> usize {
+        match &o.body {
+            Body::Memory(s) => s.read().unwrap().iter().map(Vec::capacity).sum(),
+            Body::File(_) => 0,
+        }
+    }
+
+    #[test]
+    fn a_segment_holds_what_the_object_needs() {
+        // Known length: exactly it, however the bytes come.
+        let o = Object::new(
+            meta(2048),
+            Body::Memory(RwLock::new(Vec::new())),
+            Tier::Memory,
+        );
+        o.append(&[1; 100], 0).unwrap();
+        o.append(&[2; 1948], 100).unwrap();
+        assert_eq!(body_capacity(&o), 2048);
+        // More than the length said (none known): geometric growth, so
+        // the capacity stays within twice the bytes and a segment.
+        let o = Object::new(meta(0), Body::Memory(RwLock::new(Vec::new())), Tier::Memory);
+        o.append(&[1; 10], 0).unwrap();
+        assert!(body_capacity(&o) <= 4096, "{}", body_capacity(&o));
+        let mut at = 10;
+        for _ in 0..100 {
+            o.append(&[3; 3000], at).unwrap();
+            at += 3000;
+        }
+        let cap = body_capacity(&o);
+        assert!(
+            cap >= at as usize && cap <= 2 * at as usize,
+            "{cap} for {at}"
+        );
+        assert!(o.capacity() >= cap as u64);
     }
 
     #[tokio::test]

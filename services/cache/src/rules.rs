@@ -131,6 +131,23 @@ pub fn wants_revalidation(fields: &Fields) -> bool {
         || header(fields, "pragma").is_some_and(|v| v.eq_ignore_ascii_case(b"no-cache"))
 }
 
+/// Whether a stored response may be served when the origin could not be
+/// asked to revalidate it (RFC 9111 section 4.2.4 and 5.2.2): never when it
+/// carries `no-cache` (no use without a successful validation), and not
+/// once it is stale when it carries `must-revalidate`, `proxy-revalidate`
+/// (it addresses shared caches: this one) or `s-maxage` (which implies
+/// `proxy-revalidate` for a shared cache, section 5.2.2.10). The caller
+/// answers 504 instead.
+pub fn may_serve_unvalidated(stored: &Fields, stale: bool) -> bool {
+    if has_directive(stored, "no-cache") {
+        return false;
+    }
+    !(stale
+        && ["must-revalidate", "proxy-revalidate", "s-maxage"]
+            .iter()
+            .any(|d| has_directive(stored, d)))
+}
+
 /// Request fields that describe this client's view of the object, not the
 /// object: left out of the request that fills the shared object.
 pub const PER_CLIENT: [&str; 6] = [
@@ -406,6 +423,27 @@ mod tests {
                 classify_request(m, &fields),
                 RequestClass::PassThrough(_)
             ));
+        }
+    }
+
+    #[test]
+    fn what_may_be_served_when_the_origin_is_down() {
+        for cc in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+            "Must-Revalidate",
+        ] {
+            let fields = f(&[("Cache-Control", cc)]);
+            assert!(!may_serve_unvalidated(&fields, true), "{cc}");
+            // Fresh (a client asked for the revalidation): still usable.
+            assert!(may_serve_unvalidated(&fields, false), "{cc}");
+        }
+        let no_cache = f(&[("Cache-Control", "no-cache")]);
+        assert!(!may_serve_unvalidated(&no_cache, true));
+        assert!(!may_serve_unvalidated(&no_cache, false));
+        for fields in [f(&[("Cache-Control", "max-age=60")]), f(&[])] {
+            assert!(may_serve_unvalidated(&fields, true));
         }
     }
 

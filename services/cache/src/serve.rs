@@ -434,7 +434,9 @@ fn end_to_end(fields: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
 
 /// A stale object: asked again with its validators. 304 refreshes it; a
 /// storable 200 replaces it; anything else is relayed and the old object
-/// dropped. When the origin cannot be reached, the stale object is served.
+/// dropped. When the origin cannot be reached, the stale object is served,
+/// unless its `Cache-Control` forbids it (`no-cache`, and once stale
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage`): 504 then.
 async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
     head: &RequestHead,
@@ -454,6 +456,32 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     let resp = match fetch::exchange(origin, head, Ask::Shared(&extra), &svc.config).await {
         Ok(r) => r,
         Err(e) => {
+            let stored: Vec<(String, Vec<u8>)> = meta
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+                .collect();
+            let stale = !meta.is_fresh(SystemTime::now());
+            if !rules::may_serve_unvalidated(&stored, stale) {
+                // RFC 9111 section 4.2.4: must-revalidate and its kin
+                // forbid a stale answer; the object stays for the next
+                // request to revalidate. Dropping the lead sends the
+                // waiters to look again (and ask the origin themselves).
+                tracing::info!(
+                    "revalidate {}: {}; its Cache-Control forbids serving it unvalidated: 504",
+                    rules::loggable(&meta.key),
+                    e.why
+                );
+                drop(lead);
+                let e = FetchError {
+                    status: 504,
+                    why: format!(
+                        "{}; the stored copy may not be served without revalidation (Cache-Control)",
+                        e.why
+                    ),
+                };
+                return (error_answer(client, svc, origin, e).await, Next::Close);
+            }
             tracing::info!(
                 "revalidate {}: {}; serving the stored copy",
                 rules::loggable(&meta.key),
@@ -489,7 +517,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A 304 from the origin: new freshness, and the validators and caching
 /// fields it sent replace the stored ones (RFC 9111 section 4.3.4).
-fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
+fn refresh(o: &Arc<Object>, fields: &[(String, Vec<u8>)], svc: &Service) {
     let now = SystemTime::now();
     let updated = {
         let Ok(mut m) = o.meta.lock() else { return };
@@ -505,6 +533,8 @@ fn refresh(o: &Object, fields: &[(String, Vec<u8>)], svc: &Service) {
         m.fresh_until = epoch_secs(now + rules::freshness(&all, now));
         m.clone()
     };
+    // Its fields changed size: the memory tier counts them.
+    svc.store.reaccount(&updated.key, o);
     if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
         if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
             if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {

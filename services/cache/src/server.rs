@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::fetch::Origin;
-use crate::leaf::Leaves;
+use crate::leaf::{Leaves, MinVersion};
 use crate::prefixed::Prefixed;
 use crate::serve::serve_request;
 use crate::settings::CacheConfig;
@@ -66,6 +66,10 @@ pub enum Next {
 
 async fn handle(mut client: TcpStream, peer: SocketAddr, svc: &Service) {
     let _ = client.set_nodelay(true);
+    // The proxy's counters (connections, unique clients) count every
+    // connection, as on the proxy's port; the cache's active agents are
+    // recorded below, once the client is allowed and asks for a proxy
+    // request.
     svc.stats.client_seen(peer.ip());
     let mut started = Instant::now();
     if let Decision::Deny(r) = svc.config.proxy.policy.check_client(peer.ip()) {
@@ -89,11 +93,19 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, svc: &Service) {
     }
     let mut buf = Vec::with_capacity(1024);
     let mut n = 1u32;
+    let mut agent = false;
     loop {
         let Some(head) = next_request(&mut client, &mut buf, peer, n, &mut started, svc).await
         else {
             break;
         };
+        // An active agent is an allowed client using the cache as a proxy:
+        // not a request to the cache itself (origin form: the health check
+        // and `GET /stats`, from the appliance or a monitor).
+        if !agent && !matches!(head.target, Target::Origin { .. }) {
+            svc.cache_stats.agent_seen(peer.ip());
+            agent = true;
+        }
         let method = head.method.clone();
         let next = match &head.target {
             Target::Origin { path } => {
@@ -272,7 +284,7 @@ async fn connect_request(
     let tls = match tokio::time::timeout(p.head_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            let why = handshake_failure(&e);
+            let why = handshake_failure(&e, svc.config.min_version);
             tracing::info!("client {}: TLS for {dest}: {why}", peer.ip());
             log(
                 peer,
@@ -297,24 +309,48 @@ async fn connect_request(
     intercepted(tls, peer, &origin, svc).await;
 }
 
-/// A handshake failure in words; an old client gets the reason spelled out.
-fn handshake_failure(e: &std::io::Error) -> String {
+/// A handshake failure in words; a client refused for its TLS versions
+/// gets the reason spelled out. Matched on the error rustls returned (the
+/// `io::Error` carries it), not on its text: rustls 0.23 says
+/// `Tls12NotOffered` to a TLS 1.0/1.1 ClientHello that carries
+/// signature_algorithms, which no text match of the older names caught.
+fn handshake_failure(e: &std::io::Error, min: MinVersion) -> String {
+    use rustls::PeerIncompatible as P;
     let text = e.to_string();
-    // What rustls says to a ClientHello of TLS 1.0 or 1.1: no
-    // supported_versions extension (1.3) and no signature_algorithms (1.2).
-    let old = [
-        "SupportedVersionsExtensionRequired",
-        "SignatureAlgorithmsExtensionRequired",
-        "ProtocolVersion",
-    ]
-    .iter()
-    .any(|m| text.contains(m));
-    if old {
-        format!(
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return text;
+    };
+    match (tls, min) {
+        // No TLS 1.3 offered by a client whose ClientHello is 1.2 (no
+        // supported_versions), or whose supported_versions stop at 1.2.
+        (
+            rustls::Error::PeerIncompatible(
+                P::SupportedVersionsExtensionRequired | P::Tls12NotOfferedOrEnabled,
+            ),
+            MinVersion::Tls13,
+        ) => format!(
+            "{text}: TLS 1.2 refused: tls.min_version is 1.3 (the client offers TLS 1.2 at most)"
+        ),
+        // What rustls says to a ClientHello of TLS 1.0 or 1.1: its version
+        // below 1.2 (`Tls12NotOffered`), supported_versions without 1.2 or
+        // 1.3, no signature_algorithms (a TLS 1.0/1.1 hello has none); or
+        // the client's own protocol_version alert.
+        (
+            rustls::Error::PeerIncompatible(
+                P::Tls12NotOffered
+                | P::Tls12NotOfferedOrEnabled
+                | P::SignatureAlgorithmsExtensionRequired
+                | P::SupportedVersionsExtensionRequired,
+            )
+            | rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+            _,
+        ) => format!(
             "{text}: the client offers no TLS version this service speaks; TLS 1.0 and 1.1 are refused because rustls does not implement them (they are deprecated by RFC 8996)"
-        )
-    } else {
-        text
+        ),
+        _ => text,
     }
 }
 
@@ -404,18 +440,58 @@ mod tests {
 
     #[test]
     fn an_old_client_is_told_why() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let old = "TLS 1.0 and 1.1 are refused because rustls does not implement them";
         for e in [
             rustls::PeerIncompatible::SignatureAlgorithmsExtensionRequired,
             rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+            // A TLS 1.1 ClientHello with signature_algorithms (rustls 0.23).
+            rustls::PeerIncompatible::Tls12NotOffered,
+            rustls::PeerIncompatible::Tls12NotOfferedOrEnabled,
+        ] {
+            let why = handshake_failure(&io(rustls::Error::PeerIncompatible(e)), MinVersion::Tls12);
+            assert!(why.contains(old), "{why}");
+        }
+        // The same refusal as rustls wraps it through tokio-rustls, kind Other.
+        let other_kind = std::io::Error::other(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ));
+        assert!(handshake_failure(&other_kind, MinVersion::Tls12).contains(old));
+        // A TLS 1.1 client is an old one with a 1.3 minimum too.
+        let why = handshake_failure(
+            &io(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls12NotOffered,
+            )),
+            MinVersion::Tls13,
+        );
+        assert!(why.contains(old), "{why}");
+        let other = std::io::Error::other("connection reset");
+        assert_eq!(
+            handshake_failure(&other, MinVersion::Tls12),
+            "connection reset"
+        );
+        let unrelated = io(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::NoCipherSuitesInCommon,
+        ));
+        assert!(!handshake_failure(&unrelated, MinVersion::Tls12).contains("TLS 1."));
+    }
+
+    #[test]
+    fn a_tls_1_2_client_is_told_about_the_minimum() {
+        for e in [
+            rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+            rustls::PeerIncompatible::Tls12NotOfferedOrEnabled,
         ] {
             let e = std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 rustls::Error::PeerIncompatible(e),
             );
-            assert!(handshake_failure(&e)
-                .contains("TLS 1.0 and 1.1 are refused because rustls does not implement them"));
+            let why = handshake_failure(&e, MinVersion::Tls13);
+            assert!(
+                why.contains("TLS 1.2 refused: tls.min_version is 1.3"),
+                "{why}"
+            );
+            assert!(!why.contains("TLS 1.0 and 1.1"), "{why}");
         }
-        let other = std::io::Error::other("connection reset");
-        assert_eq!(handshake_failure(&other), "connection reset");
     }
 }

@@ -3,7 +3,13 @@
 //! counters (connections, unique clients in the last hour, refusals) and the
 //! tiers' sizes, the JSON `GET /stats` answers, as the proxy's does.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use gateway_proxy::stats::CLIENT_WINDOW;
 
 use crate::store::TierCounts;
 
@@ -17,6 +23,11 @@ pub struct CacheStats {
     bytes_from_origin: AtomicU64,
     /// Requests served from an origin fetch started by another request.
     collapsed: AtomicU64,
+    /// Agents (clients allowed by the policy that sent a proxy request)
+    /// and when each was last seen. The proxy's own unique clients count
+    /// every connection, refused ones and the appliance's health probes
+    /// included: not what "active agents" means.
+    agents: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 /// What a request was, for the counters.
@@ -42,6 +53,29 @@ impl CacheStats {
             Served::Passed => &self.passed,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An agent used the cache (see [`CacheStats::agents`]).
+    pub fn agent_seen(&self, ip: IpAddr) {
+        self.agent_seen_at(ip, Instant::now());
+    }
+
+    pub fn agent_seen_at(&self, ip: IpAddr, now: Instant) {
+        if let Ok(mut a) = self.agents.lock() {
+            a.insert(ip, now);
+        }
+    }
+
+    /// Agents seen within [`CLIENT_WINDOW`] of `now` (the others are
+    /// forgotten).
+    pub fn active_agents(&self, now: Instant) -> usize {
+        self.agents
+            .lock()
+            .map(|mut a| {
+                a.retain(|_, seen| now.saturating_duration_since(*seen) < CLIENT_WINDOW);
+                a.len()
+            })
+            .unwrap_or(0)
     }
 
     /// Body bytes a client got from a stored object.
@@ -75,8 +109,26 @@ impl CacheStats {
             tiers.memory_bytes,
             tiers.disk_objects,
             tiers.disk_bytes,
-            proxy.unique_clients,
+            self.active_agents(Instant::now()),
             proxy.to_json(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn active_agents_age_out_after_an_hour() {
+        let s = CacheStats::default();
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        s.agent_seen_at(a, t0);
+        s.agent_seen_at(a, t0);
+        s.agent_seen_at(b, t0 + Duration::from_secs(1800));
+        assert_eq!(s.active_agents(t0 + Duration::from_secs(1800)), 2);
+        assert_eq!(s.active_agents(t0 + Duration::from_secs(3700)), 1);
     }
 }

@@ -142,8 +142,16 @@ impl Index {
             }
         }
         self.lru.remove(&o.tick.load(Ordering::Relaxed));
-        self.account(o.tier, o.length(), false);
+        self.account(o.tier, o.accounted.load(Ordering::Relaxed), false);
         Some(o)
+    }
+
+    /// Counts `o` in its tier at its footprint (noted in `o`, so that what
+    /// goes out when it leaves is what came in).
+    fn add(&mut self, o: &Object) {
+        let bytes = o.footprint();
+        o.accounted.store(bytes, Ordering::Relaxed);
+        self.account(o.tier, bytes, true);
     }
 }
 
@@ -174,7 +182,7 @@ impl Store {
             ix.add_variant(&key, &l.meta.vary);
             let body = Body::File(DiskBody::stored(l.data));
             let o = Object::complete(l.meta, body, Tier::Disk, l.sha256);
-            ix.account(Tier::Disk, o.length(), true);
+            ix.add(&o);
             ix.touch(&key, &o);
             ix.objects.insert(key, o);
         }
@@ -239,6 +247,9 @@ impl Store {
 
     /// Stores `o` under `key` (replacing what was there) and evicts the
     /// least recently used complete objects of its tier beyond the budget.
+    /// A memory object counts at its [`Object::footprint`]: body, metadata
+    /// and the index's entries, so a budget of small objects is what they
+    /// really hold, not only their bodies.
     pub fn insert(&self, key: &str, o: Arc<Object>) {
         let mut evicted = Vec::new();
         {
@@ -249,7 +260,7 @@ impl Store {
                 evicted.push((key.to_owned(), old));
             }
             ix.add_variant(key, &o.meta().vary);
-            ix.account(o.tier, o.length(), true);
+            ix.add(&o);
             ix.touch(key, &o);
             ix.objects.insert(key.to_owned(), o.clone());
             let budget = match o.tier {
@@ -308,6 +319,17 @@ impl Store {
         }
     }
 
+    /// `o`'s metadata changed (a 304 replaced fields): counts it again,
+    /// if it is still the object of `key`.
+    pub fn reaccount(&self, key: &str, o: &Arc<Object>) {
+        let mut ix = self.lock();
+        if ix.objects.get(key).is_some_and(|cur| Arc::ptr_eq(cur, o)) {
+            let old = o.accounted.load(Ordering::Relaxed);
+            ix.account(o.tier, old, false);
+            ix.add(o);
+        }
+    }
+
     pub fn counts(&self) -> TierCounts {
         let ix = self.lock();
         TierCounts {
@@ -322,7 +344,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::{Meta, Progress};
+    use crate::object::{Meta, Progress, SEGMENT};
 
     fn object(key: &str, len: u64) -> Arc<Object> {
         let meta = Meta {
@@ -388,7 +410,11 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_goes_first() {
-        let store = Store::new(1000, None);
+        // Room for three objects of 300 bytes with their overhead, not four.
+        let each = object("GET a", 300).footprint();
+        assert!(each > 300, "the metadata and index entries count too");
+        let budget = 3 * each + each / 2;
+        let store = Store::new(budget, None);
         for k in ["GET a", "GET b", "GET c"] {
             store.insert(k, object(k, 300));
         }
@@ -397,8 +423,93 @@ mod tests {
         store.insert("GET d", object("GET d", 300));
         assert!(matches!(store.lookup("GET b", &[]), Lookup::Fill(_)));
         assert!(matches!(store.lookup("GET a", &[]), Lookup::Found(_)));
-        assert_eq!(store.counts().memory_bytes, 900);
-        assert_eq!(store.tier_for(500), Some(Tier::Memory));
-        assert_eq!(store.tier_for(501), None);
+        assert_eq!(store.counts().memory_bytes, 3 * each);
+        assert_eq!(store.counts().memory_objects, 3);
+        assert_eq!(store.tier_for(budget / 2), Some(Tier::Memory));
+        assert_eq!(store.tier_for(budget / 2 + 1), None);
+    }
+
+    /// A filled memory object as a fill makes it: origin-like fields, the
+    /// body appended in pieces as they come off the network.
+    fn filled(key: &str, len: usize) -> Arc<Object> {
+        let headers = [
+            ("Cache-Control", "max-age=3600"),
+            ("Content-Type", "application/json"),
+            ("ETag", "\"5f2a-1c9e8b3d\""),
+            ("Last-Modified", "Sun, 01 Nov 2026 00:00:00 GMT"),
+            ("Date", "Sun, 22 Nov 2026 10:00:00 GMT"),
+        ];
+        let meta = Meta {
+            key: key.into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            length: len as u64,
+            fresh_until: 0,
+            vary: vec![],
+        };
+        let o = Object::new(meta, Store::memory_body(), Tier::Memory);
+        let body = vec![7u8; len];
+        let mut at = 0;
+        for piece in body.chunks(1460) {
+            o.append(piece, at).unwrap();
+            at += piece.len() as u64;
+        }
+        o.finish(Progress::Complete);
+        o
+    }
+
+    #[test]
+    fn small_objects_are_accounted_at_what_they_hold() {
+        // 2,000 manifests of 2 KB under a 1 MiB budget: the store keeps as
+        // many as fit, and what they really hold stays within the budget
+        // (a whole 256 KiB segment per object once made them hold 100
+        // times their accounted size).
+        let budget = 1 << 20;
+        let store = Store::new(budget, None);
+        let mut kept = Vec::new();
+        for i in 0..2000 {
+            let key = format!("GET https://updates.example.com/manifests/{i}.json");
+            let o = filled(&key, 2048);
+            store.insert(&key, o.clone());
+            kept.push((key, o));
+        }
+        let counts = store.counts();
+        let held: u64 = kept
+            .iter()
+            .filter(|(k, _)| matches!(store.lookup(k, &[]), Lookup::Found(_)))
+            .map(|(_, o)| o.capacity())
+            .sum();
+        assert!(counts.memory_objects > 100, "{counts:?}");
+        assert!(counts.memory_bytes <= budget, "{counts:?}");
+        // Accounted at least what is held, and not far above it.
+        assert!(held <= counts.memory_bytes, "held {held}, {counts:?}");
+        assert!(
+            counts.memory_bytes <= held * 3 / 2,
+            "held {held}, {counts:?}"
+        );
+        // One object: accounted before its fill at what it holds after.
+        let o = filled("GET x", 2048);
+        assert!(
+            o.capacity() <= o.footprint(),
+            "{} {}",
+            o.capacity(),
+            o.footprint()
+        );
+        assert!(o.capacity() >= 2048);
+        assert!(o.footprint() < 2 * 2048, "{}", o.footprint());
+    }
+
+    #[test]
+    fn a_large_memory_object_reserves_its_length() {
+        // Segments of 256 KiB and a last one of just the rest.
+        let len = SEGMENT * 3 + 1000;
+        let o = filled("GET big", len);
+        let cap = o.capacity();
+        assert!(cap >= len as u64 && cap <= o.footprint(), "{cap}");
+        assert!(cap < len as u64 + 4096, "{cap}");
     }
 }

@@ -343,3 +343,128 @@ fn concurrent_requests_for_a_stale_object_make_one_conditional_request() {
     }
     assert_eq!(w.origin.hits("/m"), 2);
 }
+
+#[test]
+fn a_stale_copy_is_served_when_the_origin_is_down_unless_it_must_revalidate() {
+    let mut w = World::new();
+    w.start_cache("");
+    // Fresh for a second, then stale; each with a validator, so the cache
+    // revalidates rather than fetches.
+    let cases = [
+        ("/plain", "max-age=1", true),
+        ("/must", "max-age=1, must-revalidate", false),
+        ("/proxy", "max-age=1, proxy-revalidate", false),
+        ("/shared", "s-maxage=1", false),
+        ("/nocache", "no-cache", false),
+    ];
+    for (path, cc, _) in cases {
+        let headers = [("Cache-Control", cc), ("ETag", "\"v1\"")];
+        w.origin
+            .set(path, Resource::ok(b"stored".to_vec(), &headers));
+        let r = w.curl(&w.https_url(path), &[]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"stored"[..]),
+            "{path}: {}",
+            r.stderr
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // The origin goes down: it takes each request and answers nothing.
+    for (path, cc, _) in cases {
+        let headers = [("Cache-Control", cc), ("ETag", "\"v1\"")];
+        let mut down = Resource::ok(b"stored".to_vec(), &headers);
+        down.mode = common::Mode::Hangup;
+        w.origin.set(path, down);
+    }
+    for (path, cc, stale_ok) in cases {
+        let r = w.curl(&w.https_url(path), &[]);
+        if stale_ok {
+            assert_eq!(
+                (r.status, r.body.as_slice(), r.header("x-cache")),
+                (200, &b"stored"[..], Some("HIT")),
+                "{cc}: {}",
+                r.stderr
+            );
+        } else {
+            // RFC 9111 section 4.2.4: no stale answer, a 504.
+            assert_eq!(r.status, 504, "{cc}: {:?} {}", r.headers, r.stderr);
+            assert_ne!(r.body, b"stored", "{cc}");
+        }
+        // The cache did ask, with its validator.
+        assert_eq!(w.origin.hits(path), 2, "{cc}");
+        assert!(
+            w.origin
+                .last_request(path)
+                .contains("If-None-Match: \"v1\""),
+            "{cc}"
+        );
+    }
+    // The object stays: the origin back, a 304 revalidates it.
+    let headers = [
+        ("Cache-Control", "max-age=1, must-revalidate"),
+        ("ETag", "\"v1\""),
+    ];
+    w.origin
+        .set("/must", Resource::ok(b"stored".to_vec(), &headers));
+    let r = w.curl(&w.https_url("/must"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"stored"[..], Some("REVALIDATED")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `GET path` to the cache itself (origin form), as a monitor or the
+/// appliance's health check sends it; the status.
+fn local_get(w: &World, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{}{path}", w.cache_addr()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn active_agents_are_allowed_clients_that_use_the_cache() {
+    let mut w = World::new();
+    w.start_cache("");
+    // Health checks and statistics from the appliance are no agent.
+    for _ in 0..3 {
+        assert_eq!(local_get(&w, "/health"), "200");
+        assert_eq!(local_get(&w, "/stats"), "200");
+    }
+    let stats = w.stats();
+    assert_eq!(stats["active_agents"], 0, "{stats}");
+    // The proxy's own counters still see every connection.
+    assert!(
+        stats["proxy"]["connections"].as_u64().unwrap() >= 6,
+        "{stats}"
+    );
+    w.origin.set(
+        "/a",
+        Resource::ok(b"a".to_vec(), &[("Cache-Control", "max-age=60")]),
+    );
+    assert_eq!(w.curl(&w.https_url("/a"), &[]).status, 200);
+    assert_eq!(w.curl(&w.http_url("/a"), &[]).status, 200);
+    assert_eq!(w.stats()["active_agents"], 1);
+    // A client the policy refuses (patch mode, outside the agent networks)
+    // is no agent either.
+    w.start_cache(r#", "patch": true, "agent_networks": ["10.0.0.0/8"]"#);
+    let r = w.curl(&w.https_url("/a"), &[]);
+    assert!(!r.ok && r.stderr.contains("403"), "{}", r.stderr);
+    let svc = &w.cache.as_ref().unwrap().service;
+    let now = std::time::Instant::now();
+    assert_eq!(svc.stats.snapshot(now).connections, 1);
+    assert_eq!(svc.cache_stats.active_agents(now), 0);
+}

@@ -38,6 +38,9 @@ pub enum Mode {
     Gate(usize, Arc<tokio::sync::Notify>),
     /// Waits this long before answering (a slow origin).
     SlowHead(std::time::Duration),
+    /// Reads the request, then closes without answering (an origin that is
+    /// down behind its address: the cache gets no response).
+    Hangup,
 }
 
 #[derive(Clone)]
@@ -132,6 +135,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     if let Mode::SlowHead(d) = &res.mode {
         tokio::time::sleep(*d).await;
     }
+    if let Mode::Hangup = &res.mode {
+        return;
+    }
     let mut out = String::new();
     let not_modified = inm.is_some() && inm == etag;
     if not_modified {
@@ -156,7 +162,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     }
     let body = &res.body[..];
     match &res.mode {
-        Mode::Normal | Mode::SlowHead(_) => {
+        Mode::Normal | Mode::SlowHead(_) | Mode::Hangup => {
             let _ = s.write_all(body).await;
         }
         Mode::DieAfter(n) => {
