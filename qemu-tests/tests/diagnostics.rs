@@ -60,23 +60,23 @@ fn run(mut cmd: Command, within: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
-/// OpenSSH's `sftp` in batch mode with `password` given through
-/// SSH_ASKPASS (no terminal, no sshpass).
-fn sftp(dir: &Path, port: u16, password: &str, batch: &str) -> Output {
+/// `program` (OpenSSH's `sftp` or `ssh`, whose port flag is `port_flag`)
+/// signing in with `password` only, given through SSH_ASKPASS (no
+/// terminal, no sshpass), no host key kept.
+fn openssh(program: &str, port_flag: &str, dir: &Path, port: u16, password: &str) -> Command {
     let askpass = dir.join("askpass.sh");
     std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let batch_file = dir.join("batch");
-    std::fs::write(&batch_file, batch).unwrap();
-    let mut cmd = Command::new("sftp");
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir)
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0")
-        .args(["-F", "/dev/null", "-P", &port.to_string()])
+        .args(["-F", "/dev/null", port_flag, &port.to_string()])
         .args([
-            // Before -b, which otherwise means BatchMode=yes: no password.
+            // Before sftp's -b, which otherwise means BatchMode=yes: no
+            // password.
             "-o",
             "BatchMode=no",
             "-o",
@@ -91,10 +91,23 @@ fn sftp(dir: &Path, port: u16, password: &str, batch: &str) -> Output {
             "NumberOfPasswordPrompts=1",
             "-o",
             "ConnectTimeout=60",
-            "-b",
-        ])
-        .arg(&batch_file)
-        .arg("diagnostics@127.0.0.1");
+        ]);
+    cmd
+}
+
+/// OpenSSH's `sftp` in batch mode.
+fn sftp(dir: &Path, port: u16, password: &str, batch: &str) -> Output {
+    let batch_file = dir.join("batch");
+    std::fs::write(&batch_file, batch).unwrap();
+    let mut cmd = openssh("sftp", "-P", dir, port, password);
+    cmd.arg("-b").arg(&batch_file).arg("diagnostics@127.0.0.1");
+    run(cmd, Duration::from_secs(180))
+}
+
+/// OpenSSH's `ssh` with `options`, running `command` (none: a shell).
+fn ssh(dir: &Path, port: u16, password: &str, options: &[&str], command: &[&str]) -> Output {
+    let mut cmd = openssh("ssh", "-p", dir, port, password);
+    cmd.args(options).arg("diagnostics@127.0.0.1").args(command);
     run(cmd, Duration::from_secs(180))
 }
 
@@ -119,7 +132,7 @@ fn field<'a>(answer: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secrets() {
-    let (ssh, proxy) = (free_port(), free_port());
+    let (ssh_port, proxy) = (free_port(), free_port());
     let a = Artifacts::get();
     let dir = tempfile::tempdir().unwrap();
     let disk = a.disk_copy(dir.path());
@@ -133,7 +146,7 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
         .user_net(
             false,
             &[
-                &format!("tcp:127.0.0.1:{ssh}-:22"),
+                &format!("tcp:127.0.0.1:{ssh_port}-:22"),
                 &format!("tcp:127.0.0.1:{proxy}-:1080"),
             ],
         )
@@ -147,7 +160,7 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     let status = vm.command("status", COMMAND).unwrap();
     assert!(status.contains("sftp inactive"), "{status}");
     assert!(
-        !ssh_banner(ssh),
+        !ssh_banner(ssh_port),
         "an SSH server answers with no report waiting"
     );
 
@@ -177,18 +190,63 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     let file = field(&made, "report: ").to_owned();
     assert!(made.contains("capture/upstream.pcap"), "{made}");
     until("the SFTP server", Duration::from_secs(60), || {
-        ssh_banner(ssh)
+        ssh_banner(ssh_port)
     });
+
+    // Signed in with the right password, no shell, no command, and nothing
+    // outside the report directory; none of it spends the password (the
+    // download below uses it).
+    let exec = ssh(
+        dir.path(),
+        ssh_port,
+        &password,
+        &[],
+        &["echo", "ran-a-command"],
+    );
+    assert!(!exec.status.success(), "exec worked: {}", text(&exec));
+    assert!(
+        !String::from_utf8_lossy(&exec.stdout).contains("ran-a-command"),
+        "{}",
+        text(&exec)
+    );
+    let shell = ssh(dir.path(), ssh_port, &password, &["-tt"], &[]);
+    assert!(!shell.status.success(), "a shell started: {}", text(&shell));
+    // `ls` first: the report in its listing shows the client signed in, so
+    // the failure is the refusal and not a failed sign-in. The host key
+    // and the offer are beside the report directory in the unit's state.
+    for outside in ["host_key", "offer.json"] {
+        let climb = sftp(
+            dir.path(),
+            ssh_port,
+            &password,
+            &format!("ls\nget ../{outside}\n"),
+        );
+        assert!(
+            String::from_utf8_lossy(&climb.stdout).contains(&file),
+            "not signed in: {}",
+            text(&climb)
+        );
+        assert!(!climb.status.success(), "../{outside}: {}", text(&climb));
+        assert!(!dir.path().join(outside).exists(), "{outside} downloaded");
+    }
+    let log = vm.command("logs sftp -n 60", COMMAND).unwrap();
+    for refusal in [
+        "refused a command",
+        "refused a shell",
+        "outside the report directory",
+    ] {
+        assert!(log.contains(refusal), "no {refusal:?} in the log:\n{log}");
+    }
 
     // A wrong password, then the right one: the download.
     let wrong = sftp(
         dir.path(),
-        ssh,
+        ssh_port,
         "not-the-password",
         &format!("get {file}\n"),
     );
     assert!(!wrong.status.success(), "{}", text(&wrong));
-    let got = sftp(dir.path(), ssh, &password, &format!("get {file}\n"));
+    let got = sftp(dir.path(), ssh_port, &password, &format!("get {file}\n"));
     assert!(
         got.status.success(),
         "{}\nthe server's log:\n{}",
@@ -199,7 +257,12 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     assert!(sealed.is_file());
 
     // Used once: the same password fails, and the server stops.
-    let again = sftp(dir.path(), ssh, &password, &format!("get {file} again\n"));
+    let again = sftp(
+        dir.path(),
+        ssh_port,
+        &password,
+        &format!("get {file} again\n"),
+    );
     assert!(!again.status.success(), "{}", text(&again));
     assert!(!dir.path().join("again").exists());
     until("the SFTP server to stop", Duration::from_secs(60), || {
@@ -207,7 +270,10 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
             .unwrap()
             .contains("sftp inactive")
     });
-    assert!(!ssh_banner(ssh), "port 22 still answers after the download");
+    assert!(
+        !ssh_banner(ssh_port),
+        "port 22 still answers after the download"
+    );
 
     // ssh.enabled: the server runs without a report, and stops again.
     let set = vm.command("set ssh.enabled=true", COMMAND).unwrap();
@@ -215,15 +281,15 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
     until(
         "the SFTP server with SSH enabled",
         Duration::from_secs(60),
-        || ssh_banner(ssh),
+        || ssh_banner(ssh_port),
     );
-    let refused = sftp(dir.path(), ssh, &password, "ls\n");
+    let refused = sftp(dir.path(), ssh_port, &password, "ls\n");
     assert!(!refused.status.success(), "{}", text(&refused));
     vm.command("set ssh.enabled=false", COMMAND).unwrap();
     until(
         "port 22 closed with SSH disabled",
         Duration::from_secs(60),
-        || !ssh_banner(ssh),
+        || !ssh_banner(ssh_port),
     );
 
     // It decrypts with the support identity and holds what support needs.

@@ -62,6 +62,10 @@ pub struct SimState {
     appliances: BTreeMap<String, ApplianceRecord>,
     /// The configuration every new appliance starts with.
     initial: BTreeMap<String, String>,
+    /// Service (`qagpublic`...) -> the status its health endpoint answers
+    /// instead of 200: a platform host that is up but unwell, for the
+    /// connectivity check's wording.
+    health: BTreeMap<String, u16>,
 }
 
 impl SimState {
@@ -105,6 +109,29 @@ impl SimState {
     pub fn add_code(&mut self, code: &str) {
         self.codes.entry(code.to_owned()).or_insert(None);
     }
+
+    /// Makes `service`'s health endpoint (`GET /api/v1/health` on
+    /// `<service>.<pod>`) answer `status`; 200 makes it healthy again.
+    /// False when `service` is not one of [`api::SERVICES`] or `status` is
+    /// not a final HTTP status (200 to 599).
+    pub fn set_health(&mut self, service: &str, status: u16) -> bool {
+        if !api::SERVICES.contains(&service) || !(200..=599).contains(&status) {
+            return false;
+        }
+        if status == 200 {
+            self.health.remove(service);
+        } else {
+            self.health.insert(service.to_owned(), status);
+        }
+        true
+    }
+
+    /// What the health endpoint of the host named in `host` (a `Host`
+    /// header: `<service>.<pod>[:port]`) answers.
+    fn health_status(&self, host: Option<&str>) -> u16 {
+        let service = host.and_then(|h| h.split(['.', ':']).next()).unwrap_or("");
+        self.health.get(service).copied().unwrap_or(200)
+    }
 }
 
 pub struct SimOptions {
@@ -140,8 +167,13 @@ impl Drop for Sim {
 pub fn certificates(pod: &str) -> Result<(String, rustls::ServerConfig), SimError> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "gateway platform simulator CA");
+    // A name of its own per run: a client trusting another simulator's
+    // CA then finds no issuer (UnknownIssuer, as with any unknown CA)
+    // rather than a same-named CA whose signature does not match.
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("gateway platform simulator CA {:08x}", fastrand::u32(..)),
+    );
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -263,7 +295,14 @@ fn platform(state: &Mutex<SimState>, m: &Message) -> (u16, Vec<u8>) {
     let rest = path.strip_prefix(api::PREFIX).unwrap_or("");
     let parts: Vec<&str> = rest.split('/').skip(1).collect();
     let result = match (m.first.as_str(), parts.as_slice()) {
-        ("GET", ["health"]) => Ok(json(200, &serde_json::json!({"status": "ok"}))),
+        ("GET", ["health"]) => match state.health_status(m.header("host")) {
+            200 => Ok(json(200, &serde_json::json!({"status": "ok"}))),
+            status => Err(error(
+                status,
+                "unhealthy",
+                "this host was made unhealthy through the simulator's admin interface",
+            )),
+        },
         ("POST", ["appliances", "register"]) => register(&mut state, m),
         ("POST", ["appliances", id, what @ ("checkin" | "logs")]) => authorised(&mut state, id, m)
             .and_then(|a| match *what {
@@ -371,7 +410,8 @@ fn checkin(a: &mut ApplianceRecord, m: &Message) -> Result<(u16, Vec<u8>), (u16,
 /// The admin interface: `GET /appliances`, `PUT /appliances/<id>/configuration`
 /// (an object key -> value), `PUT /appliances/<id>/certificate`
 /// (`{"chain","key"}`, PEM), `POST /appliances/<id>/logs` (a list of names),
-/// `POST /codes` (a code as a JSON string).
+/// `POST /codes` (a code as a JSON string), `PUT /health/<service>` (the
+/// status, a JSON number, its health endpoint answers from then on).
 fn admin_api(state: &Mutex<SimState>, m: &Message) -> (u16, Vec<u8>) {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let parts: Vec<&str> = m.second.split('/').skip(1).collect();
@@ -394,6 +434,20 @@ fn admin_api(state: &Mutex<SimState>, m: &Message) -> (u16, Vec<u8>) {
                 Ok(json(202, &serde_json::json!({})))
             } else {
                 Err(error(404, "not_found", format!("no appliance {id}")))
+            }
+        }),
+        ("PUT", ["health", service]) => parse::<u16>(m).and_then(|status| {
+            if state.set_health(service, status) {
+                Ok(json(200, &serde_json::json!({"service": service, "status": status})))
+            } else {
+                Err(error(
+                    400,
+                    "malformed_request",
+                    format!(
+                        "{service:?} {status}: the service is one of {} and the status from 200 to 599",
+                        api::SERVICES.join(", ")
+                    ),
+                ))
             }
         }),
         ("POST", ["codes"]) => parse::<String>(m).map(|code| {

@@ -343,11 +343,9 @@ async fn a_certificate_from_another_ca_is_refused_in_words() {
     assert_eq!(status.connectivity.len(), 5);
     for c in &status.connectivity {
         assert!(!c.ok);
-        assert!(
-            c.result
-                .starts_with("TLS failure: invalid peer certificate"),
-            "{}",
-            c.result
+        assert_eq!(
+            c.result,
+            "TLS failure: invalid peer certificate: UnknownIssuer"
         );
     }
     let e = call(&s, register("abc-123")).await.unwrap_err().to_string();
@@ -519,4 +517,196 @@ async fn a_certificate_assigned_in_the_platform_is_installed_once_and_a_bad_one_
     // The key never reaches the agent's log or its state file.
     let state = std::fs::read_to_string(s.dir.path().join("state/registration.json")).unwrap();
     assert!(!state.contains("PRIVATE KEY"), "{state}");
+}
+
+/// The connectivity check's words for each way a platform host can fail,
+/// one host each in the same check (so each result is its own host's):
+/// a health endpoint answering 503, a name the hosts map does not have
+/// (and no name server: nothing leaves loopback), a closed loopback port,
+/// a certificate from a CA the appliance does not trust; and one host
+/// that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_platform_url_failing_is_reported_in_its_own_words() {
+    let sim = sim(&["abc-123"], &[]).await;
+    let port = sim.https.port();
+    // Another CA's simulator on 127.0.0.3, same port: all of 127/8 is
+    // loopback, and the port is free there since 127.0.0.1 holds it.
+    let untrusted = Sim::start(SimOptions {
+        pod: POD.into(),
+        listen: format!("127.0.0.3:{port}").parse().unwrap(),
+        admin: None,
+        codes: vec![],
+        initial: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    assert_ne!(untrusted.ca_pem, sim.ca_pem);
+    assert!(sim.state.lock().unwrap().set_health("qagpublic", 503));
+    let at = |service: &str, ip: &str| (api::host(service, POD), ip.parse().unwrap());
+    let s = start(
+        |st| {
+            st.hosts = [
+                at("qagpublic", "127.0.0.1"),
+                // camspublic: not in the map, and no resolv.conf.
+                // Nothing listens on 127.0.0.2: the kernel refuses.
+                at("camspm", "127.0.0.2"),
+                at("camsrepo", "127.0.0.3"),
+                at("cask", "127.0.0.1"),
+            ]
+            .into();
+        },
+        &sim,
+    )
+    .await;
+    let url = |service: &str| format!("https://{}:{port}/api/v1/health", api::host(service, POD));
+    let expected = [
+        (
+            url("qagpublic"),
+            false,
+            "HTTP 503 Service Unavailable".to_owned(),
+        ),
+        (
+            url("camspublic"),
+            false,
+            format!("DNS failure: cannot resolve camspublic.{POD}: no name server is configured"),
+        ),
+        (
+            url("camspm"),
+            false,
+            format!("TCP refused by 127.0.0.2:{port}"),
+        ),
+        (
+            url("camsrepo"),
+            false,
+            "TLS failure: invalid peer certificate: UnknownIssuer".to_owned(),
+        ),
+        (url("cask"), true, "HTTP 200 OK".to_owned()),
+    ];
+    let seen = |status: &PlatformStatus| -> Vec<(String, bool, String)> {
+        status
+            .connectivity
+            .iter()
+            .map(|c| (c.url.clone(), c.ok, c.result.clone()))
+            .collect()
+    };
+    let status = call(&s, Request::Platform { check: true }).await.unwrap();
+    assert_eq!(seen(&status), expected);
+
+    // Registration names each failure and sends nothing.
+    let e = call(&s, register("abc-123")).await.unwrap_err().to_string();
+    for (url, _, result) in &expected[..4] {
+        assert!(e.contains(&format!("{url}: {result}")), "{e}");
+    }
+    assert!(!e.contains(&expected[4].0), "{e}");
+    assert!(sim.state.lock().unwrap().appliances().is_empty());
+
+    // The switch goes back: qagpublic answers 200 again.
+    assert!(sim.state.lock().unwrap().set_health("qagpublic", 200));
+    let status = call(&s, Request::Platform { check: true }).await.unwrap();
+    let mut healed = expected.clone();
+    healed[0] = (url("qagpublic"), true, "HTTP 200 OK".to_owned());
+    assert_eq!(seen(&status), healed);
+    // Only the services of a POD and final statuses are switches.
+    let mut state = sim.state.lock().unwrap();
+    assert!(!state.set_health("www", 503));
+    assert!(!state.set_health("cask", 99));
+}
+
+/// One platform-pushed value of `key`: what the appliance reported and its
+/// configuration after.
+async fn push(
+    sim: &Sim,
+    s: &Setup,
+    id: &str,
+    key: &str,
+    value: &str,
+    version: u64,
+) -> (ConfigurationResult, Config) {
+    let r = change(sim, id, key, value, version).await;
+    (r, s.pid1.config.lock().unwrap().clone())
+}
+
+/// Every service key the platform may set, beyond proxy.port: a bad value
+/// is refused by PID 1's rules with exactly the error a local change of it
+/// gets, reported with its key, and the appliance keeps its whole last good
+/// configuration; a good value is applied, that key alone changed; a
+/// configuration with one bad value among good ones is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_keys_from_the_platform_get_the_local_rules_and_are_applied() {
+    let sim = sim(&["abc-123"], &[]).await;
+    let s = start(|_| {}, &sim).await;
+    let id = call(&s, register("abc-123"))
+        .await
+        .unwrap()
+        .appliance_id
+        .unwrap();
+    let defaults = Config::default();
+    // (key, refused, accepted): each refusal a different rule.
+    let cases = [
+        // The cross-key rule: the proxy's port (1080 by default).
+        ("cache.port", "1080", "8443"),
+        ("cache.enabled", "yes", "false"),
+        ("patch.enabled", "on", "true"),
+        (
+            "allowed_domains",
+            "example.com,https://x.com",
+            "example.com,10.1.2.3:8443",
+        ),
+        ("tls.min_version", "1.1", "1.3"),
+    ];
+    let mut version = 0;
+    for (key, bad, good) in cases {
+        assert_ne!(defaults.get(key).unwrap(), good, "{key}: not a change");
+        let before = s.pid1.config.lock().unwrap().clone();
+        let local = before.with_changes(&[(key, bad)]).unwrap_err();
+        let sets = *s.pid1.sets.lock().unwrap();
+
+        version += 1;
+        let (r, after) = push(&sim, &s, &id, key, bad, version).await;
+        assert!(!r.applied && r.changed.is_empty(), "{key}={bad}: {r:?}");
+        let e = r.error.unwrap();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.message, local.message, "{key}={bad}");
+        // PID 1 was asked (its rules refused, not the agent's).
+        assert_eq!(*s.pid1.sets.lock().unwrap(), sets + 1, "{key}={bad}");
+        assert_eq!(after, before, "{key}={bad} changed the configuration");
+
+        // The fix replaces the bad value in the platform's desired set.
+        version += 1;
+        let (r, after) = push(&sim, &s, &id, key, good, version).await;
+        assert!(r.applied && r.error.is_none(), "{key}={good}: {r:?}");
+        assert_eq!(r.changed, [key]);
+        assert_eq!(after.get(key).unwrap(), good);
+        assert_eq!(after, before.with_changes(&[(key, good)]).unwrap());
+    }
+    let good = s.pid1.config.lock().unwrap().clone();
+    assert_eq!(good.cache.port, 8443);
+    assert!(!good.cache.enabled && good.patch.enabled);
+
+    // All or nothing: a good cache.port with a bad allowed_domains.
+    let values = [
+        ("cache.port".to_owned(), "9090".to_owned()),
+        ("allowed_domains".to_owned(), "www.example.com".to_owned()),
+    ]
+    .into();
+    let desired = sim
+        .state
+        .lock()
+        .unwrap()
+        .set_configuration(&id, values)
+        .unwrap();
+    version += 1;
+    assert_eq!(desired.version, version);
+    wait_for("the outcome reported", || {
+        appliance(&sim).results.iter().any(|r| r.version == version)
+    })
+    .await;
+    let r = appliance(&sim)
+        .results
+        .into_iter()
+        .find(|r| r.version == version)
+        .unwrap();
+    assert!(!r.applied, "{r:?}");
+    assert_eq!(r.error.unwrap().key.as_deref(), Some("allowed_domains"));
+    assert_eq!(*s.pid1.config.lock().unwrap(), good, "a part was applied");
 }

@@ -6,6 +6,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
+use gateway_agent::api;
+use gateway_agent::connect::{tls_config, Dialer};
+use gateway_resolver::Resolver;
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -63,4 +67,45 @@ fn the_simulator_binary_reports_its_ports_writes_its_ca_and_serves_admin() {
     let (status, body) = admin(&admin_addr, "PUT", "/appliances/nope/configuration", "{}");
     assert_eq!(status, 404, "{body}");
     assert_eq!(admin(&admin_addr, "POST", "/codes", "\"def-456\"").0, 201);
+
+    // The health switch: qagpublic's health endpoint answers 503, then 200
+    // again; only the POD's services and final statuses are taken.
+    let https: std::net::SocketAddr = line
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix("https="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let health = || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let host = "qagpublic.sim.test";
+        let dialer = Dialer {
+            resolver: Resolver::hosts_only([(host.to_owned(), https.ip())].into()),
+            upstream: None,
+            tls: tls_config(Some(&pem)).unwrap(),
+            port: https.port(),
+        };
+        let r = runtime
+            .block_on(dialer.request(host, "GET", api::HEALTH, None, None))
+            .unwrap();
+        (r.status(), r.second)
+    };
+    assert_eq!(health(), (200, "OK".to_owned()));
+    let (status, body) = admin(&admin_addr, "PUT", "/health/qagpublic", "503");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(health(), (503, "Service Unavailable".to_owned()));
+    assert_eq!(admin(&admin_addr, "PUT", "/health/qagpublic", "200").0, 200);
+    assert_eq!(health(), (200, "OK".to_owned()));
+    for (path, body) in [
+        ("/health/www", "503"),
+        ("/health/cask", "42"),
+        ("/health/cask", "\"down\""),
+    ] {
+        let (status, answer) = admin(&admin_addr, "PUT", path, body);
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+    }
 }
