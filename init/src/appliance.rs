@@ -532,7 +532,8 @@ impl Appliance {
         }
     }
 
-    /// The Info screen's requirements warnings.
+    /// The Info screen's warnings: the requirements the VM misses, a disk
+    /// the appliance ignores, patch mode without its disk.
     fn warnings(&self) -> Vec<String> {
         let mem = nix::sys::sysinfo::sysinfo().map_or(0, |i| i.ram_total());
         let disks = self.disks.borrow();
@@ -541,6 +542,7 @@ impl Appliance {
             .find(|d| d.role == "boot")
             .map(|d| d.size_bytes);
         let mut out = crate::requirements::warnings(mem, boot);
+        out.extend(disks::ignored_warnings(&disks));
         let config = self.config();
         if config.patch.enabled {
             if let Err(why) = patch_ready(&disks, &config) {
@@ -860,6 +862,45 @@ mod tests {
             .await;
         assert!(r.ok, "{r:?}");
         assert!(a.config().patch.enabled);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_third_disk_is_noted_in_the_status_warnings_the_info_screen_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _rx) = appliance(dir.path());
+        let disk = |role: &str, device: &str| DiskStatus {
+            role: role.into(),
+            device: device.into(),
+            size_bytes: 40 << 30,
+            ..Default::default()
+        };
+        a.set_disks(disks::Found {
+            statuses: vec![disk("boot", "vda"), disk("patch", "vdb")],
+            patch: None,
+        });
+        let status = |r: Response| -> Status { serde_json::from_value(r.result.unwrap()).unwrap() };
+        let before = status(a.handle(Request::Status).await);
+        assert!(
+            !before.warnings.iter().any(|w| w.contains("disk")),
+            "{:?}",
+            before.warnings
+        );
+        a.set_disks(disks::Found {
+            statuses: vec![
+                disk("boot", "vda"),
+                disk("patch", "vdb"),
+                disk("ignored", "vdc"),
+            ],
+            patch: None,
+        });
+        let after = status(a.handle(Request::Status).await);
+        assert!(
+            after.warnings.contains(
+                &"WARNING : Found a third disk vdc. The appliance uses one patch disk (vdb): the third disk is ignored".to_owned()
+            ),
+            "{:?}",
+            after.warnings
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

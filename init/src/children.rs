@@ -150,7 +150,9 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
-        // With a reaper collecting in another thread, as under PID 1.
+        // With a reaper collecting in another thread, as under PID 1 (it
+        // would collect other tests' children too: they wait).
+        let _alone = crate::testlog::reaping_any_child();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reaper = {
             let stop = stop.clone();

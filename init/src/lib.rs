@@ -45,6 +45,8 @@ pub mod shutdown;
 pub mod signals;
 pub mod statefs;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testlog;
 pub mod timesync;
 pub mod units;
 pub mod uptime;

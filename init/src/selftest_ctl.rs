@@ -203,7 +203,16 @@ fn proc_info(pid: i32) -> Vec<String> {
     for line in read("mountinfo").lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() > 5
-            && (["/", "/var", "/run", "/tmp", "/sys", "/var/lib/patch"].contains(&f[4])
+            && ([
+                "/",
+                "/var",
+                "/run",
+                "/tmp",
+                "/dev/shm",
+                "/sys",
+                "/var/lib/patch",
+            ]
+            .contains(&f[4])
                 || f[4].starts_with("/var/lib/units"))
         {
             out.push(format!("mount {} {}", f[4], f[5]));

@@ -1,7 +1,8 @@
 //! The patch disk, from outside: a blank second disk is formatted, mounted
 //! and lets patch mode on (seeded on a first boot); extended while the VM
 //! is off, it is grown at the next boot; a disk holding a filesystem is not
-//! formatted until the administrator says so; a third disk is ignored; a
+//! formatted until the administrator says so; a third disk is ignored (and
+//! noted among the status warnings); a
 //! disk below `patch.min_disk_gib` is refused with the reason.
 
 use std::path::{Path, PathBuf};
@@ -157,6 +158,20 @@ fn a_disk_with_a_filesystem_is_kept_until_erase_is_confirmed_and_a_third_is_igno
             "| disk      ignored vdc 2048 MiB: ignored: the appliance uses one patch disk (vdb)"
         ),
         "{status}"
+    );
+    // Noted among the warnings the Info screen shows (control API status).
+    let note = "WARNING : Found a third disk vdc. The appliance uses one patch disk (vdb): the third disk is ignored";
+    assert!(
+        status.contains(&format!("| warning   {note}\n")),
+        "{status}"
+    );
+    let json = vm.command("status --json", COMMAND).unwrap();
+    let json: Vec<&str> = json.lines().filter_map(|l| l.strip_prefix("| ")).collect();
+    let parsed: gateway_control::protocol::Status = serde_json::from_str(&json.join("\n")).unwrap();
+    assert!(
+        parsed.warnings.iter().any(|w| w == note),
+        "{:?}",
+        parsed.warnings
     );
     let log = vm.serial();
     assert!(

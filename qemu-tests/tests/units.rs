@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gateway_control::protocol::{Stats, UnitStats};
 use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
@@ -136,6 +137,48 @@ fn boot(name: &str, hostfwd: &[&str], seed: &str) -> (tempfile::TempDir, Vm) {
         .user_net(false, hostfwd)
         .control_serial();
     (dir, Vm::start(&cfg).unwrap())
+}
+
+/// What `gatewayctl stats --json` says, through the control API.
+fn stats(vm: &mut Vm) -> Stats {
+    let out = vm.command("stats --json", COMMAND).unwrap();
+    let json: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("| ")).collect();
+    serde_json::from_str(&json.join("\n")).unwrap_or_else(|e| panic!("{e}:\n{out}"))
+}
+
+fn unit_stats<'a>(s: &'a Stats, name: &str) -> &'a UnitStats {
+    s.units
+        .iter()
+        .find(|u| u.name == name)
+        .unwrap_or_else(|| panic!("no unit {name} in {s:?}"))
+}
+
+/// The stats once a sample saw every unit of `names` running (one is
+/// taken every 5 s) and eth0 traffic both ways.
+fn stats_once_running(vm: &mut Vm, names: &[&str]) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = stats(vm);
+        let ready = names.iter().all(|n| {
+            s.units
+                .iter()
+                .any(|u| u.name == *n && u.state == "active" && u.memory_bytes > 0)
+        }) && s
+            .network
+            .iter()
+            .any(|n| n.name == "eth0" && n.rx_bytes > 0 && n.tx_bytes > 0);
+        if ready || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// A unit's memory limit as the table gives it: `percent` of the RAM the
+/// kernel reports, at least `min_mib`, rounded down to a page by the
+/// cgroup.
+fn share(total: u64, percent: u64, min_mib: u64) -> u64 {
+    (total * percent / 100).max(min_mib << 20) / 4096 * 4096
 }
 
 /// The pid in the last "unit proxy: started, pid N" line.
@@ -416,6 +459,7 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "mount /var ro,",
         "mount /run ro,",
         "mount /tmp ro,",
+        "mount /dev/shm ro,",
         "mount /var/lib/units/proxy rw,",
     ] {
         assert!(
@@ -432,6 +476,7 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "write /var/probe: denied (Read-only file system (os error 30))",
         "write /run/probe: denied (Read-only file system (os error 30))",
         "write /tmp/probe: denied (Read-only file system (os error 30))",
+        "write /dev/shm/probe: denied (Read-only file system (os error 30))",
         "write /var/log/gateway/probe: denied (",
         "write /var/lib/units/proxy/probe: ALLOWED",
         "read /var/lib/gateway/config.json: denied (Permission denied (os error 13))",
@@ -450,6 +495,15 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         .parse()
         .unwrap();
     assert!((60 << 20..=64 << 20).contains(&max), "memory.max {max}");
+    // The stats, through the control API, give the same limit and the
+    // memory the proxy uses under it.
+    let s = stats_once_running(&mut vm, &["proxy"]);
+    let proxy = unit_stats(&s, "proxy");
+    assert_eq!(proxy.memory_limit_bytes, Some(max), "{proxy:?}");
+    assert!(
+        proxy.memory_bytes > 0 && proxy.memory_bytes < max,
+        "{proxy:?}"
+    );
 
     // Killed, it comes back (after 1, 2, 4, 8 s); the fifth quick death
     // in a row marks it failed.
@@ -497,6 +551,72 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         .command("status", COMMAND)
         .unwrap()
         .contains("| unit      proxy active: running, pid "));
+}
+
+/// The Stats screen's figures through the control API, in a VM large
+/// enough that the units' limits are their shares of RAM, not the floors.
+#[test]
+fn the_stats_give_the_units_memory_under_their_share_of_ram_eth0_traffic_and_disk_1() {
+    const VM_MIB: u64 = 512;
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let cmdline = format!(
+        "{} gateway.ntp.servers=10.0.2.2 gateway.selftest=serial",
+        a.cmdline
+    );
+    let mut cfg = VmConfig::new("unit-stats", &disk)
+        .direct_kernel(&a.kernel, &cmdline)
+        .user_net(false, &[])
+        .control_serial();
+    cfg.memory_mib = VM_MIB as u32;
+    let mut vm = Vm::start(&cfg).unwrap();
+    vm.wait_for("unit proxy: started", BOOT).unwrap();
+    vm.wait_for("unit cache: started", BOOT).unwrap();
+    let s = stats_once_running(&mut vm, &["proxy", "cache"]);
+
+    // What the kernel reports: -m less what it keeps for itself.
+    let total = s.memory.total_bytes;
+    assert!(
+        ((VM_MIB - 64) << 20..=VM_MIB << 20).contains(&total),
+        "MemTotal {total} of a {VM_MIB} MiB VM"
+    );
+    // The proxy: 25 % of RAM (at least 64 MiB); the cache: 40 % (at least
+    // 96 MiB). At 512 MiB both are their shares.
+    for (name, percent, min_mib) in [("proxy", 25, 64), ("cache", 40, 96)] {
+        let u = unit_stats(&s, name);
+        let limit = u.memory_limit_bytes.unwrap_or_else(|| panic!("{u:?}"));
+        assert_eq!(limit, share(total, percent, min_mib), "{u:?}");
+        assert!(
+            (share((VM_MIB - 64) << 20, percent, 0)..=share(VM_MIB << 20, percent, 0))
+                .contains(&limit),
+            "{name}: {limit} is not {percent} % of a {VM_MIB} MiB VM"
+        );
+        assert!(limit > min_mib << 20, "{name}: the floor, not the share");
+        assert!(u.memory_bytes > 0 && u.memory_bytes < limit, "{u:?}");
+        assert_eq!(u.state, "active", "{u:?}");
+    }
+    let eth0 = s
+        .network
+        .iter()
+        .find(|n| n.name == "eth0")
+        .unwrap_or_else(|| panic!("no eth0 in {:?}", s.network));
+    assert!(eth0.rx_bytes > 0 && eth0.tx_bytes > 0, "{eth0:?}");
+    assert!(eth0.rx_packets > 0 && eth0.tx_packets > 0, "{eth0:?}");
+    let disk1 = s
+        .disks
+        .iter()
+        .find(|d| d.label == "Disk 1")
+        .unwrap_or_else(|| panic!("no Disk 1 in {:?}", s.disks));
+    assert_eq!(disk1.mount, "/var", "{disk1:?}");
+    assert!(
+        disk1.total_bytes > 0 && disk1.used_bytes > 0 && disk1.used_bytes < disk1.total_bytes,
+        "{disk1:?}"
+    );
+    // The text the console's Stats screen and gatewayctl show.
+    let text = vm.command("stats", COMMAND).unwrap();
+    assert!(text.contains("| Disk 1    "), "{text}");
+    assert!(text.contains("| unit      proxy active: cpu "), "{text}");
 }
 
 /// The robustness figure: 10,000 idle tunnels held at once, inside

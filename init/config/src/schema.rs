@@ -248,7 +248,8 @@ pub struct Patch {
     pub min_disk_gib: u32,
 }
 
-/// QGS asks for a patch disk of at least 250 GB.
+/// QGS asks for a patch disk of at least 250 GB: counted in GiB, as the
+/// hypervisors that make such a disk count it (docs/disks.md).
 pub const DEFAULT_MIN_DISK_GIB: u32 = 250;
 
 impl Default for Patch {

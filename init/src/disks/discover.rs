@@ -125,12 +125,40 @@ mod tests {
         );
         disk(r, "virtual/block/loop0", 1);
         disk(r, "virtual/block/zram0", 1);
+        // The old IDE driver's names (hd*), on the PIIX controller, before
+        // the other PCI devices.
+        disk(r, "pci0000:00/0000:00:01.1/ide0/0.1/block/hdb", 60);
+        // Xen's paravirtual disks (xvd*) sit outside the PCI tree, by
+        // their virtual block device number.
+        disk(r, "vbd-51744/block/xvdc", 70);
+        disk(r, "vbd-51728/block/xvdb", 70);
         let names: Vec<String> = Sysfs::at(r)
             .other_disks("sda")
             .into_iter()
             .map(|c| c.name)
             .collect();
-        assert_eq!(names, ["nvme0n1", "vda", "sdc", "sdb"]);
+        assert_eq!(
+            names,
+            ["hdb", "nvme0n1", "vda", "sdc", "sdb", "xvdb", "xvdc"]
+        );
+        // A Xen guest booted from xvda: the others, whatever the order in
+        // which sysfs lists them.
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for (n, name) in [
+            (51760, "xvdd"),
+            (51712, "xvda"),
+            (51744, "xvdc"),
+            (51728, "xvdb"),
+        ] {
+            disk(r, &format!("vbd-{n}/block/{name}"), 80);
+        }
+        let names: Vec<String> = Sysfs::at(r)
+            .other_disks("xvda")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["xvdb", "xvdc", "xvdd"]);
     }
 
     #[test]

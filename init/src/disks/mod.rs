@@ -71,3 +71,57 @@ pub fn prepare(sysfs: &Sysfs, min_gib: u32) -> Found {
     }
     found
 }
+
+/// The Info screen's note for each disk beyond the patch disk (QGS uses
+/// one secondary disk too, and says when it finds more), after the
+/// requirements warnings and in their manner.
+pub fn ignored_warnings(disks: &[DiskStatus]) -> Vec<String> {
+    const ORDINALS: [&str; 4] = ["third", "fourth", "fifth", "sixth"];
+    let patch = disks
+        .iter()
+        .find(|d| d.role == "patch")
+        .map_or("none", |d| d.device.as_str());
+    disks
+        .iter()
+        .filter(|d| d.role == "ignored")
+        .enumerate()
+        .map(|(i, d)| {
+            let nth = ORDINALS.get(i).copied().unwrap_or("further");
+            format!(
+                "WARNING : Found a {nth} disk {}. The appliance uses one patch disk ({patch}): the {nth} disk is ignored",
+                d.device
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(role: &str, device: &str) -> DiskStatus {
+        DiskStatus {
+            role: role.into(),
+            device: device.into(),
+            size_bytes: 2 << 30,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_disk_beyond_the_patch_disk_gets_a_note_for_the_info_screen() {
+        assert!(ignored_warnings(&[disk("boot", "vda"), disk("patch", "vdb")]).is_empty());
+        assert_eq!(
+            ignored_warnings(&[
+                disk("boot", "sda"),
+                disk("patch", "sdb"),
+                disk("ignored", "sdc"),
+                disk("ignored", "sdd"),
+            ]),
+            [
+                "WARNING : Found a third disk sdc. The appliance uses one patch disk (sdb): the third disk is ignored",
+                "WARNING : Found a fourth disk sdd. The appliance uses one patch disk (sdb): the fourth disk is ignored",
+            ]
+        );
+    }
+}

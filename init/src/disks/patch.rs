@@ -127,7 +127,7 @@ fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
     );
     let dev_s = dev.to_string_lossy();
     // -F: a whole disk, not a partition, is what we format, on purpose.
-    // Lazy table initialisation makes a 250 GB disk ready in seconds.
+    // Lazy table initialisation makes a 250 GiB disk ready in seconds.
     let code = statefs::run(
         MKE2FS,
         &[
@@ -260,5 +260,24 @@ mod tests {
             "the patch disk vdb is not usable: holds an XFS filesystem: not formatted"
         );
         assert!(ready(None, 250).unwrap_err().starts_with("no patch disk"));
+    }
+
+    /// The minimum is in GiB: hypervisors (vSphere, Hyper-V, Proxmox) make
+    /// a "250 GB" disk 250 GiB, so the disk QGS's guide asks for passes the
+    /// default, while 250 decimal GB (232.8 GiB) is short of it.
+    #[test]
+    fn the_default_minimum_is_250_gib_as_a_hypervisor_makes_a_250_gb_disk() {
+        let min = gateway_config::Config::default().patch.min_disk_gib;
+        assert_eq!(min, 250);
+        let sized = |bytes: u64| DiskStatus {
+            size_bytes: bytes,
+            ..disk(0, true)
+        };
+        assert!(ready(Some(&sized(250 * GIB)), min).is_ok());
+        assert_eq!(
+            ready(Some(&sized(250_000_000_000)), min).unwrap_err(),
+            "the patch disk vdb is too small: 232.8 GiB; patch mode needs at least 250 GiB (patch.min_disk_gib)"
+        );
+        assert!(ready(Some(&sized(250 * GIB - 512)), min).is_err());
     }
 }

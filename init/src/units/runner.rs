@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::Config;
-use gateway_control::protocol::UnitStatus;
+use gateway_control::protocol::{DiskStatus, NetworkStatus, ReportOffer, UnitStatus};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::backoff::{AfterExit, Backoff};
@@ -71,6 +71,42 @@ fn waiting_for(spec: &UnitSpec, a: &Appliance, config: &Config) -> Option<&'stat
         Dependency::SshOrReport => (!config.ssh.enabled && a.report.borrow().is_none())
             .then_some("SSH disabled and no diagnostics report waiting"),
     })
+}
+
+/// What a unit's task follows while it waits to start.
+struct Follow<'a> {
+    config: &'a mut watch::Receiver<Config>,
+    network: &'a mut watch::Receiver<NetworkStatus>,
+    disks: &'a mut watch::Receiver<Vec<DiskStatus>>,
+    report: &'a mut watch::Receiver<Option<ReportOffer>>,
+}
+
+/// Waits until nothing keeps the unit from starting (see [`waiting_for`]),
+/// publishing why it waits meanwhile; false when the appliance's state is
+/// gone (the task ends). A restart request while it waits is answered (the
+/// unit starts as soon as it may anyway).
+async fn wait_until_startable(
+    spec: &UnitSpec,
+    appliance: &Appliance,
+    f: &mut Follow<'_>,
+    commands: &mut mpsc::Receiver<UnitCommand>,
+) -> bool {
+    let wants_report = spec.depends.contains(&Dependency::SshOrReport);
+    loop {
+        let c = f.config.borrow_and_update().clone();
+        f.disks.borrow_and_update();
+        let Some(why) = waiting_for(spec, appliance, &c) else {
+            return true;
+        };
+        publish(appliance, spec.name, "inactive", why.into());
+        tokio::select! {
+            r = f.config.changed() => if r.is_err() { return false },
+            r = f.network.changed() => if r.is_err() { return false },
+            r = f.disks.changed() => if r.is_err() { return false },
+            r = f.report.changed(), if wants_report => if r.is_err() { return false },
+            Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
+        }
+    }
 }
 
 fn ram_bytes() -> u64 {
@@ -235,9 +271,17 @@ fn describe(status: &WaitStatus) -> String {
 /// SIGTERM to the unit's process group, SIGKILL after the timeout; waits
 /// for the exit.
 async fn stop(name: &str, running: Running) -> WaitStatus {
-    let group = Pid::from_raw(running.pid);
+    stop_process(name, running.pid, running.exited).await
+}
+
+/// [`stop`] for the process group led by `pid`, whose exit `exited` reports.
+async fn stop_process(
+    name: &str,
+    pid: i32,
+    mut exited: oneshot::Receiver<WaitStatus>,
+) -> WaitStatus {
+    let group = Pid::from_raw(pid);
     let _ = killpg(group, Signal::SIGTERM);
-    let mut exited = running.exited;
     let status = match tokio::time::timeout(STOP_TIMEOUT, &mut exited).await {
         Ok(Ok(status)) => status,
         _ => {
@@ -265,21 +309,14 @@ pub async fn run(
     let mut backoff = Backoff::new(spec.restart);
     publish(&appliance, spec.name, "inactive", "starting".into());
     'life: loop {
-        // Wait until it may start.
-        loop {
-            let c = config.borrow_and_update().clone();
-            disks.borrow_and_update();
-            let Some(why) = waiting_for(spec, &appliance, &c) else {
-                break;
-            };
-            publish(&appliance, spec.name, "inactive", why.into());
-            tokio::select! {
-                r = config.changed() => if r.is_err() { return },
-                r = network.changed() => if r.is_err() { return },
-                r = disks.changed() => if r.is_err() { return },
-                r = report.changed(), if wants_report => if r.is_err() { return },
-                Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
-            }
+        let mut follow = Follow {
+            config: &mut config,
+            network: &mut network,
+            disks: &mut disks,
+            report: &mut report,
+        };
+        if !wait_until_startable(spec, &appliance, &mut follow, &mut commands).await {
+            return;
         }
         let current = config.borrow_and_update().clone();
         // What the unit starts with is not a change to reload for (and a
@@ -470,13 +507,32 @@ mod tests {
             .sum()
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_flooded_unit_log_stays_under_the_cap_and_keeps_the_newest_lines() {
-        let fs = Tmpfs::new("48m");
+    /// Runs `f` on a runtime like PID 1's; for a test that holds a lock
+    /// of the test binary's for its whole length, outside the runtime.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_flooded_unit_log_stays_under_the_cap_and_keeps_the_newest_lines() {
+        // Mounting a filesystem of our own needs root (the appliance's test
+        // machines run as root); elsewhere the test says so and passes.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs for the logs needs root");
+            return;
+        }
+        let _alone = crate::testlog::own_children();
+        let fs = Tmpfs::new("64m");
         let dir = fs.0.path();
         let cap = total_cap(dir);
-        assert_eq!(cap, 48 * (1 << 20) / 10, "10 % of the filesystem");
-        // Other units' logs from before: old rotated files, and current ones.
+        assert_eq!(cap, 64 * (1 << 20) / 10, "10 % of the filesystem");
+        // Other units' logs from before: old rotated files, and current
+        // ones about to rotate (full: they count as full whatever they
+        // hold, and here they really are).
         for (i, name) in ["a", "b", "c"].iter().enumerate() {
             std::fs::write(dir.join(format!("{name}.log.1")), vec![b'x'; 1 << 20]).unwrap();
             let old = std::time::SystemTime::now() - Duration::from_secs(3600 * (3 - i as u64));
@@ -486,7 +542,11 @@ mod tests {
                 .unwrap()
                 .set_modified(old)
                 .unwrap();
-            std::fs::write(dir.join(format!("{name}.log")), "current\n").unwrap();
+            std::fs::write(
+                dir.join(format!("{name}.log")),
+                vec![b'y'; MAX_BYTES as usize],
+            )
+            .unwrap();
         }
         // A unit that writes 40 MB through its output pipe, as fast as it can.
         let mut child = Command::new("sh")
@@ -498,18 +558,253 @@ mod tests {
             .spawn()
             .unwrap();
         let out = OwnedFd::from(child.stdout.take().unwrap());
-        keep_output(out, LogFile::new(dir, "flood", MAX_BYTES)).await;
+        block_on(keep_output(out, LogFile::new(dir, "flood", MAX_BYTES)));
         assert!(child.wait().unwrap().success());
 
+        // Every file counts: the rotated ones and the current ones, the
+        // flood's own included.
         let total = dir_bytes(dir);
         assert!(total <= cap, "{total} bytes of logs, cap {cap}");
         let newest = crate::logs::read::tail(dir, "flood", 1, None).unwrap();
         assert!(newest[0].ends_with("] newest-line"), "{newest:?}");
+        // The worst moment: the flood's current file grown to the brink of
+        // its next rotation.
+        let current = dir.join("flood.log");
+        let mut log = LogFile::new(dir, "flood", MAX_BYTES);
+        let line = b"[    1.000] top-up\n".len() as u64;
+        while std::fs::metadata(&current).unwrap().len() + line <= MAX_BYTES {
+            log.line_at(Duration::from_secs(1), "top-up");
+        }
+        assert!(std::fs::metadata(&current).unwrap().len() > MAX_BYTES - line);
+        let total = dir_bytes(dir);
+        assert!(
+            total <= cap,
+            "{total} bytes of logs at the brink of a rotation, cap {cap}"
+        );
+        log.line_at(Duration::from_secs(1), "after the rotation");
+        let total = dir_bytes(dir);
+        assert!(
+            total <= cap,
+            "{total} bytes of logs after a rotation, cap {cap}"
+        );
         // The oldest rotated logs went first; current files are never removed.
         assert!(!dir.join("a.log.1").exists());
+        assert!(!dir.join("b.log.1").exists());
+        assert!(
+            dir.join("c.log.1").exists(),
+            "only what the cap needed went"
+        );
         for name in ["a", "b", "c"] {
             assert!(dir.join(format!("{name}.log")).exists());
         }
         assert!(dir.join("flood.log.1").exists());
+    }
+
+    /// An appliance whose network and disks the test reports, for a unit's
+    /// wait before it starts (kept with what it needs to stay open).
+    struct Waiting {
+        appliance: Arc<Appliance>,
+        _dir: tempfile::TempDir,
+        _commands: mpsc::Sender<UnitCommand>,
+    }
+
+    fn appliance(config: Config) -> (Waiting, mpsc::Receiver<UnitCommand>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (power, _) = mpsc::unbounded_channel();
+        let appliance = Appliance::new(
+            gateway_config::Store::new(dir.path()),
+            Some(dir.path().to_owned()),
+            config,
+            power,
+        );
+        let (tx, rx) = mpsc::channel(4);
+        (
+            Waiting {
+                appliance,
+                _dir: dir,
+                _commands: tx,
+            },
+            rx,
+        )
+    }
+
+    fn detail(a: &Appliance, name: &str) -> (String, String) {
+        let units = a.units.borrow();
+        let u = units.iter().find(|u| u.name == name).unwrap();
+        (u.state.clone(), u.detail.clone())
+    }
+
+    /// Whether `wait` is still waiting after the runtime had time to act on
+    /// what changed.
+    async fn still_waiting(
+        wait: &mut std::pin::Pin<&mut impl std::future::Future<Output = bool>>,
+    ) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), wait.as_mut())
+            .await
+            .is_err()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_unit_that_needs_the_network_starts_only_once_eth0_has_an_address() {
+        let (w, mut commands) = appliance(Config::default());
+        let a = &w.appliance;
+        let spec = super::super::table::unit("proxy").unwrap();
+        let (mut config, mut network, mut disks, mut report) = (
+            a.subscribe(),
+            a.network.subscribe(),
+            a.disks.subscribe(),
+            a.report.subscribe(),
+        );
+        let mut follow = Follow {
+            config: &mut config,
+            network: &mut network,
+            disks: &mut disks,
+            report: &mut report,
+        };
+        let wait = wait_until_startable(spec, a, &mut follow, &mut commands);
+        tokio::pin!(wait);
+        assert!(still_waiting(&mut wait).await);
+        assert_eq!(
+            detail(a, "proxy"),
+            ("inactive".into(), "waiting for the network".into())
+        );
+        // A carrier and a DHCP exchange under way are not an address yet;
+        // nor is a configuration change.
+        a.network.send_modify(|n| {
+            n.carrier = true;
+            n.state = "waiting for a DHCP offer".into();
+        });
+        assert!(still_waiting(&mut wait).await);
+        a.set(&[("proxy.port".into(), "3128".into())])
+            .await
+            .unwrap();
+        assert!(still_waiting(&mut wait).await);
+        assert_eq!(detail(a, "proxy").1, "waiting for the network");
+        // The lease comes: it may start.
+        a.network.send_modify(|n| {
+            n.address = Some("10.0.2.15/24".into());
+            n.state = "lease from 10.0.2.2".into();
+        });
+        let started = tokio::time::timeout(Duration::from_secs(5), wait.as_mut()).await;
+        assert_eq!(
+            started,
+            Ok(true),
+            "the unit did not start with the network up"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn in_patch_mode_the_cache_waits_for_the_network_and_the_mounted_patch_disk() {
+        let config = Config::default()
+            .with_changes(&[("patch.enabled", "true")])
+            .unwrap();
+        let (w, mut commands) = appliance(config);
+        let a = &w.appliance;
+        let spec = super::super::table::unit("cache").unwrap();
+        let (mut config, mut network, mut disks, mut report) = (
+            a.subscribe(),
+            a.network.subscribe(),
+            a.disks.subscribe(),
+            a.report.subscribe(),
+        );
+        let mut follow = Follow {
+            config: &mut config,
+            network: &mut network,
+            disks: &mut disks,
+            report: &mut report,
+        };
+        let wait = wait_until_startable(spec, a, &mut follow, &mut commands);
+        tokio::pin!(wait);
+        assert!(still_waiting(&mut wait).await);
+        assert_eq!(detail(a, "cache").1, "waiting for the network");
+        a.network
+            .send_modify(|n| n.address = Some("10.0.2.15/24".into()));
+        assert!(still_waiting(&mut wait).await);
+        assert_eq!(
+            detail(a, "cache").1,
+            "waiting for the patch disk (patch mode)"
+        );
+        // A patch disk that is there but not mounted (it holds something
+        // else) is not ready.
+        let disk = |mount: Option<&str>| DiskStatus {
+            role: "patch".into(),
+            device: "vdb".into(),
+            size_bytes: 300 << 30,
+            mount: mount.map(str::to_owned),
+            state: "holds an XFS filesystem: not formatted".into(),
+            ..Default::default()
+        };
+        a.disks.send_replace(vec![disk(None)]);
+        assert!(still_waiting(&mut wait).await);
+        a.disks
+            .send_replace(vec![disk(Some(crate::disks::patch::MOUNT_POINT))]);
+        let started = tokio::time::timeout(Duration::from_secs(5), wait.as_mut()).await;
+        assert_eq!(
+            started,
+            Ok(true),
+            "the cache did not start with its disk mounted"
+        );
+    }
+
+    /// `sh -c script` leading its own process group, as a unit does, its
+    /// exit delivered the way PID 1's reaper does (here by a thread that
+    /// waits for that one pid only); returned once it wrote `ready`.
+    fn watched(script: &str, dir: &Path) -> (i32, oneshot::Receiver<WaitStatus>) {
+        use std::os::unix::process::CommandExt;
+        let ready = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .env("READY", &ready)
+            .process_group(0);
+        let (child, exited) = children::spawn_watched(&mut cmd).unwrap();
+        let pid = child.id() as i32;
+        drop(child);
+        std::thread::spawn(move || {
+            if let Ok(status) = nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
+                children::deliver(pid, status);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the unit did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (pid, exited)
+    }
+
+    #[test]
+    fn a_restarted_unit_that_ignores_sigterm_is_killed_5_s_later() {
+        let _alone = crate::testlog::own_children();
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::testlog::capture();
+        // A unit that exits on SIGTERM is not killed.
+        let (pid, exited) = watched(r#"echo > "$READY"; sleep 60 & wait"#, dir.path());
+        let t0 = Instant::now();
+        let status = block_on(stop_process("agent", pid, exited));
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert_eq!(
+            status,
+            WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGTERM, false)
+        );
+        assert!(log.lines().is_empty(), "{:?}", log.lines());
+        // One that ignores it (its sleep too, which inherits that) is killed
+        // after STOP_TIMEOUT, and says so.
+        let (pid, exited) = watched(r#"trap '' TERM; echo > "$READY"; sleep 60"#, dir.path());
+        let t0 = Instant::now();
+        let status = block_on(stop_process("proxy", pid, exited));
+        let took = t0.elapsed();
+        assert!(
+            (STOP_TIMEOUT..STOP_TIMEOUT + Duration::from_millis(1500)).contains(&took),
+            "killed {took:?} after SIGTERM"
+        );
+        assert_eq!(
+            status,
+            WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGKILL, false)
+        );
+        assert_eq!(
+            log.lines(),
+            ["warning: unit proxy: still running 5s after SIGTERM: killing it"]
+        );
     }
 }

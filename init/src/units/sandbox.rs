@@ -2,9 +2,9 @@
 //! groups, no_new_privs, only the capabilities the table gives it (as
 //! ambient capabilities, so they survive exec without file capabilities),
 //! its own cgroup (v2) with a memory limit, a mount namespace where /var,
-//! /run, /tmp and /sys are read-only except its own state directory, its own
-//! session (with its terminal as controlling terminal, for a console), and
-//! an open-files limit.
+//! /run, /tmp, /dev/shm and /sys are read-only except its own state
+//! directory, its own session (with its terminal as controlling terminal,
+//! for a console), and an open-files limit.
 //!
 //! [`Prepared`] does everything that allocates or may fail in words, in the
 //! parent; [`Prepared::enter`] runs in the child between fork and exec and
@@ -23,7 +23,10 @@ pub const STATE_ROOT: &str = "/var/lib/units";
 pub const RUNTIME_ROOT: &str = "/run/units";
 
 /// Mount points the unit sees read-only (the root is read-only already).
-const READ_ONLY: [&str; 4] = ["/var", "/run", "/tmp", "/sys"];
+/// Every writable filesystem the boot mounts is here: /dev/shm is a tmpfs
+/// of mode 1777 of its own (not covered by the root's read-only mount), so
+/// without it a compromised unit could leave files there for another.
+const READ_ONLY: [&str; 5] = ["/var", "/run", "/tmp", "/dev/shm", "/sys"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -313,5 +316,29 @@ impl Prepared {
             check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filesystem the boot mounts writable and that is not in the list
+    /// stays writable in every sandbox (a remount of its parent does not
+    /// reach a mount below it).
+    #[test]
+    fn every_writable_memory_filesystem_the_boot_mounts_is_read_only_in_a_sandbox() {
+        let tmpfs: Vec<&str> = crate::mounts::early_mounts()
+            .iter()
+            .filter(|m| m.fstype == "tmpfs")
+            .map(|m| m.target)
+            .collect();
+        assert!(tmpfs.contains(&"/dev/shm"), "{tmpfs:?}");
+        for target in tmpfs {
+            assert!(
+                READ_ONLY.contains(&target),
+                "{target} is writable in the sandbox"
+            );
+        }
     }
 }
