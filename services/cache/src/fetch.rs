@@ -223,15 +223,25 @@ pub async fn fill(
     let meta = o.meta();
     let length = meta.length;
     let mut hasher = Sha256::new();
+    // Disk bodies are checked block by block on every read: their hashes
+    // are made here, from the bytes as they came, and given to the object
+    // as each block is written, so readers of the fill check them too.
+    let mut blocks = (o.tier == Tier::Disk).then(crate::disk::BlockHasher::default);
     let mut filled = 0u64;
     let mut buf = std::mem::take(&mut resp.rest);
     let ok = loop {
         if !buf.is_empty() {
             let take = ((length - filled) as usize).min(buf.len());
             hasher.update(&buf[..take]);
+            if let Some(b) = blocks.as_mut() {
+                b.update(&buf[..take]);
+            }
             if let Err(e) = o.append(&buf[..take], filled) {
                 tracing::warn!("cache fill {}: store: {e}", rules::loggable(&meta.key));
                 break false;
+            }
+            if let Some(b) = blocks.as_mut() {
+                o.add_blocks(b.take_done());
             }
             filled += take as u64;
             stats.from_origin(take as u64);
@@ -278,23 +288,20 @@ pub async fn fill(
     if let Ok(mut s) = o.sha256.lock() {
         *s = Some(sha);
     }
+    if let Some(b) = blocks {
+        o.add_blocks(b.finish());
+    }
     if let (Tier::Disk, Some((tmp, file)), Body::File(body)) = (o.tier, disk_tmp, &o.body) {
-        let (meta2, store2) = (meta.clone(), store.clone());
+        let (meta2, store2, hashes) = (meta.clone(), store.clone(), o.blocks());
         let committed = tokio::task::spawn_blocking(move || match &store2.disk {
-            Some(disk) => disk.commit(&tmp, &file, &meta2, &sha),
+            Some(disk) => disk.commit(&tmp, &file, &meta2, &sha, &hashes),
             None => Err(std::io::Error::other("no disk tier")),
         })
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r);
         match committed {
-            Ok(data) => {
-                o.verified_mtime.store(
-                    crate::disk::mtime_ns(&data),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                body.committed(data);
-            }
+            Ok(data) => body.committed(data),
             Err(e) => {
                 tracing::warn!(
                     "cache fill {}: commit to disk: {e}; not stored",

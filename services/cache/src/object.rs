@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -173,10 +173,10 @@ pub struct Object {
     progress: watch::Sender<Progress>,
     /// SHA-256 of the body once complete.
     pub sha256: Mutex<Option<[u8; 32]>>,
-    /// Disk objects: the body was checked against its SHA-256 since it was
-    /// last modified (`verified_mtime`, nanoseconds).
-    pub verified: AtomicBool,
-    pub verified_mtime: AtomicU64,
+    /// Disk objects: the SHA-256 of each [`crate::disk::BLOCK`] of the
+    /// body, in order, as far as the fill has hashed them (all of them once
+    /// complete). Every read of a block whose hash is known checks it.
+    blocks: Mutex<Vec<[u8; 32]>>,
     /// LRU position (a tick of the store's clock).
     pub tick: AtomicU64,
     /// The bytes the store counted for this object when it was indexed
@@ -224,6 +224,10 @@ pub enum ReadError {
     Failed,
     #[error("read the stored object: {0}")]
     Io(String),
+    /// A disk block does not match its SHA-256: the object is to be
+    /// dropped, and none of this block's bytes served.
+    #[error("block {0} of the stored object does not match its SHA-256")]
+    Damaged(u64),
 }
 
 impl Object {
@@ -235,8 +239,7 @@ impl Object {
             tier,
             progress,
             sha256: Mutex::new(None),
-            verified: AtomicBool::new(true),
-            verified_mtime: AtomicU64::new(0),
+            blocks: Mutex::new(Vec::new()),
             tick: AtomicU64::new(0),
             accounted: AtomicU64::new(0),
             revalidation: Mutex::new(None),
@@ -244,14 +247,37 @@ impl Object {
     }
 
     /// An object whose body is already complete (loaded from disk).
-    pub fn complete(meta: Meta, body: Body, tier: Tier, sha256: [u8; 32]) -> Arc<Object> {
+    pub fn complete(
+        meta: Meta,
+        body: Body,
+        tier: Tier,
+        sha256: [u8; 32],
+        blocks: Vec<[u8; 32]>,
+    ) -> Arc<Object> {
         let o = Object::new(meta, body, tier);
         o.progress.send_replace(Progress::Complete);
         if let Ok(mut s) = o.sha256.lock() {
             *s = Some(sha256);
         }
-        o.verified.store(false, Ordering::Relaxed);
+        o.add_blocks(blocks);
         o
+    }
+
+    /// The fill hashed these next blocks (their bytes are written).
+    pub fn add_blocks(&self, hashes: Vec<[u8; 32]>) {
+        if hashes.is_empty() {
+            return;
+        }
+        let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        b.extend(hashes);
+    }
+
+    /// The block hashes known so far.
+    pub fn blocks(&self) -> Vec<[u8; 32]> {
+        self.blocks
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// Leads the revalidation of this object, or joins the one under way:
@@ -401,9 +427,27 @@ impl Object {
         offset: u64,
         max: usize,
     ) -> Result<Vec<u8>, ReadError> {
+        self.read_counted(src, offset, max).await.map(|(b, _)| b)
+    }
+
+    /// [`Object::read_at`], and how many disk blocks were checked for it.
+    ///
+    /// A file body is read in whole blocks once their hashes are known
+    /// (always once complete; a filling object's blocks as the fill hashes
+    /// them), each checked before any byte of it is returned: a block that
+    /// does not match is [`ReadError::Damaged`], and nothing of it is
+    /// given out. A read spanning blocks ends at a block boundary (or at
+    /// `offset + max`'s end of the object), so a reader going on from
+    /// there never reads and hashes a block twice.
+    pub async fn read_counted(
+        &self,
+        src: &Source,
+        offset: u64,
+        max: usize,
+    ) -> Result<(Vec<u8>, u64), ReadError> {
         let length = self.length();
-        if offset >= length {
-            return Ok(Vec::new());
+        if offset >= length || max == 0 {
+            return Ok((Vec::new(), 0));
         }
         let mut rx = self.progress.subscribe();
         let available = loop {
@@ -437,29 +481,58 @@ impl Object {
                     out.extend_from_slice(&seg[within..within + take]);
                     at += take as u64;
                 }
-                Ok(out)
+                Ok((out, 0))
             }
             (Body::File(_), Source::Memory) => Err(ReadError::Io("not a memory object".into())),
             (_, Source::File(f)) => {
+                use crate::disk::BLOCK;
+                let mut end = offset + want as u64;
+                let first = offset / BLOCK;
+                let mut last = (end - 1) / BLOCK;
+                if last > first && !end.is_multiple_of(BLOCK) && end < length {
+                    // Up to the boundary: the next read starts on a block.
+                    last -= 1;
+                    end = last.saturating_add(1).saturating_mul(BLOCK);
+                }
+                let hashes: Vec<[u8; 32]> = {
+                    let b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+                    let to = (last as usize).saturating_add(1).min(b.len());
+                    b.get(first as usize..to)
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default()
+                };
+                if !hashes.is_empty() {
+                    // The blocks not hashed yet (a fill under way) wait for
+                    // the next read.
+                    end = end.min((first + hashes.len() as u64).saturating_mul(BLOCK));
+                }
                 let f = f.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut out = vec![0u8; want];
-                    let n = f.read_at(&mut out, offset)?;
-                    out.truncate(n);
-                    Ok::<_, std::io::Error>(out)
-                })
-                .await
-                .map_err(|e| ReadError::Io(e.to_string()))?
-                .map_err(|e| ReadError::Io(e.to_string()))
-                .and_then(|out| {
-                    if out.is_empty() {
-                        Err(ReadError::Io(
-                            "the file is shorter than its index says".into(),
-                        ))
+                let read = tokio::task::spawn_blocking(move || {
+                    if hashes.is_empty() {
+                        // Bytes a fill under way has written but not yet
+                        // hashed (its block is not complete): they are
+                        // this process's own writes of a moment ago; the
+                        // block is checked on every read once complete.
+                        let mut out = vec![0u8; want];
+                        let n = f
+                            .read_at(&mut out, offset)
+                            .map_err(crate::disk::BlockError::Io)?;
+                        out.truncate(n);
+                        Ok((out, 0))
                     } else {
-                        Ok(out)
+                        crate::disk::read_verified(&f, length, first, &hashes, offset, end)
                     }
                 })
+                .await
+                .map_err(|e| ReadError::Io(e.to_string()))?;
+                match read {
+                    Ok((out, _)) if out.is_empty() => Err(ReadError::Io(
+                        "the file is shorter than its index says".into(),
+                    )),
+                    Ok(r) => Ok(r),
+                    Err(crate::disk::BlockError::Io(e)) => Err(ReadError::Io(e.to_string())),
+                    Err(crate::disk::BlockError::Damaged(b)) => Err(ReadError::Damaged(b)),
+                }
             }
         }
     }
@@ -613,5 +686,116 @@ mod tests {
         o.finish(Progress::Failed);
         assert_eq!(waiting.await.unwrap(), Err(ReadError::Failed));
         assert!(!o.wait_done().await);
+    }
+
+    #[tokio::test]
+    async fn disk_reads_check_whole_blocks_and_end_on_a_boundary() {
+        use crate::disk::{BlockHasher, BLOCK};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("body");
+        let len = 2 * BLOCK + 10;
+        let body: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &body).unwrap();
+        let mut h = BlockHasher::default();
+        h.update(&body);
+        let body_of = DiskBody::stored(path.clone());
+        let o = Object::complete(
+            meta(len),
+            Body::File(body_of),
+            Tier::Disk,
+            [0; 32],
+            h.finish(),
+        );
+        let src = o.source().unwrap();
+        let b = |a: u64, z: u64| &body[a as usize..z as usize];
+        // From inside block 0, for a block's worth: up to the boundary, so
+        // the next read starts on block 1 and no block is hashed twice.
+        same(
+            o.read_counted(&src, 100, BLOCK as usize).await,
+            b(100, BLOCK),
+            1,
+        );
+        same(
+            o.read_counted(&src, BLOCK, BLOCK as usize).await,
+            b(BLOCK, 2 * BLOCK),
+            1,
+        );
+        same(
+            o.read_counted(&src, 2 * BLOCK, BLOCK as usize).await,
+            b(2 * BLOCK, len),
+            1,
+        );
+        // One byte of block 1 changed: a read of any byte of it fails (and
+        // one that spans it: nothing of it is given out), block 0 still
+        // reads.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[body[BLOCK as usize + 5] ^ 1], BLOCK + 5)
+            .unwrap();
+        let src = o.source().unwrap();
+        assert_eq!(
+            o.read_at(&src, BLOCK + 1000, 1).await,
+            Err(ReadError::Damaged(1))
+        );
+        assert_eq!(
+            o.read_at(&src, 0, 2 * BLOCK as usize).await,
+            Err(ReadError::Damaged(1))
+        );
+        same(
+            o.read_counted(&src, 0, BLOCK as usize).await,
+            b(0, BLOCK),
+            1,
+        );
+    }
+
+    /// `got` is `want`'s bytes, `n` blocks checked (without printing
+    /// megabytes when not).
+    #[track_caller]
+    fn same(got: Result<(Vec<u8>, u64), ReadError>, want: &[u8], n: u64) {
+        let (bytes, checked) = got.expect("read");
+        assert_eq!((bytes.len(), checked), (want.len(), n));
+        assert!(bytes == want, "other bytes");
+    }
+
+    #[tokio::test]
+    async fn readers_of_a_disk_fill_check_the_blocks_it_has_hashed() {
+        use crate::disk::{BlockHasher, BLOCK};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fill.tmp");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let len = 3 * BLOCK;
+        let body: Vec<u8> = (0..len).map(|i| (i % 239) as u8).collect();
+        let o = Object::new(
+            meta(len),
+            Body::File(DiskBody::filling(path.clone(), Arc::new(file))),
+            Tier::Disk,
+        );
+        // Block 0 and a bit of block 1 written; block 0 hashed.
+        let part = BLOCK as usize + 10;
+        o.append(&body[..part], 0).unwrap();
+        let mut h = BlockHasher::default();
+        h.update(&body[..part]);
+        o.add_blocks(h.take_done());
+        let src = o.source().unwrap();
+        // Block 0 checked, and the read stops at its end.
+        same(
+            o.read_counted(&src, 0, len as usize).await,
+            &body[..BLOCK as usize],
+            1,
+        );
+        // The bytes of the block not hashed yet come as written.
+        same(
+            o.read_counted(&src, BLOCK, len as usize).await,
+            &body[BLOCK as usize..part],
+            0,
+        );
+        // Block 0 changed under the fill: refused.
+        let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.write_all_at(&[body[7] ^ 1], 7).unwrap();
+        assert_eq!(o.read_at(&src, 3, 10).await, Err(ReadError::Damaged(0)));
     }
 }

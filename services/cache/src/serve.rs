@@ -25,8 +25,23 @@ use crate::server::{Next, Service};
 use crate::stats::Served;
 use crate::store::{FillTicket, Lookup, Resolved};
 
-/// Bytes read from a stored object per write to the client.
+/// Bytes read from a memory object per write to the client.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// How an answer from a stored object went.
+enum Sent {
+    Done(Outcome, Next),
+    /// The object could not be read (a block did not match its SHA-256,
+    /// the file is gone or short) before anything was sent: it is dropped,
+    /// and the request looks it up again (and fills it).
+    Dropped,
+}
+
+impl From<(Outcome, Next)> for Sent {
+    fn from((o, n): (Outcome, Next)) -> Sent {
+        Sent::Done(o, n)
+    }
+}
 
 fn dest(origin: &Origin) -> String {
     format!("{}:{}", origin.host, origin.port)
@@ -146,35 +161,29 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
     for _ in 0..3 {
         match svc.store.lookup(&primary, &head.headers) {
             Lookup::Found(o) => {
-                if !verified(&o, svc).await {
-                    continue;
-                }
                 let stale = !o.meta().is_fresh(SystemTime::now());
                 if o.is_complete() && (stale || rules::wants_revalidation(&head.headers)) {
-                    match o.join_revalidation() {
-                        Join::Lead(lead) => {
-                            return revalidate(client, head, origin, svc, o, lead).await
-                        }
+                    let sent = match o.join_revalidation() {
+                        Join::Lead(lead) => revalidate(client, head, origin, svc, o, lead).await,
                         Join::Wait(mut rx) => {
                             // Another request is asking the origin: its 304
                             // answers this one too; anything else, look again.
                             while rx.borrow_and_update().is_none() && rx.changed().await.is_ok() {}
-                            if *rx.borrow() == Some(true) {
-                                return send_object(
-                                    client,
-                                    head,
-                                    origin,
-                                    svc,
-                                    &o,
-                                    Served::Revalidated,
-                                )
-                                .await;
+                            if *rx.borrow() != Some(true) {
+                                continue;
                             }
-                            continue;
+                            send_object(client, head, origin, svc, &o, Served::Revalidated).await
                         }
+                    };
+                    match sent {
+                        Sent::Done(o, n) => return (o, n),
+                        Sent::Dropped => continue,
                     }
                 }
-                return send_object(client, head, origin, svc, &o, Served::Hit).await;
+                match send_object(client, head, origin, svc, &o, Served::Hit).await {
+                    Sent::Done(o, n) => return (o, n),
+                    Sent::Dropped => continue,
+                }
             }
             Lookup::Wait(mut rx) => {
                 let resolved = loop {
@@ -185,12 +194,15 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                         break Resolved::NotShared;
                     }
                 };
-                return match resolved {
-                    Resolved::Object(o) if varies_alike(&o, &primary, head) => {
-                        send_object(client, head, origin, svc, &o, Served::Collapsed).await
+                if let Resolved::Object(o) = resolved {
+                    if varies_alike(&o, &primary, head) {
+                        match send_object(client, head, origin, svc, &o, Served::Collapsed).await {
+                            Sent::Done(o, n) => return (o, n),
+                            Sent::Dropped => continue,
+                        }
                     }
-                    _ => own_fetch(client, head, origin, svc).await,
-                };
+                }
+                return own_fetch(client, head, origin, svc).await;
             }
             Lookup::Fill(ticket) => {
                 if is_head {
@@ -214,44 +226,6 @@ fn varies_alike(o: &Object, primary: &str, head: &RequestHead) -> bool {
         format!("{primary}{}", rules::vary_key(&meta.vary, &head.headers))
     };
     want == meta.key
-}
-
-/// Disk objects are checked against their SHA-256 before their first use
-/// after a load, and again whenever the file was modified since: a
-/// mismatch drops the object (the caller fetches it again).
-async fn verified(o: &Arc<Object>, svc: &Service) -> bool {
-    use std::sync::atomic::Ordering;
-    let (Tier::Disk, Body::File(body)) = (o.tier, &o.body) else {
-        return true;
-    };
-    if !o.is_complete() {
-        return true;
-    }
-    let path = body.path();
-    let mtime = crate::disk::mtime_ns(&path);
-    if o.verified.load(Ordering::Relaxed) && o.verified_mtime.load(Ordering::Relaxed) == mtime {
-        return true;
-    }
-    let sha =
-        tokio::task::spawn_blocking(move || crate::disk::file_sha256(&std::fs::File::open(path)?))
-            .await;
-    let expected = o.sha256.lock().ok().and_then(|s| *s);
-    match (sha, expected) {
-        (Ok(Ok(got)), Some(want)) if got == want => {
-            o.verified_mtime.store(mtime, Ordering::Relaxed);
-            o.verified.store(true, Ordering::Relaxed);
-            true
-        }
-        _ => {
-            let key = o.meta().key;
-            tracing::warn!(
-                "disk tier: {}: the body does not match its SHA-256; dropped, fetching again",
-                rules::loggable(&key)
-            );
-            svc.store.remove(&key, o);
-            false
-        }
-    }
 }
 
 /// The first request of a miss: the fill task fetches (and goes on
@@ -279,7 +253,14 @@ async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = tx.send(start);
     });
     match rx.await {
-        Ok(FillStart::Stored(o)) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        Ok(FillStart::Stored(o)) => {
+            match send_object(client, head, origin, svc, &o, Served::Miss).await {
+                Sent::Done(o, n) => (o, n),
+                // Unreadable as soon as stored (and dropped): this client's
+                // answer comes from the origin.
+                Sent::Dropped => own_fetch(client, head, origin, svc).await,
+            }
+        }
         // The shared fetch asked for the whole object; a client that wanted
         // a range of one that is not stored (too large, no length) asks
         // for its range itself rather than get the whole.
@@ -444,7 +425,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     svc: &Service,
     old: Arc<Object>,
     lead: Revalidation,
-) -> (Outcome, Next) {
+) -> Sent {
     let meta = old.meta();
     let mut extra = Vec::new();
     if let Some(etag) = meta.header("etag") {
@@ -480,7 +461,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
                         e.why
                     ),
                 };
-                return (error_answer(client, svc, origin, e).await, Next::Close);
+                return Sent::Done(error_answer(client, svc, origin, e).await, Next::Close);
             }
             tracing::info!(
                 "revalidate {}: {}; serving the stored copy",
@@ -511,7 +492,9 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     drop(lead);
     match started {
         Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
-        Err(resp) => relay(client, head, origin, svc, *resp, "not stored").await,
+        Err(resp) => relay(client, head, origin, svc, *resp, "not stored")
+            .await
+            .into(),
     }
 }
 
@@ -537,7 +520,7 @@ fn refresh(o: &Arc<Object>, fields: &[(String, Vec<u8>)], svc: &Service) {
     svc.store.reaccount(&updated.key, o);
     if let (Some(disk), Body::File(body)) = (&svc.store.disk, &o.body) {
         if let Some(sha) = o.sha256.lock().ok().and_then(|s| *s) {
-            if let Err(e) = disk.write_meta(&updated, &sha, &body.path()) {
+            if let Err(e) = disk.write_meta(&updated, &sha, &o.blocks(), &body.path()) {
                 tracing::warn!(
                     "disk tier: {}: update metadata: {e}",
                     rules::loggable(&updated.key)
@@ -659,6 +642,14 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
 /// Answers from a stored (or filling) object: 304 for a matching client
 /// conditional, 206 for a range, 416 for a range past the end, else 200;
 /// HEAD gets the head alone. Bytes go out as the fill provides them.
+///
+/// Disk bodies are checked block by block as they are read (see
+/// [`Object::read_counted`]). The first block of a complete object is read
+/// before the head is sent, so an object found damaged there (or unreadable)
+/// is dropped and fetched again for this very request ([`Sent::Dropped`]);
+/// one found damaged later ends the response short (the client sees fewer
+/// bytes than its `Content-Length`, never a wrong one) and is dropped, so
+/// the next request fetches it again.
 async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
     head: &RequestHead,
@@ -666,22 +657,19 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     svc: &Service,
     o: &Arc<Object>,
     served: Served,
-) -> (Outcome, Next) {
-    if served != Served::Miss {
-        svc.cache_stats.served(served);
-    }
+) -> Sent {
     let meta = o.meta();
     // Opened once per response, before anything is sent: a reader of a
     // replaced object keeps its bytes.
     let src = match o.source() {
         Ok(src) => src,
         Err(e) => {
+            tracing::warn!(
+                "disk tier: {}: the stored object cannot be opened: {e}; dropped, fetching again",
+                rules::loggable(&meta.key)
+            );
             svc.store.remove(&meta.key, o);
-            let e = FetchError {
-                status: 502,
-                why: format!("the stored object cannot be opened: {e}"),
-            };
-            return (error_answer(client, svc, origin, e).await, Next::Close);
+            return Sent::Dropped;
         }
     };
     let len = meta.length;
@@ -713,6 +701,34 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
             RangeAnswer::Unsatisfiable => (416, "Range Not Satisfiable", 0, 0),
         }
     };
+    let body_wanted = !is_head && (status == 200 || status == 206);
+    // Disk reads go a block at a time: each is read and checked whole.
+    let chunk_max = match o.tier {
+        Tier::Disk => crate::disk::BLOCK as usize,
+        Tier::Memory => READ_CHUNK,
+    };
+    let read = |at: u64| {
+        let want = ((end - at) as usize).min(chunk_max);
+        o.read_counted(&src, at, want)
+    };
+    // A complete object's first bytes before the head (a filling one's
+    // come as the origin sends them: the head goes first).
+    let mut first = None;
+    if body_wanted && start < end && o.is_complete() {
+        match read(start).await {
+            Ok((c, n)) if !c.is_empty() => {
+                svc.cache_stats.blocks_verified(n);
+                first = Some(c);
+            }
+            other => {
+                unreadable(svc, o, &meta.key, other.err());
+                return Sent::Dropped;
+            }
+        }
+    }
+    if served != Served::Miss {
+        svc.cache_stats.served(served);
+    }
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
     for (n, v) in &meta.headers {
         out.push_str(&format!("{n}: {v}\r\n"));
@@ -754,38 +770,50 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_or(true, |r| r.is_err())
     {
-        return (
+        return Sent::Done(
             outcome(0, format!("{status} {label}, client gone")),
             Next::Close,
         );
     }
     let mut down = out.len() as u64;
-    let body_wanted = !is_head && (status == 200 || status == 206);
     let mut at = start;
     while body_wanted && at < end {
-        let want = ((end - at) as usize).min(READ_CHUNK);
-        let chunk = match o.read_at(&src, at, want).await {
-            Ok(c) if !c.is_empty() => c,
-            Ok(_) | Err(ReadError::Failed) => {
-                return (
-                    outcome(down, format!("{status} {label}, origin transfer failed")),
-                    Next::Close,
-                );
-            }
-            Err(e) => {
-                tracing::warn!("{}: {e}", rules::loggable(&meta.key));
-                svc.store.remove(&meta.key, o);
-                return (
-                    outcome(down, format!("{status} {label}, stored object unreadable")),
-                    Next::Close,
-                );
-            }
+        let chunk = match first.take() {
+            Some(c) => c,
+            None => match read(at).await {
+                Ok((c, n)) if !c.is_empty() => {
+                    svc.cache_stats.blocks_verified(n);
+                    c
+                }
+                Ok(_) | Err(ReadError::Failed) => {
+                    return Sent::Done(
+                        outcome(down, format!("{status} {label}, origin transfer failed")),
+                        Next::Close,
+                    );
+                }
+                Err(e) => {
+                    // The head is out: the response ends short (the
+                    // connection closes), so the client never takes what
+                    // it has for the whole.
+                    let damaged = matches!(e, ReadError::Damaged(_));
+                    unreadable(svc, o, &meta.key, Some(e));
+                    let what = if damaged {
+                        "stored object damaged"
+                    } else {
+                        "stored object unreadable"
+                    };
+                    return Sent::Done(
+                        outcome(down, format!("{status} {label}, {what}")),
+                        Next::Close,
+                    );
+                }
+            },
         };
         if timeout(idle, client.write_all(&chunk))
             .await
             .map_or(true, |r| r.is_err())
         {
-            return (
+            return Sent::Done(
                 outcome(down, format!("{status} {label}, client gone")),
                 Next::Close,
             );
@@ -797,8 +825,33 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let _ = client.flush().await;
-    (
+    Sent::Done(
         outcome(down, format!("{status} {label}")),
         if keep { Next::Request } else { Next::Close },
     )
+}
+
+/// A stored object could not be read (`e`; none: it read as empty): it is
+/// dropped, so the next lookup fetches it again, and the log says why.
+fn unreadable(svc: &Service, o: &Arc<Object>, key: &str, e: Option<ReadError>) {
+    match e {
+        Some(ReadError::Damaged(block)) => {
+            let from = block.saturating_mul(crate::disk::BLOCK);
+            tracing::warn!(
+                "disk tier: {}: block {block} (bytes {from}-{}) does not match its SHA-256; \
+                 dropped, fetching again",
+                rules::loggable(key),
+                from.saturating_add(crate::disk::BLOCK)
+                    .min(o.length())
+                    .saturating_sub(1)
+            );
+            svc.cache_stats.damaged();
+        }
+        Some(e) => tracing::warn!("{}: {e}; dropped", rules::loggable(key)),
+        None => tracing::warn!(
+            "{}: the stored object reads as empty; dropped",
+            rules::loggable(key)
+        ),
+    }
+    svc.store.remove(key, o);
 }

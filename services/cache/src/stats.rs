@@ -23,6 +23,11 @@ pub struct CacheStats {
     bytes_from_origin: AtomicU64,
     /// Requests served from an origin fetch started by another request.
     collapsed: AtomicU64,
+    /// Disk blocks read and checked against their SHA-256 (what checking
+    /// costs: a range reads the blocks it touches, not the whole file).
+    disk_blocks_verified: AtomicU64,
+    /// Disk objects dropped because a block did not match its SHA-256.
+    disk_damaged: AtomicU64,
     /// Agents (clients allowed by the policy that sent a proxy request)
     /// and when each was last seen. The proxy's own unique clients count
     /// every connection, refused ones and the appliance's health probes
@@ -83,6 +88,16 @@ impl CacheStats {
         self.bytes_from_cache.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Disk blocks read and checked.
+    pub fn blocks_verified(&self, n: u64) {
+        self.disk_blocks_verified.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A disk object was dropped for a block that did not match.
+    pub fn damaged(&self) {
+        self.disk_damaged.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Body bytes fetched from an origin (fills and relayed responses).
     pub fn from_origin(&self, n: u64) {
         self.bytes_from_origin.fetch_add(n, Ordering::Relaxed);
@@ -100,7 +115,7 @@ impl CacheStats {
             shared as f64 / total as f64
         };
         format!(
-            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"active_agents\":{},\"proxy\":{}}}",
+            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"disk_blocks_verified\":{},\"disk_damaged\":{},\"active_agents\":{},\"proxy\":{}}}",
             l(&self.misses),
             l(&self.passed),
             l(&self.bytes_from_cache),
@@ -109,6 +124,8 @@ impl CacheStats {
             tiers.memory_bytes,
             tiers.disk_objects,
             tiers.disk_bytes,
+            l(&self.disk_blocks_verified),
+            l(&self.disk_damaged),
             self.active_agents(Instant::now()),
             proxy.to_json(),
         )

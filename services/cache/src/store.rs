@@ -181,7 +181,7 @@ impl Store {
             let key = l.meta.key.clone();
             ix.add_variant(&key, &l.meta.vary);
             let body = Body::File(DiskBody::stored(l.data));
-            let o = Object::complete(l.meta, body, Tier::Disk, l.sha256);
+            let o = Object::complete(l.meta, body, Tier::Disk, l.sha256, l.blocks);
             ix.add(&o);
             ix.touch(&key, &o);
             ix.objects.insert(key, o);
