@@ -529,11 +529,11 @@ impl Appliance {
             units: self.units.borrow().clone(),
             disks: self.disks.borrow().clone(),
             warnings: self.warnings(),
+            notes: self.notes(),
         }
     }
 
-    /// The Info screen's warnings: the requirements the VM misses, a disk
-    /// the appliance ignores, patch mode without its disk.
+    /// The Info screen's requirements warnings: what the VM misses.
     fn warnings(&self) -> Vec<String> {
         let mem = nix::sys::sysinfo::sysinfo().map_or(0, |i| i.ram_total());
         let disks = self.disks.borrow();
@@ -541,8 +541,14 @@ impl Appliance {
             .iter()
             .find(|d| d.role == "boot")
             .map(|d| d.size_bytes);
-        let mut out = crate::requirements::warnings(mem, boot);
-        out.extend(disks::ignored_warnings(&disks));
+        crate::requirements::warnings(mem, boot)
+    }
+
+    /// The Info screen's other notes: a disk the appliance ignores, patch
+    /// mode without its disk.
+    fn notes(&self) -> Vec<String> {
+        let disks = self.disks.borrow();
+        let mut out = disks::ignored_warnings(&disks);
         let config = self.config();
         if config.patch.enabled {
             if let Err(why) = patch_ready(&disks, &config) {
@@ -865,7 +871,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_third_disk_is_noted_in_the_status_warnings_the_info_screen_shows() {
+    async fn a_third_disk_is_noted_in_the_status_the_info_screen_shows() {
         let dir = tempfile::tempdir().unwrap();
         let (a, _rx) = appliance(dir.path());
         let disk = |role: &str, device: &str| DiskStatus {
@@ -881,9 +887,9 @@ mod tests {
         let status = |r: Response| -> Status { serde_json::from_value(r.result.unwrap()).unwrap() };
         let before = status(a.handle(Request::Status).await);
         assert!(
-            !before.warnings.iter().any(|w| w.contains("disk")),
+            !before.notes.iter().any(|w| w.contains("disk")),
             "{:?}",
-            before.warnings
+            before.notes
         );
         a.set_disks(disks::Found {
             statuses: vec![
@@ -895,11 +901,11 @@ mod tests {
         });
         let after = status(a.handle(Request::Status).await);
         assert!(
-            after.warnings.contains(
+            after.notes.contains(
                 &"WARNING : Found a third disk vdc. The appliance uses one patch disk (vdb): the third disk is ignored".to_owned()
             ),
             "{:?}",
-            after.warnings
+            after.notes
         );
     }
 

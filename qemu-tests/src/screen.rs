@@ -18,6 +18,8 @@ pub const RIGHT: &str = "\x1b[C";
 pub const LEFT: &str = "\x1b[D";
 pub const ENTER: &str = "\r";
 pub const TAB: &str = "\t";
+/// What a terminal's Backspace key sends (DEL).
+pub const BACKSPACE: &str = "\x7f";
 
 pub struct Screen {
     stream: UnixStream,
@@ -51,6 +53,25 @@ impl Screen {
             .lock()
             .map(|p| p.screen().contents())
             .unwrap_or_default()
+    }
+
+    /// The colour `text` is drawn in where it first appears on the screen
+    /// (that of its last character), or None when it is not there: a test
+    /// so tells a dimmed placeholder from a value typed in a field.
+    pub fn fg_color(&self, text: &str) -> Option<vt100::Color> {
+        let parser = self.parser.lock().ok()?;
+        let screen = parser.screen();
+        let last = text.chars().count().checked_sub(1)?;
+        let color = screen
+            .rows(0, COLS.get())
+            .enumerate()
+            .find_map(|(row, line)| {
+                let at = line.find(text)?;
+                let col = line[..at].chars().count() + last;
+                let cell = screen.cell(u16::try_from(row).ok()?, u16::try_from(col).ok()?)?;
+                Some(cell.fgcolor())
+            });
+        color
     }
 
     /// Types `keys` (see the constants for the special ones) and waits a

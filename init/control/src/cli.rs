@@ -418,6 +418,9 @@ pub fn status_text(s: &Status) -> String {
     for w in &s.warnings {
         out += &format!("warning   {w}\n");
     }
+    for n in &s.notes {
+        out += &format!("note      {n}\n");
+    }
     out
 }
 

@@ -342,6 +342,11 @@ pub struct Status {
     /// wording of the Info screen; empty when all are met.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Other things the administrator should know, shown on the Info
+    /// screen apart from the requirements (they are not one): a disk the
+    /// appliance ignores, patch mode on without its disk.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -181,7 +181,7 @@ fn readme(g: &Gathered, now_unix: u64) -> String {
          appliance: {} (version {})\n\
          made: {} UTC\n\n\
          config.txt     the configuration (passwords and keys redacted)\n\
-         status.json    network, DNS, time, units, disks, warnings\n\
+         status.json    network, DNS, time, units, disks, warnings, notes\n\
          stats.json     CPU, memory, disks, network counters, units\n\
          platform.json  registration and check-in (when the agent answered)\n\
          logs/          every unit's log, init's and the kernel's\n\

@@ -162,6 +162,20 @@ fn check_key(key: &str, value: &str) -> Option<String> {
 }
 
 impl Form {
+    /// What an empty field `i` shows dimmed. The Time form's defaults are
+    /// the pool servers used when no server is set at all: once one is
+    /// typed, only it is used, so the other fields say "optional" rather
+    /// than suggest pool servers that would not be asked.
+    pub fn placeholder_of(&self, i: usize) -> &str {
+        let Some(field) = self.fields.get(i) else {
+            return "";
+        };
+        if self.kind == FormKind::Time && self.fields.iter().any(|f| !f.value.is_empty()) {
+            return "optional";
+        }
+        &field.placeholder
+    }
+
     /// The form for `kind`, filled with the current configuration.
     pub fn new(kind: FormKind, config: &BTreeMap<String, String>) -> Form {
         let list = |key: &str| -> Vec<String> {
@@ -247,7 +261,7 @@ impl Form {
                     .collect();
                 (
                     "NTP Servers",
-                    vec!["Empty: the default servers (shown dimmed) are used."],
+                    vec!["All empty: the default servers (shown dimmed) are used."],
                     fields,
                 )
             }

@@ -2,6 +2,7 @@
 //! product and eth0's address; the keys), then the top screen as a dialog
 //! box on a blue background, in the 16 colours of a Linux VT.
 
+use gateway_config::DEFAULT_NTP_SERVERS;
 use gateway_control::cli::{ping_text, utc};
 use gateway_control::protocol::{CaptureStatus, PingResult, ReportOffer, Stats, Status};
 use ratatui::layout::{Position, Rect};
@@ -315,8 +316,9 @@ fn form_screen(f: &mut Frame, body: Rect, form: &Form) {
         // Long values scroll so the cursor stays in view.
         let skip = field.cursor.saturating_sub(field_w.saturating_sub(1));
         let visible: String = shown.chars().skip(skip).take(field_w).collect();
-        let (text, style) = if count == 0 && !field.placeholder.is_empty() {
-            (field.placeholder.chars().take(field_w).collect(), DIM)
+        let placeholder = form.placeholder_of(i);
+        let (text, style) = if count == 0 && !placeholder.is_empty() {
+            (placeholder.chars().take(field_w).collect(), DIM)
         } else {
             (visible, INPUT)
         };
@@ -552,6 +554,14 @@ pub fn info_lines(state: &State, width: u16) -> Vec<Line<'static>> {
         }
         lines.push(Line::from(""));
     }
+    // The appliance's other notes (a disk it ignores, patch mode without
+    // its disk): as visible, but not under the requirements heading.
+    if !s.notes.is_empty() {
+        for l in s.notes.iter().flat_map(|n| wrap(n, width)) {
+            lines.push(Line::styled(l, ERROR));
+        }
+        lines.push(Line::from(""));
+    }
     lines.extend(rows.into_iter().flat_map(|(label, value)| {
         wrap(&value, width.saturating_sub(18))
             .into_iter()
@@ -621,8 +631,27 @@ fn dns_time_rows(s: &Status) -> Vec<(&'static str, String)> {
         ("System Time", utc(t.now_unix)),
         ("System Timezone", "UTC (UTC, +0000)".into()),
         ("NTP Status", ntp),
-        ("NTP Servers", t.servers.join(", ")),
+        ("NTP Servers", ntp_servers(&t.servers)),
     ]
+}
+
+/// The servers the time client asks, and whether they are the defaults
+/// (nothing set: the pool) or set here, as the DNS row says where its
+/// servers come from.
+fn ntp_servers(servers: &[String]) -> String {
+    if servers.is_empty() {
+        return "none".into();
+    }
+    let source = if servers
+        .iter()
+        .map(String::as_str)
+        .eq(DEFAULT_NTP_SERVERS.iter().copied())
+    {
+        "default pool"
+    } else {
+        "set here"
+    };
+    format!("{} ({source})", servers.join(", "))
 }
 
 fn bytes(n: u64) -> String {
@@ -925,5 +954,20 @@ mod tests {
     fn wrap_breaks_at_spaces_and_long_words() {
         assert_eq!(wrap("aaa bbb ccc", 10), ["aaa bbb", "ccc"]);
         assert_eq!(wrap(&"x".repeat(25), 10).len(), 3);
+    }
+
+    #[test]
+    fn ntp_servers_say_whether_they_are_the_default_pool() {
+        let pool: Vec<String> = DEFAULT_NTP_SERVERS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            ntp_servers(&pool),
+            format!("{} (default pool)", DEFAULT_NTP_SERVERS.join(", "))
+        );
+        assert_eq!(ntp_servers(&pool[..1]), "0.flatcar.pool.ntp.org (set here)");
+        assert_eq!(
+            ntp_servers(&["10.0.2.2".into(), "10.0.2.4".into()]),
+            "10.0.2.2, 10.0.2.4 (set here)"
+        );
+        assert_eq!(ntp_servers(&[]), "none");
     }
 }

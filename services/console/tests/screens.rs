@@ -136,6 +136,24 @@ fn info() {
         gateway_console::view::REQUIREMENTS_REFER,
         gateway_init::requirements::REFER
     );
+    // A third disk, as init notes it: shown, but not as a requirement.
+    let mut s = state();
+    let disk = |role: &str, device: &str| gateway_control::protocol::DiskStatus {
+        role: role.into(),
+        device: device.into(),
+        size_bytes: 40 << 30,
+        ..Default::default()
+    };
+    s.status.as_mut().unwrap().notes = gateway_init::disks::ignored_warnings(&[
+        disk("boot", "vda"),
+        disk("patch", "vdb"),
+        disk("ignored", "vdc"),
+    ]);
+    assert_eq!(s.status.as_ref().unwrap().notes.len(), 1);
+    press(&mut s, "down down enter");
+    let text = screen(&s);
+    assert!(!text.contains("Requirements mismatch"), "{text}");
+    check("info_notes", &s);
     let mut s = gateway_console::model::State::new();
     s.status_error = Some("cannot reach the control socket /run/gateway/control.sock: No such file or directory (os error 2) (is this the appliance, and are you root?)".into());
     press(&mut s, "down down enter");

@@ -60,6 +60,7 @@ pub fn status() -> Status {
         ],
         disks: vec![],
         warnings: vec![],
+        notes: vec![],
     }
 }
 
