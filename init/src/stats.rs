@@ -1,22 +1,40 @@
 //! Usage figures for the Stats screen and the management agent: the
 //! appliance's CPU and memory, each unit's from its cgroup (v2), disk usage
-//! per disk, network counters. A task samples every [`INTERVAL`] so that
-//! percentages cover a known, recent interval.
+//! per disk, network counters, and the cache's counters from its
+//! `GET /stats`. A task samples every [`INTERVAL`] so that percentages cover
+//! a known, recent interval; the control API answers the last sample, so a
+//! slow cache never delays a `stats` answer.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_control::protocol::{
-    CpuStats, DiskUsage, InterfaceCounters, MemoryStats, Stats, UnitStats,
+    CacheStats, CpuStats, DiskUsage, InterfaceCounters, MemoryStats, Stats, UnitStats,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
 
 use crate::appliance::Appliance;
 use crate::units::sandbox::CGROUP_ROOT;
 use crate::units::table::UNITS;
 
 pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// The unit whose `GET /stats` is read (units::table's name).
+const CACHE_UNIT: &str = "cache";
+
+/// How long a sample waits for the cache's `/stats`. The cache answers from
+/// counters in memory, in well under a millisecond: one that takes longer is
+/// overloaded or stuck, and the sample goes on without its section rather
+/// than fall behind.
+pub const CACHE_STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most of a `/stats` answer read (it is well under 1 KiB): a confused
+/// listener on the port cannot make PID 1 buffer without end.
+const CACHE_STATS_MAX: u64 = 64 * 1024;
 
 /// (busy, total) jiffies of all CPUs, from /proc/stat's first line.
 pub fn cpu_jiffies(proc_stat: &str) -> Option<(u64, u64)> {
@@ -177,22 +195,89 @@ impl Sampler {
             disks,
             network: interfaces(Path::new("/sys/class/net")),
             units,
+            cache: None,
         }
     }
+}
+
+/// The cache's counters from its `GET /stats` on 127.0.0.1:`port` (the
+/// cache answers it to loopback only); None when it does not answer 200
+/// with its JSON within `timeout`.
+pub async fn cache_stats(port: u16, timeout: Duration) -> Option<CacheStats> {
+    tokio::time::timeout(timeout, fetch_cache_stats(port))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn fetch_cache_stats(port: u16) -> Option<CacheStats> {
+    let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = Vec::new();
+    // The cache closes the connection after the answer (Connection: close).
+    (&mut stream)
+        .take(CACHE_STATS_MAX)
+        .read_to_end(&mut answer)
+        .await
+        .ok()?;
+    parse_cache_answer(&answer)
+}
+
+/// The JSON body of a 200 answer.
+fn parse_cache_answer(answer: &[u8]) -> Option<CacheStats> {
+    let text = std::str::from_utf8(answer).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?.split_whitespace().nth(1)?;
+    if status != "200" {
+        return None;
+    }
+    serde_json::from_str(body.trim()).ok()
+}
+
+/// Takes one sample and publishes it: the system's figures and, while the
+/// cache unit is active, its counters (absent otherwise, and when it does
+/// not answer within [`CACHE_STATS_TIMEOUT`]). `cache_answered` is whether
+/// the last try got an answer, so that only a change is logged, not every
+/// sample of a cache that stays silent.
+pub async fn refresh(a: &Appliance, sampler: &mut Sampler, cache_answered: &mut Option<bool>) {
+    let states: HashMap<String, String> = a
+        .units
+        .borrow()
+        .iter()
+        .map(|u| (u.name.clone(), u.state.clone()))
+        .collect();
+    let mut stats = sampler.sample(&states);
+    if states.get(CACHE_UNIT).map(String::as_str) == Some("active") {
+        let port = a.config().cache.port;
+        stats.cache = cache_stats(port, CACHE_STATS_TIMEOUT).await;
+        let answered = stats.cache.is_some();
+        match (*cache_answered, answered) {
+            (Some(true), true) | (Some(false), false) => {}
+            (_, true) => info!("stats: reading the cache's counters (127.0.0.1:{port}/stats)"),
+            // A cache just started may not listen yet: only one that
+            // answered before and stopped is worth a warning.
+            (None, false) => info!("stats: the cache's 127.0.0.1:{port}/stats does not answer yet"),
+            (Some(true), false) => warn!("stats: the cache's 127.0.0.1:{port}/stats gave no counters (no 200 answer with its JSON within {CACHE_STATS_TIMEOUT:?}): the stats go without a cache section until it does"),
+        }
+        *cache_answered = Some(answered);
+    } else {
+        // A cache that starts again is logged again once it answers.
+        *cache_answered = None;
+    }
+    a.stats.send_replace(stats);
 }
 
 /// Samples every [`INTERVAL`] for the life of PID 1's runtime.
 pub async fn follow(a: Arc<Appliance>) {
     let mut sampler = Sampler::default();
+    let mut cache_answered = None;
     loop {
-        let states: HashMap<String, String> = a
-            .units
-            .borrow()
-            .iter()
-            .map(|u| (u.name.clone(), u.state.clone()))
-            .collect();
-        let stats = sampler.sample(&states);
-        a.stats.send_replace(stats);
+        refresh(&a, &mut sampler, &mut cache_answered).await;
         tokio::time::sleep(INTERVAL).await;
     }
 }
@@ -216,6 +301,194 @@ mod tests {
         );
         assert_eq!(percent(50, 200), 25.0);
         assert_eq!(percent(1, 0), 0.0);
+    }
+
+    use gateway_config::{Config, Store};
+    use gateway_control::protocol::UnitStatus;
+    use gateway_control::server::Handler;
+    use gateway_control::Request;
+    use std::sync::Mutex;
+
+    /// A fake cache port on loopback: each connection's request head is
+    /// kept, then `answer` is written (None: the connection is held open
+    /// without a word, as a stuck cache would).
+    async fn fake_cache(answer: Option<String>) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                match &answer {
+                    Some(a) => {
+                        let _ = s.write_all(a.as_bytes()).await;
+                        let _ = s.shutdown().await;
+                    }
+                    None => held.push(s),
+                }
+            }
+        });
+        (port, heads)
+    }
+
+    /// An answer as the cache's `respond` writes it.
+    fn http(status: &str, body: &str) -> String {
+        let body = format!("{body}\n");
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// An appliance whose cache.port is a fake cache answering `answer`,
+    /// its cache unit active. The port is the system's pick, taken again
+    /// when the configuration rules refuse it (a few are the appliance's).
+    async fn with_fake_cache(
+        dir: &Path,
+        answer: Option<String>,
+    ) -> (Arc<Appliance>, u16, Arc<Mutex<Vec<String>>>) {
+        loop {
+            let (port, heads) = fake_cache(answer.clone()).await;
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let a = Appliance::new(Store::new(dir), None, Config::default(), tx);
+            if a.set(&[("cache.port".into(), port.to_string())])
+                .await
+                .is_ok()
+            {
+                set_cache_state(&a, "active");
+                return (a, port, heads);
+            }
+        }
+    }
+
+    fn set_cache_state(a: &Appliance, state: &str) {
+        a.units.send_replace(vec![UnitStatus {
+            name: CACHE_UNIT.into(),
+            state: state.into(),
+            detail: String::new(),
+        }]);
+    }
+
+    async fn stats_answer(a: &Appliance) -> Stats {
+        let r = a.handle(Request::Stats).await;
+        assert!(r.ok, "{r:?}");
+        serde_json::from_value(r.result.unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_stats_answer_carries_the_cache_section_read_from_its_port() {
+        // What the real cache answers, from its own counters.
+        let counters = gateway_cache::stats::CacheStats::default();
+        use gateway_cache::stats::Served;
+        for what in [Served::Hit, Served::Hit, Served::Revalidated, Served::Miss] {
+            counters.served(what);
+        }
+        counters.from_cache(3 << 20);
+        counters.from_origin(1 << 20);
+        counters.agent_seen("10.0.0.7".parse().unwrap());
+        counters.agent_seen("10.0.0.8".parse().unwrap());
+        let tiers = gateway_cache::store::TierCounts {
+            memory_objects: 12,
+            memory_bytes: 40_960,
+            disk_objects: 3,
+            disk_bytes: 5 << 20,
+            // Whatever else the cache counts per tier.
+            ..Default::default()
+        };
+        let proxy = gateway_proxy::stats::Stats::default().snapshot(Instant::now());
+        let json = counters.to_json(&proxy, tiers);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _, heads) = with_fake_cache(dir.path(), Some(http("200 OK", &json))).await;
+        let mut sampler = Sampler::default();
+        let mut answered = None;
+        refresh(&a, &mut sampler, &mut answered).await;
+        let stats = stats_answer(&a).await;
+        assert_eq!(
+            stats.cache,
+            Some(CacheStats {
+                hits: 2,
+                revalidated: 1,
+                misses: 1,
+                hit_ratio: 0.75,
+                bytes_from_cache: 3 << 20,
+                bytes_from_origin: 1 << 20,
+                memory_objects: 12,
+                memory_bytes: 40_960,
+                disk_objects: 3,
+                disk_bytes: 5 << 20,
+                active_agents: 2,
+                ..CacheStats::default()
+            })
+        );
+        assert!(
+            stats.memory.total_bytes > 0,
+            "the rest of the sample is there"
+        );
+        assert_eq!(answered, Some(true));
+        let seen = heads.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].starts_with("GET /stats HTTP/1.1\r\n"), "{seen:?}");
+
+        // A cache unit that is not active is not asked: no section, no
+        // connection.
+        set_cache_state(&a, "activating");
+        refresh(&a, &mut sampler, &mut answered).await;
+        assert_eq!(stats_answer(&a).await.cache, None);
+        assert_eq!(heads.lock().unwrap().len(), 1, "not asked while inactive");
+        assert_eq!(answered, None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cache_that_is_silent_refuses_or_is_not_there_leaves_the_section_out() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stuck: the sample waits no longer than the timeout, then goes on
+        // without the section.
+        let (a, port, heads) = with_fake_cache(dir.path(), None).await;
+        let started = Instant::now();
+        assert_eq!(cache_stats(port, Duration::from_millis(300)).await, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(heads.lock().unwrap().len(), 1, "it was asked");
+        // The same through a whole sample, with the real timeout.
+        let started = Instant::now();
+        let mut answered = None;
+        refresh(&a, &mut Sampler::default(), &mut answered).await;
+        assert!(
+            started.elapsed() < CACHE_STATS_TIMEOUT + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let stats = stats_answer(&a).await;
+        assert_eq!(stats.cache, None);
+        assert!(stats.memory.total_bytes > 0, "the rest is published");
+        assert_eq!(answered, Some(false));
+
+        // Not 200 (a refusal), or 200 without the JSON: absent.
+        let (port, _) = fake_cache(Some(http("403 Forbidden", "gateway cache: no"))).await;
+        assert_eq!(cache_stats(port, CACHE_STATS_TIMEOUT).await, None);
+        let (port, _) = fake_cache(Some(http("200 OK", "not json"))).await;
+        assert_eq!(cache_stats(port, CACHE_STATS_TIMEOUT).await, None);
+        // Nothing listening: refused at once.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(cache_stats(port, CACHE_STATS_TIMEOUT).await, None);
+        // And one that answers is read, the same way.
+        let (port, _) = fake_cache(Some(http("200 OK", r#"{"hits":1,"hit_ratio":1.0}"#))).await;
+        let c = cache_stats(port, CACHE_STATS_TIMEOUT).await.unwrap();
+        assert_eq!((c.hits, c.hit_ratio), (1, 1.0));
     }
 
     #[test]

@@ -502,6 +502,28 @@ pub fn stats_text(s: &Stats) -> String {
                 .unwrap_or_else(|| "no limit".into())
         );
     }
+    out += &match &s.cache {
+        Some(c) => format!(
+            "cache     hit ratio {:.1}%, {} active agents (last 60 min)
+             cache     served {} bytes from the cache, {} bytes from origins ({:.1}% saved)
+             cache     memory {} objects {} bytes, disk {} objects {} bytes
+",
+            c.hit_ratio * 100.0,
+            c.active_agents,
+            c.bytes_from_cache,
+            c.bytes_from_origin,
+            c.saved_percent(),
+            c.memory_objects,
+            c.memory_bytes,
+            c.disk_objects,
+            c.disk_bytes
+        ),
+        // Null: the cache unit is not active, or its /stats did not answer
+        // in time (or PID 1 predates the cache section).
+        None => "cache     no statistics (the cache is not running or did not answer)
+"
+        .into(),
+    };
     out
 }
 
@@ -613,6 +635,48 @@ pub fn utc(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_print_the_cache_section_or_say_it_is_missing() {
+        let mut s = Stats {
+            cache: Some(crate::protocol::CacheStats {
+                hit_ratio: 0.813,
+                bytes_from_cache: 3 << 20,
+                bytes_from_origin: 1 << 20,
+                memory_objects: 12,
+                memory_bytes: 4096,
+                disk_objects: 5,
+                disk_bytes: 1 << 30,
+                active_agents: 3,
+                ..Default::default()
+            }),
+            ..Stats::default()
+        };
+        let text = stats_text(&s);
+        assert!(
+            text.contains("cache     hit ratio 81.3%, 3 active agents (last 60 min)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache     served 3145728 bytes from the cache, 1048576 bytes from origins (75.0% saved)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cache     memory 12 objects 4096 bytes, disk 5 objects 1073741824 bytes\n"
+            ),
+            "{text}"
+        );
+        s.cache = None;
+        let text = stats_text(&s);
+        assert!(
+            text.ends_with(
+                "cache     no statistics (the cache is not running or did not answer)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("hit ratio"), "{text}");
+    }
 
     #[test]
     fn utc_formats_known_dates() {

@@ -379,6 +379,56 @@ pub struct Stats {
     pub disks: Vec<DiskUsage>,
     pub network: Vec<InterfaceCounters>,
     pub units: Vec<UnitStats>,
+    /// The cache unit's counters (its `GET /stats`): None (null) when the
+    /// unit is not active or did not answer in time. Defaulted so that an
+    /// answer from a PID 1 without it still parses.
+    #[serde(default)]
+    pub cache: Option<CacheStats>,
+}
+
+/// The cache's counters as its `GET /stats` gives them (docs/cache.md),
+/// for the Stats screen, `gatewayctl stats` and the management agent. Each
+/// field is defaulted: a cache that adds or drops a counter still parses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheStats {
+    /// Served from a stored or filling object.
+    pub hits: u64,
+    /// Waited for a fill another request started.
+    pub collapsed: u64,
+    /// A stored copy confirmed by a 304.
+    pub revalidated: u64,
+    /// Started a fill.
+    pub misses: u64,
+    /// Relayed, not stored.
+    pub passed: u64,
+    /// (hits + collapsed + revalidated) / all requests, 0-1.
+    pub hit_ratio: f64,
+    /// Body bytes clients got from the cache instead of an origin: the
+    /// bandwidth saved.
+    pub bytes_from_cache: u64,
+    pub bytes_from_origin: u64,
+    pub memory_objects: u64,
+    pub memory_bytes: u64,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+    pub disk_blocks_verified: u64,
+    pub disk_damaged: u64,
+    /// Agents that used the cache in the last 60 minutes.
+    pub active_agents: u64,
+}
+
+impl CacheStats {
+    /// The share of the bytes clients got that came from the cache rather
+    /// than an origin, as a percentage (0 before any byte was served).
+    pub fn saved_percent(&self) -> f64 {
+        let total = self.bytes_from_cache as f64 + self.bytes_from_origin as f64;
+        if total == 0.0 {
+            0.0
+        } else {
+            self.bytes_from_cache as f64 * 100.0 / total
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -569,6 +619,22 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
         let r: Request = serde_json::from_str(r#"{"cmd":"platform"}"#).unwrap();
         assert_eq!(r, Request::Platform { check: false });
+    }
+
+    #[test]
+    fn stats_without_a_cache_section_still_parse() {
+        // What a PID 1 from before the cache section answers.
+        let old = r#"{"uptime_s":7,"cpu":{"cores":1,"busy_percent":0.0,"load":[0.0,0.0,0.0]},"memory":{"total_bytes":1,"available_bytes":1},"disks":[],"network":[],"units":[]}"#;
+        let s: Stats = serde_json::from_str(old).unwrap();
+        assert_eq!((s.uptime_s, s.cache), (7, None));
+        // The cache's own JSON, with fields this side does not know.
+        let cache: CacheStats = serde_json::from_str(
+            r#"{"hits":3,"hit_ratio":0.75,"bytes_from_cache":300,"bytes_from_origin":100,"active_agents":2,"proxy":{"connections":4},"new_counter":1}"#,
+        )
+        .unwrap();
+        assert_eq!((cache.hits, cache.misses, cache.active_agents), (3, 0, 2));
+        assert_eq!(cache.saved_percent(), 75.0);
+        assert_eq!(CacheStats::default().saved_percent(), 0.0);
     }
 
     #[test]

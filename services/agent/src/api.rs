@@ -124,7 +124,9 @@ pub struct CheckinRequest {
     /// succeeded.
     pub configuration_result: Option<ConfigurationResult>,
     /// The control API's `status` and `stats`, as they are (null when PID 1
-    /// did not answer).
+    /// did not answer). `stats.cache` is the cache's statistics (hit ratio,
+    /// bytes from the cache and from origins, active agents, each tier), or
+    /// null while PID 1 has none from the cache.
     pub status: serde_json::Value,
     pub stats: serde_json::Value,
     pub connectivity: Vec<Connectivity>,

@@ -17,7 +17,7 @@ use gateway_agent::sim::{ApplianceRecord, Sim, SimOptions};
 use gateway_agent::Agent;
 use gateway_config::Config;
 use gateway_control::protocol::{
-    CaInfo, LogLines, PlatformStatus, ProxyTestResult, SetResult, Stats, Status,
+    CaInfo, CacheStats, LogLines, PlatformStatus, ProxyTestResult, SetResult, Stats, Status,
 };
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
@@ -31,6 +31,8 @@ struct FakePid1 {
     sets: Mutex<u32>,
     /// The chains `ca_install` accepted, in order.
     installed: Mutex<Vec<String>>,
+    /// The cache section of `stats` (None: the cache unit not active).
+    cache: Mutex<Option<CacheStats>>,
 }
 
 impl Handler for FakePid1 {
@@ -42,6 +44,7 @@ impl Handler for FakePid1 {
             }),
             Request::Stats => Response::ok(Stats {
                 uptime_s: 42,
+                cache: self.cache.lock().unwrap().clone(),
                 ..Stats::default()
             }),
             Request::Logs { name, .. } => Response::ok(LogLines {
@@ -141,6 +144,7 @@ async fn start(edit: impl FnOnce(&mut AgentSettings), sim: &Sim) -> Setup {
         config: Mutex::new(Config::default()),
         sets: Mutex::new(0),
         installed: Mutex::new(Vec::new()),
+        cache: Mutex::new(None),
     });
     let mut s = settings(dir.path(), sim.https.port(), &sim.ca_pem);
     edit(&mut s);
@@ -295,6 +299,70 @@ async fn registers_checks_in_applies_and_reports_refused_configuration() {
     let status = call(&s, Request::Platform { check: false }).await.unwrap();
     assert!(status.last_checkin_result.unwrap().starts_with("ok"));
     assert!(status.last_checkin_unix.is_some());
+}
+
+/// Waits for a check-in after those counted so far; what it reported.
+async fn next_checkin(sim: &Sim) -> api::CheckinRequest {
+    let seen = appliance(sim).checkins;
+    wait_for("the next check-in", || appliance(sim).checkins > seen).await;
+    appliance(sim).last_checkin.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_in_carries_the_cache_statistics_while_the_cache_gives_them() {
+    let sim = sim(&["abc-123"], &[]).await;
+    let s = start(|_| {}, &sim).await;
+    *s.pid1.cache.lock().unwrap() = Some(CacheStats {
+        hits: 30,
+        misses: 10,
+        hit_ratio: 0.75,
+        bytes_from_cache: 3 << 30,
+        bytes_from_origin: 1 << 30,
+        memory_objects: 120,
+        memory_bytes: 64 << 20,
+        disk_objects: 9,
+        disk_bytes: 2 << 30,
+        active_agents: 17,
+        ..CacheStats::default()
+    });
+    assert!(call(&s, register("abc-123")).await.unwrap().registered);
+    let last = next_checkin(&sim).await;
+    // What the platform got, field by field as the platform reads them
+    // (docs/management-api.md).
+    let cache = &last.stats["cache"];
+    assert_eq!(cache["hit_ratio"], 0.75, "{cache}");
+    assert_eq!(cache["bytes_from_cache"], 3u64 << 30);
+    assert_eq!(cache["bytes_from_origin"], 1u64 << 30);
+    assert_eq!(cache["active_agents"], 17);
+    assert_eq!(
+        (
+            cache["memory_objects"].as_u64(),
+            cache["memory_bytes"].as_u64()
+        ),
+        (Some(120), Some(64 << 20))
+    );
+    assert_eq!(
+        (cache["disk_objects"].as_u64(), cache["disk_bytes"].as_u64()),
+        (Some(9), Some(2 << 30))
+    );
+    assert_eq!(
+        (cache["hits"].as_u64(), cache["misses"].as_u64()),
+        (Some(30), Some(10))
+    );
+    assert_eq!(
+        last.stats["uptime_s"], 42,
+        "the rest of the stats as before"
+    );
+
+    // The cache stopped: PID 1 leaves the section out, and the check-in
+    // says so (null) instead of repeating old figures.
+    *s.pid1.cache.lock().unwrap() = None;
+    // A check-in may already be under way with the old stats: the one
+    // after it asked PID 1 again.
+    next_checkin(&sim).await;
+    let last = next_checkin(&sim).await;
+    assert!(last.stats["cache"].is_null(), "{}", last.stats);
+    assert_eq!(last.stats["uptime_s"], 42);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::object::{Body, Object, Progress, Tier};
+use crate::object::{Body, Object, Progress, Room, Tier, SEGMENT};
 use crate::rules;
 use crate::settings::CacheConfig;
 use crate::stats::CacheStats;
@@ -209,68 +209,160 @@ pub async fn exchange(
     }
 }
 
-/// Reads a storable response's body (exactly `length` bytes) into `o`, then
-/// stores it for good (disk: fsync, rename, metadata) or, on any failure,
-/// marks it failed and drops it: a truncated body is never stored.
+/// How a fill treats its object.
+#[derive(Debug, Clone, Copy)]
+pub struct FillPlan {
+    /// The object is in the index (stored); else it is transient.
+    pub stored: bool,
+    /// The largest body stored (`max_object_bytes`): an object of unknown
+    /// length that grows past it (or past its tier) stops being stored.
+    pub max_len: u64,
+    /// The window a transient object holds behind its readers.
+    pub window: u64,
+    /// The origin's idle timeout, and how long a transient fill waits for
+    /// its slowest reader before cutting it off.
+    pub idle: Duration,
+    pub grace: Duration,
+}
+
+/// Reads a response's body into `o` as the origin sends it (a known
+/// length, chunks, or until the origin closes), whoever is reading it. A
+/// stored object is then kept for good (disk: fsync, rename, metadata) or,
+/// on any failure, marked failed and dropped: a truncated body is never
+/// stored. One of unknown length that outgrows what may be stored goes on
+/// as a transient object for the readers it has. A transient object's
+/// fill keeps within its window ([`Object::make_room`]) and stops when it
+/// has no reader left and needs room.
 pub async fn fill(
     o: Arc<Object>,
     mut resp: Response,
     disk_tmp: Option<(std::path::PathBuf, Arc<std::fs::File>)>,
     store: Arc<Store>,
     stats: Arc<CacheStats>,
-    idle: Duration,
+    plan: FillPlan,
 ) {
     let meta = o.meta();
-    let length = meta.length;
+    let key = meta.key.clone();
+    let mut stored = plan.stored;
     let mut hasher = Sha256::new();
     // Disk bodies are checked block by block on every read: their hashes
     // are made here, from the bytes as they came, and given to the object
     // as each block is written, so readers of the fill check them too.
     let mut blocks = (o.tier == Tier::Disk).then(crate::disk::BlockHasher::default);
+    let mut decoder = body::ChunkedDecoder::new();
     let mut filled = 0u64;
     let mut buf = std::mem::take(&mut resp.rest);
+    let mut data = Vec::new();
+    let kind = resp.body;
     let ok = loop {
-        if !buf.is_empty() {
-            let take = ((length - filled) as usize).min(buf.len());
-            hasher.update(&buf[..take]);
-            if let Some(b) = blocks.as_mut() {
-                b.update(&buf[..take]);
+        data.clear();
+        let done = match kind {
+            BodyKind::Length(n) => {
+                let take = ((n - filled) as usize).min(buf.len());
+                data.extend_from_slice(&buf[..take]);
+                filled + take as u64 == n
             }
-            if let Err(e) = o.append(&buf[..take], filled) {
-                tracing::warn!("cache fill {}: store: {e}", rules::loggable(&meta.key));
+            BodyKind::Chunked => {
+                if let Err(e) = decoder.feed(&buf, |d| data.extend_from_slice(d)) {
+                    tracing::info!(
+                        "cache fill {}: the origin's chunked framing: {e}; not stored",
+                        rules::loggable(&key)
+                    );
+                    break false;
+                }
+                decoder.is_done()
+            }
+            BodyKind::UntilClose => {
+                data.extend_from_slice(&buf);
+                false
+            }
+            BodyKind::None => true,
+        };
+        // Bytes past the body's end are not the object's.
+        buf.clear();
+        if !data.is_empty() {
+            if !stored {
+                match o.make_room(data.len(), plan.grace).await {
+                    Room::Made { detached } if detached > 0 => {
+                        tracing::info!(
+                            "cache fill {}: {detached} reader(s) a window behind for {:?}: cut off",
+                            rules::loggable(&key),
+                            plan.grace
+                        );
+                        stats.detached(detached);
+                    }
+                    Room::Made { .. } => {}
+                    Room::NoReaders => {
+                        tracing::info!(
+                            "cache fill {}: not stored and no reader left at {filled} bytes: stopped",
+                            rules::loggable(&key)
+                        );
+                        break false;
+                    }
+                }
+            }
+            if stored {
+                hasher.update(&data);
+                if let Some(b) = blocks.as_mut() {
+                    b.update(&data);
+                }
+            }
+            if let Err(e) = o.append(&data, filled) {
+                tracing::warn!("cache fill {}: store: {e}", rules::loggable(&key));
                 break false;
             }
             if let Some(b) = blocks.as_mut() {
                 o.add_blocks(b.take_done());
             }
-            filled += take as u64;
-            stats.from_origin(take as u64);
-            buf.clear();
+            let before = filled;
+            filled += data.len() as u64;
+            stats.from_origin(data.len() as u64);
+            if !stored {
+                stats.transient_held(o.transient_peak());
+            } else if !o.is_sized()
+                && before.div_ceil(SEGMENT as u64) != filled.div_ceil(SEGMENT as u64)
+            {
+                // A new segment: counted as it grows, and no longer stored
+                // once too large (its readers go on following the fill).
+                if !store.grown(&key, &o, filled, plan.max_len) {
+                    tracing::info!(
+                        "cache fill {}: {filled} bytes without a known length, more than may be stored: \
+                         shared, not stored",
+                        rules::loggable(&key)
+                    );
+                    stored = false;
+                    o.make_transient(plan.window);
+                    store.add_transient(&key, o.clone());
+                    stats.transient_fill();
+                }
+            }
         }
-        if filled == length {
+        if done {
             break true;
         }
         buf.reserve(64 * 1024);
-        match timeout(idle, resp.stream.read_buf(&mut buf)).await {
+        match timeout(plan.idle, resp.stream.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {}
+            // Unframed: the close is the end (never stored, see above).
+            Ok(Ok(_)) if kind == BodyKind::UntilClose => break true,
             Ok(Ok(_)) => {
                 tracing::info!(
-                    "cache fill {}: the origin closed at {filled} of {length} bytes; not stored",
-                    rules::loggable(&meta.key)
+                    "cache fill {}: the origin closed at {filled} bytes of {kind:?}; not stored",
+                    rules::loggable(&key)
                 );
                 break false;
             }
             Ok(Err(e)) => {
                 tracing::info!(
-                    "cache fill {}: {e} at {filled} of {length} bytes; not stored",
-                    rules::loggable(&meta.key)
+                    "cache fill {}: {e} at {filled} bytes of {kind:?}; not stored",
+                    rules::loggable(&key)
                 );
                 break false;
             }
             Err(_) => {
                 tracing::info!(
-                    "cache fill {}: the origin stalled at {filled} of {length} bytes; not stored",
-                    rules::loggable(&meta.key)
+                    "cache fill {}: the origin stalled at {filled} bytes of {kind:?}; not stored",
+                    rules::loggable(&key)
                 );
                 break false;
             }
@@ -278,12 +370,26 @@ pub async fn fill(
     };
     if !ok {
         o.finish(Progress::Failed);
-        store.remove(&meta.key, &o);
+        if stored {
+            store.remove(&key, &o);
+        } else {
+            store.end_transient(&key, &o);
+        }
         if let Some((tmp, _)) = disk_tmp {
             let _ = std::fs::remove_file(tmp);
         }
         return;
     }
+    if !stored {
+        o.finish(Progress::Complete);
+        store.end_transient(&key, &o);
+        tracing::debug!(
+            "cache fill {}: {filled} bytes shared, not stored",
+            rules::loggable(&key)
+        );
+        return;
+    }
+    let meta = o.meta();
     let sha: [u8; 32] = hasher.finalize().into();
     if let Ok(mut s) = o.sha256.lock() {
         *s = Some(sha);
@@ -305,18 +411,22 @@ pub async fn fill(
             Err(e) => {
                 tracing::warn!(
                     "cache fill {}: commit to disk: {e}; not stored",
-                    rules::loggable(&meta.key)
+                    rules::loggable(&key)
                 );
                 // Readers already have every byte; the object just is not kept.
                 o.finish(Progress::Complete);
-                store.remove(&meta.key, &o);
+                store.remove(&key, &o);
                 return;
             }
         }
     }
+    if !o.is_sized() {
+        // Its final length counts (and may evict others).
+        store.grown(&key, &o, filled, plan.max_len);
+    }
     o.finish(Progress::Complete);
     tracing::debug!(
-        "cache fill {}: {length} bytes stored",
-        rules::loggable(&meta.key)
+        "cache fill {}: {filled} bytes stored",
+        rules::loggable(&key)
     );
 }

@@ -6,15 +6,16 @@
 //! is served as the origin sends, not after the fill. The fill runs in its
 //! own task; a reader leaving changes nothing for it.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// Memory bodies are kept in segments of this size (never reallocated, so
 /// a reader copies out of one while the fill appends to another).
@@ -106,6 +107,96 @@ pub enum Body {
     File(DiskBody),
 }
 
+/// How the origin delimits the body an object fills from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`: the length is known from the start.
+    Sized,
+    /// `Transfer-Encoding: chunked`: the length is known once the last
+    /// chunk came (which also proves the body whole).
+    Chunked,
+    /// Until the origin closes: the length is known at the end, and a body
+    /// cut short cannot be told from a whole one (never stored).
+    UntilClose,
+}
+
+/// The readers of an object whose memory may be released behind them: one
+/// whose length is not known in advance (it may outgrow its tier and stop
+/// being stored) or one that is not stored at all (a *transient* object).
+/// A transient object keeps at most its window of bytes: the segments every
+/// attached reader has gone past are released; see [`Object::make_room`].
+pub struct Follow {
+    state: Mutex<FollowState>,
+    /// A reader moved on or left (the fill may have room again).
+    moved: Notify,
+    /// The most bytes (segment capacity) a transient object held at once.
+    peak: AtomicU64,
+}
+
+#[derive(Default)]
+struct FollowState {
+    next_id: u64,
+    /// Attached readers: id -> the offset of the next byte each wants
+    /// (what is below it, it has taken).
+    readers: HashMap<u64, u64>,
+    /// Readers cut off for falling a window behind: their next read fails.
+    detached: std::collections::HashSet<u64>,
+    /// Leading segments released (empty): a reader can no longer start from
+    /// the first byte.
+    released: usize,
+    /// Set once the object is transient: the bytes it may hold.
+    window: Option<u64>,
+}
+
+/// One response's place in a [`Follow`]ed object; leaving (drop) detaches it.
+pub struct Cursor {
+    follow: Arc<Follow>,
+    id: u64,
+}
+
+impl Cursor {
+    /// This reader has taken everything below `offset`.
+    fn seek(&self, offset: u64) -> Result<(), ReadError> {
+        {
+            let mut st = self.follow.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.detached.contains(&self.id) {
+                return Err(ReadError::Detached);
+            }
+            st.readers.insert(self.id, offset);
+        }
+        self.follow.moved.notify_one();
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ReadError> {
+        let st = self.follow.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.detached.contains(&self.id) {
+            return Err(ReadError::Detached);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.follow.state.lock() {
+            st.readers.remove(&self.id);
+            st.detached.remove(&self.id);
+        }
+        self.follow.moved.notify_one();
+    }
+}
+
+/// What [`Object::make_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// The fill may append; `detached` readers were cut off to make room.
+    Made { detached: u64 },
+    /// Nobody reads the object and its bytes are needed for room: the fill
+    /// may stop.
+    NoReaders,
+}
+
 /// A body on disk. While it fills, readers share the fill's descriptor
 /// (valid across the rename that commits it); once committed, the object
 /// holds no descriptor (thousands of stored objects must not hold
@@ -164,12 +255,19 @@ impl DiskBody {
 pub enum Source {
     Memory,
     File(Arc<File>),
+    /// A memory object whose bytes may be released behind its readers:
+    /// this reader's place in it.
+    Follow(Cursor),
 }
 
 pub struct Object {
     pub meta: Mutex<Meta>,
     pub body: Body,
     pub tier: Tier,
+    pub framing: Framing,
+    /// Objects whose bytes may be released behind their readers (see
+    /// [`Follow`]); none for sized stored objects, whose bytes all stay.
+    follow: Option<Arc<Follow>>,
     progress: watch::Sender<Progress>,
     /// SHA-256 of the body once complete.
     pub sha256: Mutex<Option<[u8; 32]>>,
@@ -228,15 +326,47 @@ pub enum ReadError {
     /// dropped, and none of this block's bytes served.
     #[error("block {0} of the stored object does not match its SHA-256")]
     Damaged(u64),
+    /// This reader fell a whole window behind a fill that is not stored,
+    /// for longer than the fill waits: cut off.
+    #[error("this reader fell too far behind a fill that is not stored")]
+    Detached,
 }
 
 impl Object {
     pub fn new(meta: Meta, body: Body, tier: Tier) -> Arc<Object> {
+        Object::filling(meta, body, tier, Framing::Sized, None)
+    }
+
+    /// A memory object to fill that is not stored (`window`: the bytes it
+    /// may hold), or stored but of a length not known yet (`None`). Its
+    /// readers are followed, so that its bytes can be released behind them.
+    pub fn followed(meta: Meta, framing: Framing, window: Option<u64>) -> Arc<Object> {
+        let follow = Follow {
+            state: Mutex::new(FollowState {
+                window,
+                ..FollowState::default()
+            }),
+            moved: Notify::new(),
+            peak: AtomicU64::new(0),
+        };
+        let body = Body::Memory(RwLock::new(Vec::new()));
+        Object::filling(meta, body, Tier::Memory, framing, Some(Arc::new(follow)))
+    }
+
+    fn filling(
+        meta: Meta,
+        body: Body,
+        tier: Tier,
+        framing: Framing,
+        follow: Option<Arc<Follow>>,
+    ) -> Arc<Object> {
         let (progress, _) = watch::channel(Progress::Filling(0));
         Arc::new(Object {
             meta: Mutex::new(meta),
             body,
             tier,
+            framing,
+            follow,
             progress,
             sha256: Mutex::new(None),
             blocks: Mutex::new(Vec::new()),
@@ -320,6 +450,145 @@ impl Object {
         self.progress() == Progress::Complete
     }
 
+    /// Whether the length was known from the start (`Content-Length`).
+    pub fn is_sized(&self) -> bool {
+        self.framing == Framing::Sized
+    }
+
+    /// Whether the object is not stored (its fill is only shared).
+    pub fn is_transient(&self) -> bool {
+        self.follow_state(|st| st.window.is_some())
+    }
+
+    /// A new reader may still start from the first byte.
+    pub fn joinable(&self) -> bool {
+        self.follow_state(|st| st.released == 0)
+    }
+
+    /// The object stops being stored (it outgrew its tier while filling):
+    /// from now on it holds at most `window` bytes behind its readers.
+    /// Only a followed object can.
+    pub fn make_transient(&self, window: u64) -> bool {
+        self.follow_state(|st| {
+            st.window = Some(window);
+            true
+        })
+    }
+
+    /// The most bytes this object held at once while transient.
+    pub fn transient_peak(&self) -> u64 {
+        self.follow
+            .as_ref()
+            .map_or(0, |f| f.peak.load(Ordering::Relaxed))
+    }
+
+    /// `f` of the follow state; the default answer for objects not followed.
+    fn follow_state<T: Default>(&self, f: impl FnOnce(&mut FollowState) -> T) -> T {
+        match &self.follow {
+            Some(fo) => f(&mut fo.state.lock().unwrap_or_else(|e| e.into_inner())),
+            None => T::default(),
+        }
+    }
+
+    /// Before the fill appends `incoming` bytes to a transient object:
+    /// releases the segments every attached reader is past, so that the
+    /// object stays within its window. When the slowest reader holds the
+    /// window full, the fill (and with it the origin's transfer) waits for
+    /// it: until room for a quarter of the window is free, at most `grace`;
+    /// then the readers still in the way are cut off. Why wait rather than
+    /// cut at once: clients on the LAN normally read faster than the origin
+    /// sends, so a reader a window behind is usually a momentary stall, and
+    /// cutting it would cost a whole download of its own, which collapsing
+    /// exists to avoid; the bound keeps one stuck client from holding back
+    /// everyone else for longer than `grace`.
+    pub async fn make_room(&self, incoming: usize, grace: Duration) -> Room {
+        let Some(f) = &self.follow else {
+            return Room::Made { detached: 0 };
+        };
+        let Progress::Filling(filled) = self.progress() else {
+            return Room::Made { detached: 0 };
+        };
+        let seg = SEGMENT as u64;
+        // Segments the body spans once the incoming bytes are in, and the
+        // whole segments already filled (the only ones that can go).
+        let spans = (filled + incoming as u64).div_ceil(seg) as usize;
+        let full = (filled / seg) as usize;
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut detached = 0u64;
+        let mut target: Option<usize> = None;
+        loop {
+            // Decided under the lock, acted on without it (no guard lives
+            // across an await).
+            enum Step {
+                Done(Room),
+                Release(usize, usize),
+                Wait,
+            }
+            let step = {
+                let mut st = f.state.lock().unwrap_or_else(|e| e.into_inner());
+                match st.window {
+                    None => Step::Done(Room::Made { detached }),
+                    Some(window) => {
+                        let max = (window / seg).max(1) as usize;
+                        let need = spans.saturating_sub(max);
+                        let low = st
+                            .readers
+                            .iter()
+                            .filter(|(id, _)| !st.detached.contains(id))
+                            .map(|(_, at)| *at)
+                            .min();
+                        let want = target.unwrap_or(need);
+                        match low {
+                            _ if need <= st.released => Step::Done(Room::Made { detached }),
+                            None => Step::Done(Room::NoReaders),
+                            Some(low) if ((low / seg) as usize).min(full) >= want => {
+                                let from = st.released;
+                                st.released = ((low / seg) as usize).min(full);
+                                Step::Release(from, st.released)
+                            }
+                            Some(_) if tokio::time::Instant::now() >= deadline => {
+                                let cut = want as u64 * seg;
+                                let slow: Vec<u64> = st
+                                    .readers
+                                    .iter()
+                                    .filter(|(id, at)| **at < cut && !st.detached.contains(id))
+                                    .map(|(id, _)| *id)
+                                    .collect();
+                                detached += slow.len() as u64;
+                                st.detached.extend(slow);
+                                continue;
+                            }
+                            Some(_) => {
+                                // Paused: resume once a quarter of the window
+                                // is free, not at every segment the slowest
+                                // reader frees (which would let a slow but
+                                // steady reader set everyone's pace).
+                                target.get_or_insert((need + max / 4).min(full).max(need));
+                                Step::Wait
+                            }
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::Done(room) => return room,
+                Step::Wait => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = tokio::time::timeout(left, f.moved.notified()).await;
+                }
+                Step::Release(from, to) => {
+                    if let Body::Memory(segments) = &self.body {
+                        let mut segs = segments.write().unwrap_or_else(|e| e.into_inner());
+                        for s in segs.iter_mut().take(to).skip(from) {
+                            *s = Vec::new();
+                        }
+                    }
+                    return Room::Made { detached };
+                }
+            }
+        }
+    }
+
     /// Appends bytes the origin sent (the fill task only).
     ///
     /// A memory segment is reserved for what the object still needs (its
@@ -341,15 +610,23 @@ impl Object {
                     segs.reserve_exact(segments_for(length));
                 }
                 let mut rest = data;
+                let mut pos = filled;
                 while !rest.is_empty() {
-                    if segs.last().is_none_or(|s| s.len() == SEGMENT) {
+                    // By position, not by the last segment's length: a
+                    // transient object's segments behind its readers are
+                    // released (empty), the last one too once all have it.
+                    let at = (segs.len() as u64).saturating_mul(SEGMENT as u64);
+                    if at <= pos {
                         // Every earlier segment is full: this one starts here.
-                        let at = (segs.len() as u64).saturating_mul(SEGMENT as u64);
                         let needed = length.saturating_sub(at).min(SEGMENT as u64) as usize;
                         segs.push(Vec::with_capacity(needed));
                     }
                     let Some(last) = segs.last_mut() else { break };
                     let take = (SEGMENT - last.len()).min(rest.len());
+                    if take == 0 {
+                        // `filled` is not where the body ends: never loop.
+                        return Err(std::io::Error::other("append out of order"));
+                    }
                     if last.capacity() - last.len() < take {
                         // Never past a segment (the readers' indexing assumes
                         // full segments of SEGMENT bytes), at least what this
@@ -361,12 +638,27 @@ impl Object {
                     }
                     last.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
+                    pos += take as u64;
+                }
+                if let Some(f) = &self.follow {
+                    let st = f.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if st.window.is_some() {
+                        let held: usize = segs.iter().skip(st.released).map(Vec::capacity).sum();
+                        f.peak.fetch_max(held as u64, Ordering::Relaxed);
+                    }
                 }
             }
             Body::File(d) => d
                 .fill_file()
                 .ok_or_else(|| std::io::Error::other("the fill's file is closed"))?
                 .write_all_at(data, filled)?,
+        }
+        if self.framing != Framing::Sized {
+            // The length so far: what the accounting and readers go by
+            // until the end is known.
+            if let Ok(mut m) = self.meta.lock() {
+                m.length = filled + data.len() as u64;
+            }
         }
         self.progress
             .send_replace(Progress::Filling(filled + data.len() as u64));
@@ -413,9 +705,28 @@ impl Object {
 
     /// Opens the object for one response.
     pub fn source(&self) -> std::io::Result<Source> {
-        match &self.body {
-            Body::Memory(_) => Ok(Source::Memory),
-            Body::File(d) => d.open().map(Source::File),
+        match (&self.body, &self.follow) {
+            (Body::Memory(_), Some(f)) => {
+                let mut st = f.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.released > 0 {
+                    return Err(std::io::Error::other(
+                        "the first bytes of this fill, which is not stored, are no longer held",
+                    ));
+                }
+                if self.is_complete() {
+                    // Nothing is released once the fill has ended.
+                    return Ok(Source::Memory);
+                }
+                let id = st.next_id;
+                st.next_id += 1;
+                st.readers.insert(id, 0);
+                Ok(Source::Follow(Cursor {
+                    follow: f.clone(),
+                    id,
+                }))
+            }
+            (Body::Memory(_), None) => Ok(Source::Memory),
+            (Body::File(d), _) => d.open().map(Source::File),
         }
     }
 
@@ -445,15 +756,28 @@ impl Object {
         offset: u64,
         max: usize,
     ) -> Result<(Vec<u8>, u64), ReadError> {
+        // First: asking for `offset` says everything below it is taken
+        // (also at the end, or for nothing).
+        if let Source::Follow(c) = src {
+            c.seek(offset)?;
+        }
+        let sized = self.is_sized();
         let length = self.length();
-        if offset >= length || max == 0 {
+        if max == 0 || (sized && offset >= length) {
             return Ok((Vec::new(), 0));
         }
         let mut rx = self.progress.subscribe();
         let available = loop {
             let p = *rx.borrow_and_update();
             match p {
-                Progress::Complete => break length,
+                Progress::Complete => {
+                    // An object of unknown length ends where its fill did.
+                    let length = self.length();
+                    if offset >= length {
+                        return Ok((Vec::new(), 0));
+                    }
+                    break length;
+                }
                 Progress::Failed => return Err(ReadError::Failed),
                 Progress::Filling(n) if n > offset => break n,
                 Progress::Filling(_) => {}
@@ -468,6 +792,12 @@ impl Object {
                 let segs = segments
                     .read()
                     .map_err(|_| ReadError::Io("poisoned".into()))?;
+                // Checked under the segments' lock: the fill cuts a reader
+                // off before it releases what that reader still needs, and
+                // releases only under the write lock.
+                if let Source::Follow(c) = src {
+                    c.check()?;
+                }
                 let mut out = Vec::with_capacity(want);
                 let mut at = offset;
                 while out.len() < want {
@@ -483,7 +813,9 @@ impl Object {
                 }
                 Ok((out, 0))
             }
-            (Body::File(_), Source::Memory) => Err(ReadError::Io("not a memory object".into())),
+            (Body::File(_), Source::Memory | Source::Follow(_)) => {
+                Err(ReadError::Io("not a memory object".into()))
+            }
             (_, Source::File(f)) => {
                 use crate::disk::BLOCK;
                 let mut end = offset + want as u64;
@@ -797,5 +1129,98 @@ mod tests {
         let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         w.write_all_at(&[body[7] ^ 1], 7).unwrap();
         assert_eq!(o.read_at(&src, 3, 10).await, Err(ReadError::Damaged(0)));
+    }
+
+    /// Reads `n` bytes of `o` at `at` through `src`.
+    async fn take(o: &Object, src: &Source, at: u64, n: usize) -> Result<Vec<u8>, ReadError> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let b = o.read_at(src, at + got.len() as u64, n - got.len()).await?;
+            if b.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&b);
+        }
+        // As a response does, asking for what follows: all of it is taken.
+        o.read_at(src, at + got.len() as u64, 0).await?;
+        Ok(got)
+    }
+
+    #[tokio::test]
+    async fn a_transient_fill_keeps_its_window_and_cuts_off_a_stalled_reader() {
+        let seg = SEGMENT as u64;
+        let len = 8 * seg;
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let o = Object::followed(meta(len), Framing::Sized, Some(2 * seg));
+        let fast = o.source().unwrap();
+        let slow = o.source().unwrap();
+        let grace = Duration::from_millis(200);
+        let mut at = 0usize;
+        let mut append = |o: &Object, n: usize| {
+            o.append(&data[at..at + n], at as u64).unwrap();
+            at += n;
+        };
+        // The window's worth goes in without waiting.
+        for _ in 0..2 {
+            assert_eq!(
+                o.make_room(SEGMENT, grace).await,
+                Room::Made { detached: 0 }
+            );
+            append(&o, SEGMENT);
+        }
+        assert!(o.joinable());
+        assert!(take(&o, &fast, 0, 2 * SEGMENT).await.unwrap() == data[..2 * SEGMENT]);
+        // The slow reader has taken nothing: the fill waits for it, and a
+        // reader that moves on within the grace lets it go on.
+        let moved = {
+            let o = o.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let got = take(&o, &slow, 0, SEGMENT).await;
+                (got, slow)
+            })
+        };
+        let t = std::time::Instant::now();
+        assert_eq!(
+            o.make_room(SEGMENT, grace).await,
+            Room::Made { detached: 0 }
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
+        let (got, slow) = moved.await.unwrap();
+        assert!(got.unwrap() == data[..SEGMENT]);
+        append(&o, SEGMENT);
+        // Nobody starts from the first byte any more.
+        assert!(!o.joinable());
+        assert!(o.source().is_err());
+        // Now it stalls: after the grace it is cut off, the fill goes on.
+        assert!(take(&o, &fast, 2 * seg, SEGMENT).await.unwrap() == data[2 * SEGMENT..3 * SEGMENT]);
+        let t = std::time::Instant::now();
+        assert_eq!(
+            o.make_room(SEGMENT, grace).await,
+            Room::Made { detached: 1 }
+        );
+        assert!(t.elapsed() >= grace, "{:?}", t.elapsed());
+        assert_eq!(o.read_at(&slow, seg, 10).await, Err(ReadError::Detached));
+        append(&o, SEGMENT);
+        assert!(take(&o, &fast, 3 * seg, SEGMENT).await.unwrap() == data[3 * SEGMENT..4 * SEGMENT]);
+        // Never more than the window held.
+        assert!(
+            o.transient_peak() > 0 && o.transient_peak() <= 2 * seg,
+            "{}",
+            o.transient_peak()
+        );
+        // With no reader left, a fill that needs room may stop.
+        drop(fast);
+        drop(slow);
+        assert_eq!(
+            o.make_room(SEGMENT, grace).await,
+            Room::Made { detached: 0 }
+        );
+        append(&o, SEGMENT);
+        assert_eq!(o.make_room(SEGMENT, grace).await, Room::NoReaders);
     }
 }

@@ -218,6 +218,20 @@ pub fn storable(
     }
 }
 
+/// Whether a response that is not stored may still be shared with the
+/// requests that waited for it: what any of them would have got from the
+/// origin at that moment. Not when it is meant for one client (`private`,
+/// `Set-Cookie`), must not be kept in any form (`no-store`), varies on
+/// everything (`Vary: *`), or has no body to share (1xx, 204, 304; a 206
+/// answers some range, not the shared request).
+pub fn shareable(status: u16, fields: &Fields) -> bool {
+    let no_body = status < 200 || matches!(status, 204 | 206 | 304);
+    let one_client = has_directive(fields, "no-store")
+        || has_directive(fields, "private")
+        || header(fields, "set-cookie").is_some();
+    !no_body && !one_client && vary_names(fields).is_some()
+}
+
 /// The request fields the response varies on, lowercase; `None` for
 /// `Vary: *` (never matches a later request).
 pub fn vary_names(fields: &Fields) -> Option<Vec<String>> {
@@ -454,6 +468,25 @@ mod tests {
         assert!(wants_revalidation(&f(&[("Pragma", "no-cache")])));
         assert!(!wants_revalidation(&f(&[("Cache-Control", "max-age=60")])));
         assert!(!wants_revalidation(&f(&[])));
+    }
+
+    #[test]
+    fn what_may_be_shared_without_being_stored() {
+        for status in [200, 301, 404, 410, 500, 503] {
+            assert!(shareable(status, &f(&[])), "{status}");
+        }
+        for status in [100, 204, 206, 304] {
+            assert!(!shareable(status, &f(&[])), "{status}");
+        }
+        for one_client in [
+            ("Cache-Control", "private"),
+            ("Cache-Control", "no-store"),
+            ("Set-Cookie", "a=b"),
+            ("Vary", "*"),
+        ] {
+            assert!(!shareable(404, &f(&[one_client])), "{one_client:?}");
+            assert!(!shareable(200, &f(&[one_client])), "{one_client:?}");
+        }
     }
 
     #[test]

@@ -16,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-use crate::fetch::{self, Ask, FetchError, Origin, Response};
+use crate::fetch::{self, Ask, FetchError, FillPlan, Origin, Response};
 use crate::object::{
-    epoch_secs, Body, DiskBody, Join, Meta, Object, ReadError, Revalidation, Tier,
+    epoch_secs, Body, DiskBody, Framing, Join, Meta, Object, ReadError, Revalidation, Tier,
 };
 use crate::rules::{self, RangeAnswer, RequestClass};
 use crate::server::{Next, Service};
@@ -35,6 +35,10 @@ enum Sent {
     /// the file is gone or short) before anything was sent: it is dropped,
     /// and the request looks it up again (and fills it).
     Dropped,
+    /// The object cannot answer this request (a HEAD or a range of an
+    /// object not stored, or whose length is not known yet): the request
+    /// is sent to the origin on its own.
+    Elsewhere,
 }
 
 impl From<(Outcome, Next)> for Sent {
@@ -178,11 +182,13 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                     match sent {
                         Sent::Done(o, n) => return (o, n),
                         Sent::Dropped => continue,
+                        Sent::Elsewhere => return own_fetch(client, head, origin, svc).await,
                     }
                 }
                 match send_object(client, head, origin, svc, &o, Served::Hit).await {
                     Sent::Done(o, n) => return (o, n),
                     Sent::Dropped => continue,
+                    Sent::Elsewhere => return own_fetch(client, head, origin, svc).await,
                 }
             }
             Lookup::Wait(mut rx) => {
@@ -199,6 +205,7 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                         match send_object(client, head, origin, svc, &o, Served::Collapsed).await {
                             Sent::Done(o, n) => return (o, n),
                             Sent::Dropped => continue,
+                            Sent::Elsewhere => break,
                         }
                     }
                 }
@@ -256,9 +263,10 @@ async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(FillStart::Stored(o)) => {
             match send_object(client, head, origin, svc, &o, Served::Miss).await {
                 Sent::Done(o, n) => (o, n),
-                // Unreadable as soon as stored (and dropped): this client's
-                // answer comes from the origin.
-                Sent::Dropped => own_fetch(client, head, origin, svc).await,
+                // Unreadable as soon as stored (and dropped), or not an
+                // answer to this request (a range of an object not stored):
+                // this client's answer comes from the origin.
+                Sent::Dropped | Sent::Elsewhere => own_fetch(client, head, origin, svc).await,
             }
         }
         // The shared fetch asked for the whole object; a client that wanted
@@ -306,7 +314,10 @@ impl FillTask {
             Ok(r) => r,
             Err(e) => return FillStart::Failed(e),
         };
-        match self.start(resp) {
+        // A client asking for a range of an object that is not stored asks
+        // for it itself; the fill is shared only if others wait for it.
+        let share = ticket.waiters() > 0 || rules::header(&head.headers, "range").is_none();
+        match self.start(resp, share) {
             Ok(o) => {
                 ticket.resolve(Resolved::Object(o.clone()));
                 FillStart::Stored(o)
@@ -315,28 +326,39 @@ impl FillTask {
         }
     }
 
-    /// The object for a storable response, filling; the response back
-    /// when it is not to be stored.
-    fn start(&self, resp: Response) -> Result<Arc<Object>, Box<Response>> {
-        let length = match resp.body {
-            BodyKind::Length(n) => Some(n),
-            _ => None,
+    /// The object for a response, filling: stored when storable (one of
+    /// unknown length while it fits, see [`fetch::fill`]); else, when
+    /// `share` and the response may be shared (see [`rules::shareable`]), a
+    /// transient object its waiters read as it comes, never stored. The
+    /// response back when it is this request's alone to relay.
+    fn start(&self, resp: Response, share: bool) -> Result<Arc<Object>, Box<Response>> {
+        let (length, framing) = match resp.body {
+            BodyKind::Length(n) => (Some(n), Framing::Sized),
+            BodyKind::None => (Some(0), Framing::Sized),
+            BodyKind::Chunked => (None, Framing::Chunked),
+            BodyKind::UntilClose => (None, Framing::UntilClose),
         };
-        let len = match rules::storable(
+        // Chunked: stored from its first byte while it fits (the last
+        // chunk proves it whole); its growth is checked by the fill.
+        let checked = length.or((framing == Framing::Chunked).then_some(0));
+        let tier = match rules::storable(
             resp.head.status,
             &resp.head.headers,
-            length,
+            checked,
             self.config.max_object_bytes,
         ) {
-            Ok(n) => n,
+            Ok(n) if framing == Framing::Chunked => {
+                (n <= self.store.growing_limit()).then_some(Tier::Memory)
+            }
+            Ok(n) => self.store.tier_for(n),
             Err(why) => {
                 tracing::debug!("not stored ({why}): {}", rules::loggable(&self.primary));
-                return Err(Box::new(resp));
+                None
             }
         };
-        let Some(tier) = self.store.tier_for(len) else {
+        if tier.is_none() && !(share && rules::shareable(resp.head.status, &resp.head.headers)) {
             return Err(Box::new(resp));
-        };
+        }
         let vary = rules::vary_names(&resp.head.headers).unwrap_or_default();
         let key = if vary.is_empty() {
             self.primary.clone()
@@ -353,19 +375,46 @@ impl FillTask {
             status: resp.head.status,
             reason: resp.head.reason.clone(),
             headers: end_to_end(&resp.head.headers),
-            length: len,
+            length: length.unwrap_or(0),
             fresh_until: epoch_secs(now + rules::freshness(&resp.head.headers, now)),
             vary,
         };
-        let (body, tmp) = match tier {
-            Tier::Memory => (crate::store::Store::memory_body(), None),
-            Tier::Disk => {
+        let plan = FillPlan {
+            stored: tier.is_some(),
+            max_len: self.config.max_object_bytes,
+            window: self.store.transient_window(),
+            idle: self.config.proxy.idle_timeout,
+            grace: self.config.proxy.idle_timeout.min(SLOW_READER_GRACE),
+        };
+        let (o, tmp) = match tier {
+            None => {
+                tracing::debug!(
+                    "shared, not stored ({} {framing:?}): {}",
+                    resp.head.status,
+                    rules::loggable(&key)
+                );
+                let o = Object::followed(meta, framing, Some(plan.window));
+                self.store.add_transient(&key, o.clone());
+                self.stats.transient_fill();
+                (o, None)
+            }
+            Some(Tier::Memory) if framing != Framing::Sized => {
+                (Object::followed(meta, framing, None), None)
+            }
+            Some(Tier::Memory) => (
+                Object::new(meta, crate::store::Store::memory_body(), Tier::Memory),
+                None,
+            ),
+            Some(Tier::Disk) => {
                 let made = self.store.disk.as_ref().map(|d| d.temp_file(&key));
                 match made {
                     Some(Ok((path, file))) => {
                         let file = Arc::new(file);
                         let body = DiskBody::filling(path.clone(), file.clone());
-                        (Body::File(body), Some((path, file)))
+                        (
+                            Object::new(meta, Body::File(body), Tier::Disk),
+                            Some((path, file)),
+                        )
                     }
                     Some(Err(e)) => {
                         tracing::warn!(
@@ -378,21 +427,25 @@ impl FillTask {
                 }
             }
         };
-        let o = Object::new(meta, body, tier);
-        self.store.insert(&key, o.clone());
+        if plan.stored {
+            self.store.insert(&key, o.clone());
+        }
         self.stats.served(Served::Miss);
-        let idle = self.config.proxy.idle_timeout;
         tokio::spawn(fetch::fill(
             o.clone(),
             resp,
             tmp,
             self.store.clone(),
             self.stats.clone(),
-            idle,
+            plan,
         ));
         Ok(o)
     }
 }
+
+/// How long a fill that is not stored waits for a reader holding its window
+/// full before cutting that reader off (at most the idle timeout).
+const SLOW_READER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The origin's fields worth storing: without hop-by-hop and framing
 /// fields (the cache frames its answers itself).
@@ -488,7 +541,7 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
         stats: svc.cache_stats.clone(),
         config: svc.config.clone(),
     };
-    let started = task.start(resp);
+    let started = task.start(resp, rules::header(&head.headers, "range").is_none());
     drop(lead);
     match started {
         Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
@@ -658,11 +711,26 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     o: &Arc<Object>,
     served: Served,
 ) -> Sent {
+    // Complete first: then the metadata has the final length.
+    let complete = o.is_complete();
     let meta = o.meta();
+    // The length is known: from the start, or the fill is done.
+    let sized = complete || o.is_sized();
+    let is_head = head.method == "HEAD";
+    if (is_head || rules::header(&head.headers, "range").is_some()) && (!sized || o.is_transient())
+    {
+        return Sent::Elsewhere;
+    }
     // Opened once per response, before anything is sent: a reader of a
     // replaced object keeps its bytes.
     let src = match o.source() {
         Ok(src) => src,
+        Err(e) if o.is_transient() => {
+            // A fill not stored whose first bytes are gone: looked up
+            // again, this request fills anew or fetches on its own.
+            tracing::debug!("{}: {e}", rules::loggable(&meta.key));
+            return Sent::Dropped;
+        }
         Err(e) => {
             tracing::warn!(
                 "disk tier: {}: the stored object cannot be opened: {e}; dropped, fetching again",
@@ -673,8 +741,10 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let len = meta.length;
-    let keep = body::client_persistent(head.version, &head.headers);
-    let is_head = head.method == "HEAD";
+    // Of a length not known yet: chunked to an HTTP/1.1 client, else until
+    // the connection closes.
+    let chunked_out = !sized && head.version != 0;
+    let keep = body::client_persistent(head.version, &head.headers) && (sized || chunked_out);
     let label = match served {
         Served::Miss => "MISS",
         Served::Collapsed => "HIT-COLLAPSED",
@@ -692,8 +762,18 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => rules::range(&head.headers, len),
     };
-    let (status, reason, start, end) = if rules::not_modified(&head.headers, etag, lm) {
+    let (status, reason, start, end) = if meta.status != 200 {
+        // A shared answer that is not stored (a 404, a 503): as it came.
+        (
+            meta.status,
+            meta.reason.as_str(),
+            0,
+            if sized { len } else { u64::MAX },
+        )
+    } else if rules::not_modified(&head.headers, etag, lm) {
         (304, "Not Modified", 0, 0)
+    } else if !sized {
+        (200, meta.reason.as_str(), 0, u64::MAX)
     } else {
         match range {
             RangeAnswer::Full => (meta.status, meta.reason.as_str(), 0, len),
@@ -701,7 +781,7 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
             RangeAnswer::Unsatisfiable => (416, "Range Not Satisfiable", 0, 0),
         }
     };
-    let body_wanted = !is_head && (status == 200 || status == 206);
+    let body_wanted = !is_head && !matches!(status, 204 | 304 | 416);
     // Disk reads go a block at a time: each is read and checked whole.
     let chunk_max = match o.tier {
         Tier::Disk => crate::disk::BLOCK as usize,
@@ -743,7 +823,9 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
         416 => out.push_str(&format!(
             "Content-Length: 0\r\nContent-Range: bytes */{len}\r\n"
         )),
-        _ => out.push_str(&format!("Content-Length: {len}\r\n")),
+        _ if sized => out.push_str(&format!("Content-Length: {len}\r\n")),
+        _ if chunked_out => out.push_str("Transfer-Encoding: chunked\r\n"),
+        _ => {}
     }
     if !meta
         .headers
@@ -785,9 +867,20 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
                     svc.cache_stats.blocks_verified(n);
                     c
                 }
+                // Of unknown length: the fill ended there.
+                Ok(_) if !sized => break,
                 Ok(_) | Err(ReadError::Failed) => {
                     return Sent::Done(
                         outcome(down, format!("{status} {label}, origin transfer failed")),
+                        Next::Close,
+                    );
+                }
+                Err(ReadError::Detached) => {
+                    return Sent::Done(
+                        outcome(
+                            down,
+                            format!("{status} {label}, too slow for a fill not stored"),
+                        ),
                         Next::Close,
                     );
                 }
@@ -809,7 +902,17 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
         };
-        if timeout(idle, client.write_all(&chunk))
+        let n = chunk.len() as u64;
+        let framed = if chunked_out {
+            let mut f = Vec::with_capacity(chunk.len() + 16);
+            f.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            f.extend_from_slice(&chunk);
+            f.extend_from_slice(b"\r\n");
+            f
+        } else {
+            chunk
+        };
+        if timeout(idle, client.write_all(&framed))
             .await
             .map_or(true, |r| r.is_err())
         {
@@ -818,11 +921,27 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
                 Next::Close,
             );
         }
-        at += chunk.len() as u64;
-        down += chunk.len() as u64;
+        at += n;
+        down += framed.len() as u64;
         if served != Served::Miss {
-            svc.cache_stats.from_cache(chunk.len() as u64);
+            svc.cache_stats.from_cache(n);
         }
+    }
+    // The last chunk only once the fill is whole: a failed one ended the
+    // response above without it, so the client knows it is short.
+    if chunked_out
+        && body_wanted
+        && timeout(idle, client.write_all(b"0\r\n\r\n"))
+            .await
+            .map_or(true, |r| r.is_err())
+    {
+        return Sent::Done(
+            outcome(down, format!("{status} {label}, client gone")),
+            Next::Close,
+        );
+    }
+    if chunked_out && body_wanted {
+        down += 5;
     }
     let _ = client.flush().await;
     Sent::Done(

@@ -28,6 +28,13 @@ pub struct CacheStats {
     disk_blocks_verified: AtomicU64,
     /// Disk objects dropped because a block did not match its SHA-256.
     disk_damaged: AtomicU64,
+    /// Fills shared by their readers without being stored (too large for
+    /// the tiers, of unknown length grown too large, not storable statuses).
+    transient_fills: AtomicU64,
+    /// The most bytes one such fill held at once (its window bounds it).
+    transient_peak_bytes: AtomicU64,
+    /// Readers cut off for falling a window behind such a fill.
+    readers_detached: AtomicU64,
     /// Agents (clients allowed by the policy that sent a proxy request)
     /// and when each was last seen. The proxy's own unique clients count
     /// every connection, refused ones and the appliance's health probes
@@ -98,6 +105,21 @@ impl CacheStats {
         self.disk_damaged.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A fill is shared without being stored.
+    pub fn transient_fill(&self) {
+        self.transient_fills.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fill not stored holds `n` bytes now.
+    pub fn transient_held(&self, n: u64) {
+        self.transient_peak_bytes.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// `n` readers were cut off for falling too far behind.
+    pub fn detached(&self, n: u64) {
+        self.readers_detached.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Body bytes fetched from an origin (fills and relayed responses).
     pub fn from_origin(&self, n: u64) {
         self.bytes_from_origin.fetch_add(n, Ordering::Relaxed);
@@ -115,7 +137,7 @@ impl CacheStats {
             shared as f64 / total as f64
         };
         format!(
-            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"disk_blocks_verified\":{},\"disk_damaged\":{},\"active_agents\":{},\"proxy\":{}}}",
+            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"disk_blocks_verified\":{},\"disk_damaged\":{},\"transient_fills\":{},\"transient_window_bytes\":{},\"transient_peak_bytes\":{},\"readers_detached\":{},\"active_agents\":{},\"proxy\":{}}}",
             l(&self.misses),
             l(&self.passed),
             l(&self.bytes_from_cache),
@@ -126,6 +148,10 @@ impl CacheStats {
             tiers.disk_bytes,
             l(&self.disk_blocks_verified),
             l(&self.disk_damaged),
+            l(&self.transient_fills),
+            tiers.transient_window,
+            l(&self.transient_peak_bytes),
+            l(&self.readers_detached),
             self.active_agents(Instant::now()),
             proxy.to_json(),
         )

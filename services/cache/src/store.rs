@@ -47,6 +47,11 @@ impl FillTicket {
         &self.key
     }
 
+    /// Requests waiting for this fill now.
+    pub fn waiters(&self) -> usize {
+        self.tx.as_ref().map_or(0, |tx| tx.receiver_count())
+    }
+
     pub fn resolve(mut self, r: Resolved) {
         if let Some(tx) = self.tx.take() {
             self.store.end_pending(&self.key);
@@ -71,6 +76,9 @@ struct Index {
     /// and how many stored variants there are (the entry goes with the last).
     vary: HashMap<String, (Vec<String>, usize)>,
     pending: HashMap<String, watch::Sender<Option<Resolved>>>,
+    /// Fills shared but not stored, which a request may still join while
+    /// their first bytes are held (never in `objects`, never counted).
+    transient: HashMap<String, Arc<Object>>,
     lru: BTreeMap<u64, String>,
     tick: u64,
     memory_bytes: u64,
@@ -86,6 +94,8 @@ pub struct TierCounts {
     pub memory_bytes: u64,
     pub disk_objects: u64,
     pub disk_bytes: u64,
+    /// The bytes a fill that is not stored may hold behind its readers.
+    pub transient_window: u64,
 }
 
 pub struct Store {
@@ -213,6 +223,13 @@ impl Store {
             ix.touch(&key, &o);
             return Lookup::Found(o);
         }
+        if let Some(t) = ix.transient.get(&key).cloned() {
+            if t.joinable() {
+                return Lookup::Found(t);
+            }
+            // Its first bytes are gone: a new request starts its own fill.
+            ix.transient.remove(&key);
+        }
         if let Some(tx) = ix.pending.get(&key) {
             return Lookup::Wait(tx.subscribe());
         }
@@ -240,6 +257,94 @@ impl Store {
         }
     }
 
+    /// The most bytes a fill that is not stored holds behind its readers:
+    /// a quarter of the memory budget, between 1 MiB and 64 MiB (each such
+    /// fill under way holds up to this much besides the memory tier).
+    pub fn transient_window(&self) -> u64 {
+        (self.memory_budget / 4).clamp(1 << 20, 64 << 20)
+    }
+
+    /// The largest object of unknown length kept in memory as it fills.
+    pub fn growing_limit(&self) -> u64 {
+        match &self.disk {
+            Some(_) => self.memory_budget / 16,
+            None => self.memory_budget / 2,
+        }
+    }
+
+    /// Notes a fill shared but not stored, which requests may join.
+    pub fn add_transient(&self, key: &str, o: Arc<Object>) {
+        self.lock().transient.insert(key.to_owned(), o);
+    }
+
+    /// A fill shared but not stored has ended (or may no longer be joined).
+    pub fn end_transient(&self, key: &str, o: &Arc<Object>) {
+        let mut ix = self.lock();
+        if ix.transient.get(key).is_some_and(|t| Arc::ptr_eq(t, o)) {
+            ix.transient.remove(key);
+        }
+    }
+
+    /// A stored memory object of unknown length grew to `len` bytes:
+    /// counted again (evicting others beyond the budget). False when it is
+    /// to stop being stored: larger than `limit` or than the tier takes,
+    /// or no longer the object of `key`; it is then out of the index.
+    pub fn grown(&self, key: &str, o: &Arc<Object>, len: u64, limit: u64) -> bool {
+        if len > limit || len > self.growing_limit() {
+            self.remove(key, o);
+            return false;
+        }
+        let mut evicted = Vec::new();
+        {
+            let mut ix = self.lock();
+            if !ix.objects.get(key).is_some_and(|cur| Arc::ptr_eq(cur, o)) {
+                return false;
+            }
+            let old = o.accounted.load(Ordering::Relaxed);
+            ix.account(o.tier, old, false);
+            ix.add(o);
+            self.evict(&mut ix, o, &mut evicted);
+        }
+        for (k, o) in evicted {
+            self.remove_files(&k, &o);
+        }
+        true
+    }
+
+    /// Takes the least recently used complete objects of `o`'s tier out of
+    /// the index (into `evicted`) until the tier is within its budget.
+    fn evict(&self, ix: &mut Index, o: &Arc<Object>, evicted: &mut Vec<(String, Arc<Object>)>) {
+        let budget = match o.tier {
+            Tier::Memory => self.memory_budget,
+            Tier::Disk => self.disk.as_ref().map(|d| d.budget).unwrap_or(0),
+        };
+        let mut cursor = 0u64;
+        loop {
+            let used = match o.tier {
+                Tier::Memory => ix.memory_bytes,
+                Tier::Disk => ix.disk_bytes,
+            };
+            if used <= budget {
+                break;
+            }
+            // The least recently used complete object of this tier.
+            let victim = ix
+                .lru
+                .range(cursor..)
+                .find(|(_, k)| {
+                    ix.objects
+                        .get(*k)
+                        .is_some_and(|v| v.tier == o.tier && v.is_complete() && !Arc::ptr_eq(v, o))
+                })
+                .map(|(t, k)| (*t, k.clone()));
+            let Some((t, victim)) = victim else { break };
+            cursor = t + 1;
+            if let Some(v) = ix.take(&victim) {
+                evicted.push((victim, v));
+            }
+        }
+    }
+
     /// A new memory body.
     pub fn memory_body() -> Body {
         Body::Memory(RwLock::new(Vec::new()))
@@ -263,35 +368,7 @@ impl Store {
             ix.add(&o);
             ix.touch(key, &o);
             ix.objects.insert(key.to_owned(), o.clone());
-            let budget = match o.tier {
-                Tier::Memory => self.memory_budget,
-                Tier::Disk => self.disk.as_ref().map(|d| d.budget).unwrap_or(0),
-            };
-            let mut cursor = 0u64;
-            loop {
-                let used = match o.tier {
-                    Tier::Memory => ix.memory_bytes,
-                    Tier::Disk => ix.disk_bytes,
-                };
-                if used <= budget {
-                    break;
-                }
-                // The least recently used complete object of this tier.
-                let victim = ix
-                    .lru
-                    .range(cursor..)
-                    .find(|(_, k)| {
-                        ix.objects.get(*k).is_some_and(|v| {
-                            v.tier == o.tier && v.is_complete() && !Arc::ptr_eq(v, &o)
-                        })
-                    })
-                    .map(|(t, k)| (*t, k.clone()));
-                let Some((t, victim)) = victim else { break };
-                cursor = t + 1;
-                if let Some(v) = ix.take(&victim) {
-                    evicted.push((victim, v));
-                }
-            }
+            self.evict(&mut ix, &o, &mut evicted);
         }
         for (k, o) in evicted {
             self.remove_files(&k, &o);
@@ -337,6 +414,7 @@ impl Store {
             memory_bytes: ix.memory_bytes,
             disk_objects: ix.disk_objects,
             disk_bytes: ix.disk_bytes,
+            transient_window: self.transient_window(),
         }
     }
 }

@@ -178,3 +178,206 @@ fn the_fill_goes_on_when_the_first_client_leaves() {
     );
     assert_eq!(w.origin.hits("/leave.bin"), 1);
 }
+
+/// `n` curls for `path` (plain HTTP) at once, against an origin holding
+/// its body back at a gate: every client has its first bytes before the
+/// gate opens (read-while-write, one origin request so far), then all
+/// finish with the origin's body, byte for byte.
+fn collapsed_clients(
+    w: &World,
+    path: &str,
+    n: usize,
+    gate: &tokio::sync::Notify,
+    body: &[u8],
+) -> Vec<std::path::PathBuf> {
+    let origin_copy = write(w, &format!("origin-copy{}", path.replace('/', "-")), body);
+    let files: Vec<_> = (0..n)
+        .map(|i| {
+            w.dir
+                .path()
+                .join(format!("client{}-{i}", path.replace('/', "-")))
+        })
+        .collect();
+    let proxy = format!("http://{}", w.cache_addr());
+    let mut clients = Clients(Vec::new());
+    for f in &files {
+        let child = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--proxy", &proxy, "-o"])
+            .arg(f)
+            .arg(w.http_url(path))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        clients.0.push(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let started = files
+            .iter()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+            .count();
+        if started == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{started} of {n} clients got bytes before the fill ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(w.origin.hits(path), 1, "one origin request while held");
+    gate.notify_one();
+    for c in &mut clients.0 {
+        assert!(c.wait().unwrap().success(), "a client's transfer failed");
+    }
+    let want = sha256sum(&[&origin_copy])[0].clone();
+    for (f, got) in files.iter().zip(sha256sum(&files)) {
+        assert_eq!(got, want, "{} differs from the origin's body", f.display());
+    }
+    assert_eq!(w.origin.hits(path), 1);
+    files
+}
+
+#[test]
+fn a_chunked_object_is_collapsed_and_stored() {
+    let mut w = World::new();
+    w.start_cache("");
+    let body = pattern(3_000_000, 13);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::Chunked(Some((100_000, gate.clone())));
+    w.origin.set("/chunked.bin", r);
+    collapsed_clients(&w, "/chunked.bin", 20, &gate, &body);
+    let stats = w.stats();
+    assert_eq!(stats["memory_objects"], 1, "{stats}");
+    assert_eq!(stats["transient_fills"], 0, "{stats}");
+    // Stored whole: the next request is a hit, with its length now known.
+    let next = w.curl(&w.http_url("/chunked.bin"), &[]);
+    assert_eq!(next.header("x-cache"), Some("HIT"), "{}", next.stderr);
+    assert_eq!(next.header("content-length"), Some("3000000"));
+    assert!(next.body == body, "the stored body differs");
+    assert_eq!(w.origin.hits("/chunked.bin"), 1);
+}
+
+#[test]
+fn a_chunked_object_cut_short_is_never_stored() {
+    let mut w = World::new();
+    w.start_cache("");
+    let body = pattern(500_000, 17);
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::ChunkedDieAfter(200_000);
+    w.origin.set("/cut-chunked.bin", r);
+    let cut = w.curl(&w.http_url("/cut-chunked.bin"), &[]);
+    // Relayed chunked, without the last chunk: curl knows it is short.
+    assert!(!cut.ok, "curl sees the transfer cut short");
+    assert_eq!(cut.header("transfer-encoding"), Some("chunked"));
+    assert!(cut.body.len() < body.len() && body.starts_with(&cut.body));
+    assert_eq!(w.stats()["memory_objects"], 0);
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::Chunked(None);
+    w.origin.set("/cut-chunked.bin", r);
+    let whole = w.curl(&w.http_url("/cut-chunked.bin"), &[]);
+    assert_eq!(whole.header("x-cache"), Some("MISS"), "{}", whole.stderr);
+    assert!(whole.ok && whole.body == body);
+    let hit = w.curl(&w.http_url("/cut-chunked.bin"), &[]);
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    assert!(hit.body == body);
+    assert_eq!(w.origin.hits("/cut-chunked.bin"), 2);
+}
+
+#[test]
+fn a_chunked_object_that_outgrows_memory_is_shared_not_stored() {
+    let mut w = World::new();
+    // 4 MiB of memory, no disk: up to 2 MiB stored; the window is 1 MiB.
+    w.start_cache(r#", "memory_bytes": 4194304"#);
+    let body = pattern(12 << 20, 19);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::Chunked(Some((100_000, gate.clone())));
+    w.origin.set("/grows.bin", r);
+    // Joined while it was stored; it stops being stored under them.
+    collapsed_clients(&w, "/grows.bin", 20, &gate, &body);
+    let stats = w.stats();
+    assert_eq!(stats["memory_objects"], 0, "{stats}");
+    assert_eq!(stats["memory_bytes"], 0, "{stats}");
+    assert_eq!(stats["transient_fills"], 1, "{stats}");
+    assert_eq!(stats["readers_detached"], 0, "{stats}");
+    assert_eq!(stats["bytes_from_origin"], body.len() as u64, "{stats}");
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::Chunked(None);
+    w.origin.set("/grows.bin", r);
+    let again = w.curl(&w.http_url("/grows.bin"), &[]);
+    assert_eq!(again.header("x-cache"), Some("MISS"), "{}", again.stderr);
+    assert!(again.body == body);
+    assert_eq!(w.origin.hits("/grows.bin"), 2);
+}
+
+#[test]
+fn an_object_too_large_to_store_is_still_fetched_once_within_a_window() {
+    const LEN: usize = 24 << 20;
+    let mut w = World::new();
+    // 16 MiB of memory, no disk: objects over 8 MiB are not stored, and a
+    // fill that is not stored holds at most 4 MiB behind its readers.
+    w.start_cache(r#", "memory_bytes": 16777216"#);
+    let body = pattern(LEN, 23);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut r = Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]);
+    r.mode = Mode::Gate(1 << 20, gate.clone());
+    w.origin.set("/installer.iso", r);
+    collapsed_clients(&w, "/installer.iso", 20, &gate, &body);
+    let stats = w.stats();
+    let window = stats["transient_window_bytes"].as_u64().unwrap();
+    let peak = stats["transient_peak_bytes"].as_u64().unwrap();
+    assert_eq!(window, 4 << 20, "{stats}");
+    // Bytes were held and released: never more than the window at once,
+    // for an object six windows long.
+    assert!(peak > 0 && peak <= window, "{stats}");
+    assert_eq!(stats["transient_fills"], 1, "{stats}");
+    assert_eq!(stats["readers_detached"], 0, "{stats}");
+    assert_eq!(stats["memory_objects"], 0, "{stats}");
+    assert_eq!(stats["bytes_from_origin"], LEN as u64, "{stats}");
+    let served: u64 = ["hits", "collapsed", "misses"]
+        .iter()
+        .map(|k| stats[*k].as_u64().unwrap())
+        .sum();
+    assert_eq!(served, 20, "{stats}");
+    // Never stored: the next request fetches again.
+    w.origin.set(
+        "/installer.iso",
+        Resource::ok(body, &[("Cache-Control", "max-age=3600")]),
+    );
+    let again = w.curl(&w.http_url("/installer.iso"), &[]);
+    assert_eq!(again.header("x-cache"), Some("MISS"), "{}", again.stderr);
+    assert_eq!(again.body.len(), LEN);
+    assert_eq!(w.origin.hits("/installer.iso"), 2);
+}
+
+#[test]
+fn concurrent_misses_answered_with_an_error_make_one_origin_request() {
+    let mut w = World::new();
+    w.start_cache("");
+    let mut r = Resource::ok(b"try again later".to_vec(), &[("Retry-After", "5")]);
+    r.status = 503;
+    r.mode = Mode::SlowHead(Duration::from_millis(1500));
+    w.origin.set("/busy", r);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| s.spawn(|| w.curl(&w.http_url("/busy"), &[])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!(
+            (a.status, a.body.as_slice(), a.header("retry-after")),
+            (503, &b"try again later"[..], Some("5")),
+            "{}",
+            a.stderr
+        );
+    }
+    assert_eq!(w.origin.hits("/busy"), 1);
+    // Shared while it came, never stored.
+    assert_eq!(w.curl(&w.http_url("/busy"), &[]).status, 503);
+    assert_eq!(w.origin.hits("/busy"), 2);
+    assert_eq!(w.stats()["memory_objects"], 0);
+}

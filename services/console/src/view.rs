@@ -4,7 +4,9 @@
 
 use gateway_config::DEFAULT_NTP_SERVERS;
 use gateway_control::cli::{ping_text, utc};
-use gateway_control::protocol::{CaptureStatus, PingResult, ReportOffer, Stats, Status};
+use gateway_control::protocol::{
+    CacheStats, CaptureStatus, PingResult, ReportOffer, Stats, Status,
+};
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -698,6 +700,8 @@ fn stats_lines(s: &Stats) -> Vec<String> {
         ));
     }
     lines.push(String::new());
+    lines.extend(cache_lines(s.cache.as_ref()));
+    lines.push(String::new());
     lines.push(format!(
         "{:<16}{:<10}{:>7}  {}",
         "Unit", "State", "CPU %", "Memory"
@@ -716,6 +720,43 @@ fn stats_lines(s: &Stats) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// The Stats screen's Cache block: hit ratio and active agents, the bytes
+/// served from the cache against those fetched from origins (the bandwidth
+/// saved), and what each tier holds.
+fn cache_lines(cache: Option<&CacheStats>) -> Vec<String> {
+    let Some(c) = cache else {
+        // PID 1 leaves the section out while the cache unit is not active
+        // and when its /stats did not answer in time.
+        return vec!["Cache    : no statistics (not running or not answering)".into()];
+    };
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    vec![
+        format!(
+            "Cache    : hit ratio {:.1} %, {} in the last 60 min",
+            c.hit_ratio * 100.0,
+            count(c.active_agents, "active agent", "active agents")
+        ),
+        // The share first: the bytes can grow long, and the line must stay
+        // within an 80-column VT (the dialog does not wrap).
+        format!(
+            "Saved    : {:.1} %, {} from the cache, {} from origins",
+            c.saved_percent(),
+            size(c.bytes_from_cache),
+            size(c.bytes_from_origin)
+        ),
+        format!(
+            "In memory: {}, {}",
+            count(c.memory_objects, "object", "objects"),
+            size(c.memory_bytes)
+        ),
+        format!(
+            "On disk  : {}, {}",
+            count(c.disk_objects, "object", "objects"),
+            size(c.disk_bytes)
+        ),
+    ]
 }
 
 /// A size for the eyes: bytes, KiB or MiB.

@@ -9,8 +9,8 @@ use std::path::Path;
 use common::{capture, press, report_created, screen, state, state_with_upstream};
 use gateway_console::model::{Purpose, Refusal, State};
 use gateway_control::protocol::{
-    Connectivity, CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply, PingResult,
-    PlatformStatus, ProxyTestResult, ProxyTestStep, SetResult, Stats, UnitStats,
+    CacheStats, Connectivity, CpuStats, DiskUsage, InterfaceCounters, MemoryStats, PingReply,
+    PingResult, PlatformStatus, ProxyTestResult, ProxyTestStep, SetResult, Stats, UnitStats,
 };
 
 fn check(name: &str, state: &State) {
@@ -248,9 +248,46 @@ fn diagnostics() {
             memory_bytes: 3 << 20,
             memory_limit_bytes: Some(64 << 20),
         }],
+        cache: None,
     };
-    s.answer(Purpose::Stats, Ok(serde_json::to_value(stats).unwrap()));
+    // Without the cache's section (its unit not active, or silent).
+    s.answer(Purpose::Stats, Ok(serde_json::to_value(&stats).unwrap()));
     check("stats", &s);
+    // With it, and the four units of the appliance: the whole screen still
+    // fits a 25-line VT, the OK button included.
+    let unit = |name: &str, mib: u64| UnitStats {
+        name: name.into(),
+        state: "active".into(),
+        cpu_percent: 1.5,
+        cpu_total_s: 2.0,
+        memory_bytes: mib << 20,
+        memory_limit_bytes: Some(96 << 20),
+    };
+    let full = Stats {
+        units: vec![
+            unit("proxy", 3),
+            unit("cache", 40),
+            unit("agent", 5),
+            unit("sftp", 2),
+        ],
+        cache: Some(CacheStats {
+            hits: 120,
+            misses: 40,
+            hit_ratio: 0.75,
+            bytes_from_cache: 5 << 30,
+            bytes_from_origin: 512 << 20,
+            memory_objects: 1234,
+            memory_bytes: 80 << 20,
+            disk_objects: 1,
+            disk_bytes: 700 << 10,
+            active_agents: 17,
+            ..Default::default()
+        }),
+        ..stats
+    };
+    s.answer(Purpose::Stats, Ok(serde_json::to_value(&full).unwrap()));
+    check("stats_cache", &s);
+    assert!(screen(&s).contains("< OK >"), "{}", screen(&s));
     // System > Certificate: the appliance CA with its fingerprint.
     let mut s = at("down enter up enter");
     check("ca_waiting", &s);

@@ -41,6 +41,12 @@ pub enum Mode {
     /// Reads the request, then closes without answering (an origin that is
     /// down behind its address: the cache gets no response).
     Hangup,
+    /// `Transfer-Encoding: chunked` (no `Content-Length`), chunks of 10,000
+    /// bytes; with a gate: this many body bytes, then waits for it.
+    Chunked(Option<(usize, Arc<tokio::sync::Notify>)>),
+    /// Chunked, and closes after this many body bytes, before the last
+    /// chunk (a body cut short).
+    ChunkedDieAfter(usize),
 }
 
 #[derive(Clone)]
@@ -140,8 +146,14 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     }
     let mut out = String::new();
     let not_modified = inm.is_some() && inm == etag;
+    let chunked = matches!(res.mode, Mode::Chunked(_) | Mode::ChunkedDieAfter(_));
     if not_modified {
         out.push_str("HTTP/1.1 304 Not Modified\r\n");
+    } else if chunked {
+        out.push_str(&format!(
+            "HTTP/1.1 {} X\r\nTransfer-Encoding: chunked\r\n",
+            res.status
+        ));
     } else {
         out.push_str(&format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
@@ -175,6 +187,36 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
             let _ = s.flush().await;
             gate.notified().await;
             let _ = s.write_all(&body[*n..]).await;
+        }
+        Mode::Chunked(_) | Mode::ChunkedDieAfter(_) => {
+            let (gate, die) = match &res.mode {
+                Mode::Chunked(g) => (g.clone(), usize::MAX),
+                Mode::ChunkedDieAfter(n) => (None, *n),
+                _ => (None, usize::MAX),
+            };
+            let held = gate.as_ref().map_or(usize::MAX, |(n, _)| *n);
+            let (mut sent, mut waited) = (0, false);
+            for piece in body.chunks(10_000) {
+                if !waited && sent >= held {
+                    let _ = s.flush().await;
+                    if let Some((_, g)) = &gate {
+                        g.notified().await;
+                    }
+                    waited = true;
+                }
+                if sent >= die {
+                    let _ = s.flush().await;
+                    return; // dropped: no last chunk
+                }
+                let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                framed.extend_from_slice(piece);
+                framed.extend_from_slice(b"\r\n");
+                if s.write_all(&framed).await.is_err() {
+                    return;
+                }
+                sent += piece.len();
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
         }
     }
     let _ = s.shutdown().await;
