@@ -57,37 +57,9 @@ fn fifty_clients_on_one_cold_object_make_one_origin_request() {
     let files: Vec<_> = (0..50)
         .map(|i| w.dir.path().join(format!("client-{i}")))
         .collect();
-    let proxy = format!("http://{}", w.cache_addr());
-    let mut clients = Clients(Vec::new());
-    for f in &files {
-        let child = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "--proxy", &proxy, "--cacert"])
-            .arg(w.ca_pem())
-            .arg("-o")
-            .arg(f)
-            .arg(w.http_url("/big.iso"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        clients.0.push(child);
-    }
+    let mut clients = start_clients(&w, &files, "/big.iso");
     // Every client has its first bytes while the fill is still held back.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let started = files
-            .iter()
-            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
-            .count();
-        if started == files.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{started} of 50 clients got bytes before the fill ended"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_bytes(&files);
     assert_eq!(w.origin.hits("/big.iso"), 1);
     gate.notify_one();
     for c in &mut clients.0 {
@@ -179,6 +151,45 @@ fn the_fill_goes_on_when_the_first_client_leaves() {
     assert_eq!(w.origin.hits("/leave.bin"), 1);
 }
 
+/// One curl per file, all at once, fetching `path` (plain HTTP) through
+/// the cache into it.
+fn start_clients(w: &World, files: &[std::path::PathBuf], path: &str) -> Clients {
+    let proxy = format!("http://{}", w.cache_addr());
+    let mut clients = Clients(Vec::new());
+    for f in files {
+        let child = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--proxy", &proxy, "-o"])
+            .arg(f)
+            .arg(w.http_url(path))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        clients.0.push(child);
+    }
+    clients
+}
+
+/// Waits (30 s at most) until every client's file has bytes.
+fn wait_for_first_bytes(files: &[std::path::PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let started = files
+            .iter()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+            .count();
+        if started == files.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{started} of {} clients got bytes before the fill ended",
+            files.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `n` curls for `path` (plain HTTP) at once, against an origin holding
 /// its body back at a gate: every client has its first bytes before the
 /// gate opens (read-while-write, one origin request so far), then all
@@ -198,34 +209,8 @@ fn collapsed_clients(
                 .join(format!("client{}-{i}", path.replace('/', "-")))
         })
         .collect();
-    let proxy = format!("http://{}", w.cache_addr());
-    let mut clients = Clients(Vec::new());
-    for f in &files {
-        let child = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "--proxy", &proxy, "-o"])
-            .arg(f)
-            .arg(w.http_url(path))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        clients.0.push(child);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let started = files
-            .iter()
-            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
-            .count();
-        if started == n {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{started} of {n} clients got bytes before the fill ended"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut clients = start_clients(w, &files, path);
+    wait_for_first_bytes(&files);
     assert_eq!(w.origin.hits(path), 1, "one origin request while held");
     gate.notify_one();
     for c in &mut clients.0 {
