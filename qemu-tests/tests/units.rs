@@ -326,9 +326,21 @@ fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca(
         &format!("https://origin.example.com:{}/file.txt", tls.port),
     );
     assert_eq!(body.unwrap(), "from the origin over TLS\n");
+    // Fetched again over TLS: a hit in the cache; with the origin gone, it
+    // still comes, from the cache alone (the agents' HTTPS path end to end).
+    let url = format!("https://origin.example.com:{}/file.txt", tls.port);
+    let head = curl_with(port, &[&cacert[..], &["-i"]].concat(), &url).unwrap();
+    assert!(head.contains("X-Cache: HIT"), "{head}");
+    assert!(head.ends_with("from the origin over TLS\n"), "{head}");
+    drop(tls);
+    let again = curl_with(port, &[&cacert[..], &["-i"]].concat(), &url).unwrap();
+    assert!(again.contains("X-Cache: HIT"), "{again}");
+    assert!(again.ends_with("from the origin over TLS\n"), "{again}");
 }
 
-/// An HTTPS origin on the host: `openssl s_server -WWW` with a leaf for
+/// An HTTPS origin on the host: `openssl s_server -HTTP` (each file holds
+/// a whole HTTP response, so it can say Content-Length and Cache-Control:
+/// `-WWW` sends neither, and an unframed body is never stored) with a leaf for
 /// origin.example.com signed by a CA of its own (both made a day in the
 /// past, so a guest clock a little behind still finds them valid). Killed
 /// when dropped.
@@ -411,10 +423,19 @@ impl TlsOrigin {
         ]);
         let www = dir.join("www");
         std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("file.txt"), "from the origin over TLS\n").unwrap();
+        let body = "from the origin over TLS\n";
+        std::fs::write(
+            www.join("file.txt"),
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Cache-Control: max-age=3600\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .unwrap();
         let port = free_port();
         let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .args(["s_server", "-quiet", "-HTTP", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("-cert")
             .arg(dir.join("leaf.pem"))
