@@ -4,7 +4,9 @@
 //! proxy, the two others as forward proxies), so the figures compare the
 //! caches; one more row gives ours through TLS interception.
 //!
-//! - Hit throughput: one 100 MB object, warm, to 1 and to 50 clients.
+//! - Hit throughput: one 100 MB object, warm, to 1 and to 50 clients, in
+//!   `BENCH_ROUNDS` (5) interleaved rounds (every peer runs for the whole
+//!   bench), with ours over the faster nginx per round.
 //! - Origin bytes: 100 clients at once on one cold 20 MB object (nginx and
 //!   squid by default, and with proxy_cache_lock / collapsed_forwarding).
 //! - Time to first byte for clients that arrive during a fill: the origin
@@ -448,22 +450,52 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-async fn bench(peer: &Peer, origin: &Arc<Origin>, round: usize) {
+/// The hit rounds: `BENCH_ROUNDS` (5), each measuring every peer once, one
+/// after the other, so that a load on the shared machine that comes and
+/// goes lands on all of them rather than on one peer's figures.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
+
+/// The median and the range of some MB/s figures, as a table cell.
+fn spread(v: &[f64]) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match (v.first(), v.get(v.len() / 2), v.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{mid:.0} MB/s ({lo:.0}-{hi:.0})"),
+        _ => "failed".into(),
+    }
+}
+
+fn median_f(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// Hit throughput of one 100 MB object (warm) to 1 and to 50 clients.
+async fn hit_once(peer: &Peer, slot: usize) -> (Option<f64>, Option<f64>) {
+    let hit = format!("hit{slot}");
+    let one = parallel(peer, peer.origin_port, &hit, 1, HIT_LEN).await;
+    let fifty = parallel(peer, peer.origin_port, &hit, 50, HIT_LEN).await;
+    (one, fifty)
+}
+
+/// The origin-bytes and TTFB cells of a peer's row.
+async fn fills(peer: &Peer, origin: &Arc<Origin>, slot: usize) -> String {
     let origin_port = peer.origin_port;
-    let mb = |x: Option<f64>| x.map(|v| format!("{v:.0} MB/s")).unwrap_or("failed".into());
-    // Hit throughput: warm, then 1 and 50 clients.
-    let hit = format!("hit{round}");
-    let _ = get(peer.port, peer.how.clone(), origin_port, format!("/{hit}")).await;
-    let one = parallel(peer, origin_port, &hit, 1, HIT_LEN).await;
-    let fifty = parallel(peer, origin_port, &hit, 50, HIT_LEN).await;
     // Origin bytes for 100 clients on a cold object.
-    let cold = format!("cold{round}");
+    let cold = format!("cold{slot}");
     let _ = parallel(peer, origin_port, &cold, 100, COLD_LEN).await;
     let cold_bytes = origin.sent(&format!("/{cold}"));
     let cold_requests = origin.requests(&format!("/{cold}"));
     let copies = cold_bytes as f64 / COLD_LEN as f64;
     // TTFB of clients arriving during a fill.
-    let trickle = format!("trickle{round}");
+    let trickle = format!("trickle{slot}");
     let first = tokio::spawn(get(
         peer.port,
         peer.how.clone(),
@@ -489,17 +521,14 @@ async fn bench(peer: &Peer, origin: &Arc<Origin>, round: usize) {
     }
     let fill = first.await.ok().flatten().map(|r| r.2).unwrap_or_default();
     let max = ttfb.iter().max().copied().unwrap_or_default();
-    println!(
+    format!(
         // The integers too: "1.0x" rounds; one copy is exactly COLD_LEN
         // bytes in one request.
-        "| {} | {} | {} | {copies:.1}x ({cold_bytes} of {COLD_LEN} bytes, {cold_requests} requests) | {:.0} ms / {:.0} ms (fill {:.0} ms) |",
-        peer.name,
-        mb(one),
-        mb(fifty),
+        "{copies:.1}x ({cold_bytes} of {COLD_LEN} bytes, {cold_requests} requests) | {:.0} ms / {:.0} ms (fill {:.0} ms)",
         median(ttfb).as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
         fill.as_secs_f64() * 1e3
-    );
+    )
 }
 
 fn main() {
@@ -563,12 +592,59 @@ fn main() {
                 m.insert(format!("/trickle{round}"), Arc::new(pattern(COLD_LEN, round as u8 + 100)));
             }
         }
-        println!("| cache | hit 1 client | hit 50 clients | origin bytes (copies, bytes, requests), 100 clients cold | TTFB while filling: median / max |");
+        // Every peer runs for the whole bench, each with its own objects.
+        let started: Vec<Option<Peer>> = peers.iter().map(|start| start()).collect();
+        for (slot, peer) in started.iter().enumerate() {
+            if let Some(peer) = peer {
+                let _ = get(peer.port, peer.how.clone(), peer.origin_port, format!("/hit{slot}")).await;
+            }
+        }
+        let n = rounds();
+        let mut ones = vec![Vec::new(); started.len()];
+        let mut fifties = vec![Vec::new(); started.len()];
+        for round in 1..=n {
+            for (slot, peer) in started.iter().enumerate() {
+                if let Some(peer) = peer {
+                    let (one, fifty) = hit_once(peer, slot).await;
+                    ones[slot].extend(one);
+                    fifties[slot].extend(fifty);
+                }
+            }
+            eprintln!("hit round {round} of {n} done");
+        }
+        println!("| cache | hit 1 client: median (range) of {n} rounds | hit 50 clients | origin bytes (copies, bytes, requests), 100 clients cold | TTFB while filling: median / max |");
         println!("|---|---|---|---|---|");
-        for (round, start) in peers.iter().enumerate() {
-            match start() {
-                Some(peer) => bench(&peer, &origin, round).await,
-                None => println!("| (round {round}: did not start) | | | | |"),
+        for (slot, peer) in started.iter().enumerate() {
+            match peer {
+                Some(peer) => {
+                    let rest = fills(peer, &origin, slot).await;
+                    println!(
+                        "| {} | {} | {} | {rest} |",
+                        peer.name,
+                        spread(&ones[slot]),
+                        spread(&fifties[slot])
+                    );
+                }
+                None => println!("| (peer {slot}: did not start) | | | | |"),
+            }
+        }
+        // Ours (plain HTTP, slot 0) against the faster nginx (slots 1 and 2)
+        // of the same round: the median and the range of the per-round
+        // ratios.
+        for (what, v) in [("1 client", &ones), ("50 clients", &fifties)] {
+            let ratios: Vec<f64> = (0..n)
+                .filter_map(|r| {
+                    let ours = *v[0].get(r)?;
+                    let nginx = v[1].get(r).copied().unwrap_or(0.0).max(v[2].get(r).copied().unwrap_or(0.0));
+                    (nginx > 0.0).then(|| ours / nginx)
+                })
+                .collect();
+            let mut sorted = ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            if let (Some(lo), Some(mid), Some(hi)) = (sorted.first(), median_f(&ratios), sorted.last()) {
+                println!(
+                    "hit throughput, {what}: gateway-cache / the faster nginx of each round: x{mid:.2} (x{lo:.2}-x{hi:.2}) (target >= 1)"
+                );
             }
         }
     });
