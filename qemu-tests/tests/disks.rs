@@ -3,13 +3,20 @@
 //! is off, it is grown at the next boot; a disk holding a filesystem is not
 //! formatted until the administrator says so; a third disk is ignored (and
 //! noted in the status); a
-//! disk below `patch.min_disk_gib` is refused with the reason.
+//! disk below `patch.min_disk_gib` is refused with the reason; in patch
+//! mode the cache keeps a large object on the disk, across a reboot.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use qemu_tests::{Artifacts, Vm, VmConfig};
+use gateway_control::protocol::Stats;
+use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
@@ -35,8 +42,9 @@ fn blank(dir: &Path, name: &str, size: &str) -> PathBuf {
     p
 }
 
-/// Boots the appliance with extra virtio disks after its own, in order.
-fn boot(name: &str, boot_disk: &Path, disks: &[&Path], seed: &str) -> Vm {
+/// The configuration of a VM booting the appliance with extra virtio disks
+/// after its own, in order.
+fn config(name: &str, boot_disk: &Path, disks: &[&Path], seed: &str) -> VmConfig {
     let a = Artifacts::get();
     let cmdline = format!("{} {seed} gateway.selftest=serial", a.cmdline);
     let mut cfg = VmConfig::new(name, boot_disk)
@@ -55,7 +63,12 @@ fn boot(name: &str, boot_disk: &Path, disks: &[&Path], seed: &str) -> Vm {
         cfg.extra_args
             .push(format!("file={},format={format},if=virtio", d.display()));
     }
-    Vm::start(&cfg).unwrap()
+    cfg
+}
+
+/// Boots the appliance with extra virtio disks after its own, in order.
+fn boot(name: &str, boot_disk: &Path, disks: &[&Path], seed: &str) -> Vm {
+    Vm::start(&config(name, boot_disk, disks, seed)).unwrap()
 }
 
 fn poweroff(vm: &mut Vm) {
@@ -229,5 +242,291 @@ fn a_disk_below_the_minimum_is_refused_with_the_reason() {
         r.contains("patch.enabled: the patch disk vdb is too small: 1.0 GiB; patch mode needs at least 2 GiB (patch.min_disk_gib)"),
         "{r}"
     );
+    poweroff(&mut vm);
+}
+
+/// The object's name, mapped by `gateway.hosts` (never an allowed domain:
+/// patch mode reaches any destination) to [`ORIGIN_ADDR`].
+const ORIGIN_NAME: &str = "patch-origin.example.net";
+/// Where the guest finds the origin: a `guestfwd` address of QEMU's user
+/// network, on port 80. Plain HTTP goes to port 80 or 443 in patch mode as
+/// in cache mode (only an allowed `name:port` entry opens another), and
+/// 10.0.2.2:80 would be the host's own port 80: QEMU relays each guest
+/// connection to ADDR:80 to the test's origin instead (`tcp-relay`).
+const ORIGIN_ADDR: &str = "10.0.2.100";
+/// The object: larger than a disk tier leaves in memory (1/16 of the
+/// memory tier, itself 30 % of RAM: at most 4.8 MiB for the 256 MiB VM),
+/// 8 MiB and a partial last 1 MiB block.
+const OBJECT_BYTES: usize = (8 << 20) + 12_345;
+
+/// An HTTP origin on the host's loopback answering every request with one
+/// cacheable object (Content-Length, `max-age=3600`) and counting the
+/// requests; stopped when dropped.
+struct Origin {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Origin {
+    fn start(body: Arc<Vec<u8>>) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counted, stopping) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let (body, counted) = (body.clone(), counted.clone());
+                        std::thread::spawn(move || answer(s, &body, &counted));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Origin {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request head, counts it and sends the object.
+fn answer(mut s: TcpStream, body: &[u8], counted: &AtomicUsize) {
+    s.set_nonblocking(false).unwrap();
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    counted.fetch_add(1, Ordering::SeqCst);
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(body);
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `len` bytes that do not compress (xorshift), the same every run.
+fn object(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// One response through the cache at host port `port`.
+struct Fetched {
+    head: String,
+    len: u64,
+    sha256: String,
+}
+
+/// curl through the cache at `port` for `url`; the response, or curl's
+/// complaint.
+fn fetch(port: u16, url: &str, dir: &Path) -> Result<Fetched, String> {
+    let (head, body) = (dir.join("head"), dir.join("body"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "300", "-x"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("-D")
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .arg(url)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(Fetched {
+        head: std::fs::read_to_string(&head).unwrap(),
+        len: std::fs::metadata(&body).unwrap().len(),
+        sha256: sha256(&body),
+    })
+}
+
+/// [`fetch`] until the cache answers (it may still be binding its port).
+fn fetch_until(port: u16, url: &str, dir: &Path, within: Duration) -> Fetched {
+    let deadline = Instant::now() + within;
+    loop {
+        match fetch(port, url, dir) {
+            Ok(f) => return f,
+            Err(e) if Instant::now() > deadline => panic!("curl {url} via {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// What `gatewayctl stats --json` says, through the control API.
+fn stats(vm: &mut Vm) -> Stats {
+    let out = vm.command("stats --json", COMMAND).unwrap();
+    let json: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("| ")).collect();
+    serde_json::from_str(&json.join("\n")).unwrap_or_else(|e| panic!("{e}:\n{out}"))
+}
+
+/// The stats once their cache section (read with each 5 s sample) holds
+/// an object on the disk tier, or after a minute.
+fn stats_with_a_disk_object(vm: &mut Vm) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = stats(vm);
+        if s.cache.as_ref().is_some_and(|c| c.disk_objects > 0) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Patch mode as an administrator sees it: a large object fetched through
+/// the cache port is kept on the patch disk, shown there in the stats, and
+/// still served from it, without asking the origin, after a reboot.
+#[test]
+fn patch_mode_serves_a_large_object_from_the_disk_tier_across_a_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = Arc::new(object(OBJECT_BYTES));
+    let original = dir.path().join("origin.bin");
+    std::fs::write(&original, &*body).unwrap();
+    let origin_sha = sha256(&original);
+    let origin = Origin::start(body);
+    let root = Artifacts::get().disk_copy(dir.path());
+    let patch = blank(dir.path(), "patch.qcow2", "2G");
+    let port = free_port();
+    let mut cfg = config(
+        "disk-patch-cache",
+        &root,
+        &[&patch],
+        &format!(
+            "gateway.patch.min_disk_gib=1 gateway.patch.enabled=true \
+             gateway.hosts={ORIGIN_NAME}={ORIGIN_ADDR}"
+        ),
+    )
+    // Restricted: the guest reaches the origin's relay and nothing else.
+    .user_net(true, &[&format!("tcp:127.0.0.1:{port}-:8080")]);
+    cfg.nic += &format!(
+        ",guestfwd=tcp:{ORIGIN_ADDR}:80-cmd:{} 127.0.0.1:{}",
+        env!("CARGO_BIN_EXE_tcp-relay"),
+        origin.port
+    );
+    let mut vm = Vm::start(&cfg).unwrap();
+    vm.wait_for(LISTENING, BOOT).unwrap();
+    // The cache waits for the patch disk, then starts with its disk tier.
+    let log = vm.wait_for("unit cache: started", BOOT).unwrap();
+    let mounted = log
+        .find("patch disk vdb: mounted at /var/lib/patch")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(mounted < log.find("unit cache: started").unwrap(), "{log}");
+    let url = format!("http://{ORIGIN_NAME}/patches/big.bin");
+    let fetched = dir.path().join("fetched");
+    std::fs::create_dir(&fetched).unwrap();
+
+    // Fetched once from the origin (the client, as QEMU forwards it, comes
+    // from 10.0.2.2: an agent network), then from the cache.
+    let first = fetch_until(port, &url, &fetched, Duration::from_secs(120));
+    assert!(first.head.starts_with("HTTP/1.1 200"), "{}", first.head);
+    assert_eq!(first.len, OBJECT_BYTES as u64);
+    assert_eq!(first.sha256, origin_sha);
+    let second = fetch(port, &url, &fetched).unwrap();
+    assert!(second.head.contains("X-Cache: HIT"), "{}", second.head);
+    assert_eq!(second.sha256, origin_sha);
+    assert_eq!(origin.requests(), 1, "the second fetch reached the origin");
+
+    // On the disk tier, not in memory: its size is above what the memory
+    // tier takes with a disk tier (1/16 of 30 % of the RAM the kernel has).
+    let s = stats_with_a_disk_object(&mut vm);
+    let cache = s
+        .cache
+        .clone()
+        .unwrap_or_else(|| panic!("no cache in {s:?}"));
+    assert!(
+        OBJECT_BYTES as u64 > s.memory.total_bytes * 30 / 100 / 16,
+        "{OBJECT_BYTES} bytes would stay in memory with {} bytes of RAM",
+        s.memory.total_bytes
+    );
+    assert!(cache.disk_objects >= 1, "{cache:?}");
+    assert!(cache.disk_bytes >= OBJECT_BYTES as u64, "{cache:?}");
+    assert_eq!(cache.memory_objects, 0, "{cache:?}");
+    assert_eq!((cache.misses, cache.hits), (1, 1), "{cache:?}");
+    assert!(cache.bytes_from_cache >= OBJECT_BYTES as u64, "{cache:?}");
+    let text = vm.command("stats", COMMAND).unwrap();
+    assert!(text.contains("(/var/lib/patch)"), "{text}");
+
+    // Rebooted: the tier is read back from the patch disk.
+    let started = vm.serial().matches("unit cache: started").count();
+    let r = vm.command("reboot", COMMAND).unwrap();
+    assert!(r.contains("-> exit 0"), "{r}");
+    vm.wait_for_count(LISTENING, 2, BOOT).unwrap();
+    let log = vm
+        .wait_for_count("unit cache: started", started + 1, BOOT)
+        .unwrap();
+    assert!(log.contains("reboot: /var/lib/patch unmounted"), "{log}");
+    assert!(log.contains("patch disk vdb: checked, clean"), "{log}");
+    let third = fetch_until(port, &url, &fetched, Duration::from_secs(120));
+    assert!(third.head.starts_with("HTTP/1.1 200"), "{}", third.head);
+    assert!(third.head.contains("X-Cache: HIT"), "{}", third.head);
+    assert_eq!(third.len, OBJECT_BYTES as u64);
+    assert_eq!(third.sha256, origin_sha);
+    assert_eq!(
+        origin.requests(),
+        1,
+        "the fetch after the reboot reached the origin"
+    );
+    let s = stats_with_a_disk_object(&mut vm);
+    let cache = s
+        .cache
+        .clone()
+        .unwrap_or_else(|| panic!("no cache in {s:?}"));
+    assert!(cache.disk_bytes >= OBJECT_BYTES as u64, "{cache:?}");
+    assert_eq!((cache.misses, cache.hits), (0, 1), "{cache:?}");
+    assert!(cache.disk_blocks_verified >= 9, "{cache:?}");
+    // The cache's access log: the agent's address, the hit.
+    let access = vm
+        .command(
+            &format!("logs cache --search dest={ORIGIN_NAME}: -n 1"),
+            COMMAND,
+        )
+        .unwrap();
+    assert!(access.contains("access client=10.0.2.2 "), "{access}");
+    assert!(access.contains("result=\"200 HIT\""), "{access}");
     poweroff(&mut vm);
 }
