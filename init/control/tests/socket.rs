@@ -130,8 +130,12 @@ fn malformed_and_oversized_lines_get_an_error_not_a_hang() {
     line.clear();
     reader.read_line(&mut line).unwrap();
     assert!(line.starts_with("{\"ok\":true"), "{line}");
-    stream.write_all(&vec![b'x'; 70 * 1024]).unwrap();
-    stream.write_all(b"\n").unwrap();
+    // The server answers once 64 KiB came without a newline and may close
+    // before the rest is written: a broken pipe here is that answer
+    // arriving early, not a failure (it is still read below).
+    let _ = stream
+        .write_all(&vec![b'x'; 70 * 1024])
+        .and_then(|()| stream.write_all(b"\n"));
     line.clear();
     reader.read_line(&mut line).unwrap();
     assert!(line.contains("longer than 65536 bytes"), "{line}");
