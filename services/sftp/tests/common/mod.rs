@@ -126,7 +126,7 @@ impl Fixture {
             .unwrap();
         self.server = ChildGuard(Some(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !ssh_answers(self.port) {
             assert!(
                 Instant::now() < deadline,
                 "the server did not listen:\n{}",
@@ -257,6 +257,23 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Whether an SSH server answers on the port: its banner, not a bare
+/// connect. A connect to a free port in the ephemeral range can succeed as
+/// a TCP self-connection (source port = destination port) before the
+/// server listens; then the clients that follow were refused.
+fn ssh_answers(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if s.local_addr().ok() == s.peer_addr().ok() {
+        return false;
+    }
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut banner = [0u8; 4];
+    s.read_exact(&mut banner).is_ok() && &banner == b"SSH-"
 }
 
 fn free_port() -> u16 {
