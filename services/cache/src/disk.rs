@@ -104,6 +104,12 @@ pub struct Loaded {
     pub sha256: [u8; 32],
     pub blocks: Vec<[u8; 32]>,
     pub data: PathBuf,
+    /// When the object was last committed or used, as the files record
+    /// it: the later of the `.meta`'s modification time (its commit, or
+    /// the last revalidation that rewrote it) and the body's access time
+    /// (reads, where the file system keeps it: relatime updates it about
+    /// once a day, noatime never). The load's LRU order.
+    pub used: std::time::SystemTime,
 }
 
 /// Why an entry was not loaded.
@@ -138,7 +144,15 @@ impl Disk {
     fn meta_path(&self, key: &str) -> PathBuf {
         self.base(key).with_extension("meta")
     }
+}
 
+/// The `.meta` file of `key`, for the store's tests.
+#[cfg(test)]
+pub(crate) fn tests_meta_path(disk: &Disk, key: &str) -> PathBuf {
+    disk.meta_path(key)
+}
+
+impl Disk {
     /// A new temp file for a fill of `key`.
     pub fn temp_file(&self, key: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
         let path = self
@@ -294,11 +308,18 @@ impl Disk {
             return Err(Dropped::Damaged);
         }
         let data = self.dir.join(&m.data);
-        let len = std::fs::metadata(&data).map_err(damaged)?.len();
-        if len != m.meta.length {
+        let data_md = std::fs::metadata(&data).map_err(damaged)?;
+        if data_md.len() != m.meta.length {
             return Err(Dropped::Damaged);
         }
+        let committed = std::fs::metadata(meta_path).and_then(|md| md.modified());
+        let used = [committed.ok(), data_md.accessed().ok()]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(std::time::UNIX_EPOCH);
         Ok(Loaded {
+            used,
             sha256: unhex(&m.sha256).ok_or(Dropped::Damaged)?,
             blocks: unhex_blocks(&m.blocks, m.meta.length).ok_or(Dropped::Damaged)?,
             meta: m.meta,

@@ -63,17 +63,112 @@ fn directive_secs(fields: &Fields, name: &str) -> Option<u64> {
 
 /// The key of a stored object: method and normalised URL. Scheme and host
 /// are lowercased, the default port dropped, the fragment never reaches us.
+/// The path and the query get RFC 3986 section 6.2.2 normalisation
+/// ([`normalise_target`]): one object for the spellings of one URL
+/// (`/%7euser`, `/%7Euser`, `/~user`) rather than a copy per spelling.
 /// HEAD shares GET's object (it is answered from its metadata).
 pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
     let default = if https { 443 } else { 80 };
     let scheme = if https { "https" } else { "http" };
     let host = host.to_ascii_lowercase();
-    let path = if path.is_empty() { "/" } else { path };
+    let path = normalise_target(path);
     if port == default {
         format!("GET {scheme}://{host}{path}")
     } else {
         format!("GET {scheme}://{host}:{port}{path}")
     }
+}
+
+/// RFC 3986 section 6.2.2 on a request target (path and query): percent
+/// encodings' hex digits uppercased and those of unreserved characters
+/// (ALPHA / DIGIT / `-` `.` `_` `~`) decoded (6.2.2.1, 6.2.2.2) in both;
+/// an empty path is `/`; dot segments removed from the path only
+/// (6.2.2.3: in a query `.` and `..` are data). Only for the key: the
+/// origin is asked with the target as the client sent it.
+pub fn normalise_target(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let path = normalise_percent(path);
+    let mut out = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        remove_dot_segments(&path)
+    };
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&normalise_percent(q));
+    }
+    out
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Percent encodings normalised: `%7e` -> `~`, `%2f` -> `%2F`. A `%` not
+/// followed by two hex digits is left as it is (not a valid encoding, so
+/// there is nothing to normalise).
+fn normalise_percent(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if let (b'%', Some(hi), Some(lo)) = (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            let v = (hi * 16 + lo) as u8;
+            if is_unreserved(v) {
+                out.push(v);
+            } else {
+                out.push(b'%');
+                out.extend_from_slice(format!("{v:02X}").as_bytes());
+            }
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    // Only ASCII sequences were replaced by ASCII: still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// RFC 3986 section 5.2.4.
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path;
+    let mut out = String::with_capacity(path.len());
+    let pop = |out: &mut String| out.truncate(out.rfind('/').unwrap_or(0));
+    while !input.is_empty() {
+        if let Some(rest) = input
+            .strip_prefix("../")
+            .or_else(|| input.strip_prefix("./"))
+        {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") {
+            input = &input[3..];
+            pop(&mut out);
+        } else if input == "/.." {
+            input = "/";
+            pop(&mut out);
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |n| n + start);
+            out.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    out
 }
 
 /// A key as logs show it: without the query (signed download URLs carry
@@ -411,6 +506,35 @@ mod tests {
             "GET https://a.example.com/x?y"
         );
         assert_eq!(cache_key(false, "h", 8080, ""), "GET http://h:8080/");
+    }
+
+    #[test]
+    fn paths_and_queries_are_normalised() {
+        let k = |t: &str| cache_key(true, "h", 443, t);
+        // Unreserved characters decoded, whatever the hex digits' case.
+        assert_eq!(k("/a/%7euser/x"), k("/a/~user/x"));
+        assert_eq!(k("/a/%7Euser/x"), "GET https://h/a/~user/x");
+        assert_eq!(k("/%41%7a%30%2D%2e%5F"), "GET https://h/Az0-._");
+        // Reserved and other characters stay encoded, hex uppercased.
+        assert_eq!(k("/a%2fb%3f%20c"), "GET https://h/a%2Fb%3F%20c");
+        assert_ne!(k("/a%2Fb"), k("/a/b"));
+        // A lone or broken % is left alone.
+        assert_eq!(k("/100%"), "GET https://h/100%");
+        assert_eq!(k("/%zz%4"), "GET https://h/%zz%4");
+        // Empty path; an empty path with a query.
+        assert_eq!(k(""), "GET https://h/");
+        assert_eq!(k("?q=1"), "GET https://h/?q=1");
+        // Dot segments, also encoded ones, out of the path.
+        assert_eq!(k("/a/./b/../c"), "GET https://h/a/c");
+        assert_eq!(k("/a/%2E%2e/c"), "GET https://h/c");
+        assert_eq!(k("/../../x"), "GET https://h/x");
+        assert_eq!(k("/a/b/.."), "GET https://h/a/");
+        assert_eq!(k("/a/."), "GET https://h/a/");
+        assert_eq!(k("/a/.hidden/..x"), "GET https://h/a/.hidden/..x");
+        // The query: percent encodings only, its dots are data.
+        assert_eq!(k("/p?x=%7e%2f&y=/../z"), "GET https://h/p?x=~%2F&y=/../z");
+        // Not UTF-8 after decoding? Never: only ASCII is decoded.
+        assert_eq!(k("/caf\u{e9}%c3%a9"), "GET https://h/caf\u{e9}%C3%A9");
     }
 
     #[test]

@@ -180,12 +180,24 @@ impl Store {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts the disk tier's objects back in the index (after a restart).
+    /// Puts the disk tier's objects back in the index (after a restart),
+    /// least recently used first, and evicts those beyond the budget: the
+    /// budget may have been lowered (`disk_max_bytes`, a reserve) or the
+    /// file system shrunk since they were stored, and the tier would
+    /// otherwise stay over it until enough new objects came in.
     fn load_disk(&self) {
         let Some(disk) = &self.disk else { return };
         let mut loaded = disk.load();
-        // Oldest first, so the LRU order roughly follows the stored times.
-        loaded.sort_by_key(|l| l.meta.fresh_until);
+        // Oldest first: the LRU order follows the recorded times (ties in
+        // the order of expiry, then key, so a load is repeatable).
+        loaded.sort_by(|a, b| {
+            (a.used, a.meta.fresh_until, &a.meta.key).cmp(&(
+                b.used,
+                b.meta.fresh_until,
+                &b.meta.key,
+            ))
+        });
+        let mut evicted = Vec::new();
         let mut ix = self.lock();
         for l in loaded {
             let key = l.meta.key.clone();
@@ -196,13 +208,23 @@ impl Store {
             ix.touch(&key, &o);
             ix.objects.insert(key, o);
         }
+        self.evict_tier(&mut ix, Tier::Disk, None, &mut evicted);
         tracing::info!(
-            "disk tier {}: {} objects, {} bytes (budget {})",
+            "disk tier {}: {} objects, {} bytes (budget {}){}",
             disk.dir.display(),
             ix.disk_objects,
             ix.disk_bytes,
-            disk.budget
+            disk.budget,
+            if evicted.is_empty() {
+                String::new()
+            } else {
+                format!("; {} least recently used evicted to fit", evicted.len())
+            }
         );
+        drop(ix);
+        for (k, o) in evicted {
+            self.remove_files(&k, &o);
+        }
     }
 
     /// The full key of a request: its primary key plus what the object's
@@ -314,13 +336,26 @@ impl Store {
     /// Takes the least recently used complete objects of `o`'s tier out of
     /// the index (into `evicted`) until the tier is within its budget.
     fn evict(&self, ix: &mut Index, o: &Arc<Object>, evicted: &mut Vec<(String, Arc<Object>)>) {
-        let budget = match o.tier {
+        self.evict_tier(ix, o.tier, Some(o), evicted);
+    }
+
+    /// Takes the least recently used complete objects of `tier`, `keep`
+    /// aside, out of the index (into `evicted`) until the tier is within
+    /// its budget.
+    fn evict_tier(
+        &self,
+        ix: &mut Index,
+        tier: Tier,
+        keep: Option<&Arc<Object>>,
+        evicted: &mut Vec<(String, Arc<Object>)>,
+    ) {
+        let budget = match tier {
             Tier::Memory => self.memory_budget,
             Tier::Disk => self.disk.as_ref().map(|d| d.budget).unwrap_or(0),
         };
         let mut cursor = 0u64;
         loop {
-            let used = match o.tier {
+            let used = match tier {
                 Tier::Memory => ix.memory_bytes,
                 Tier::Disk => ix.disk_bytes,
             };
@@ -332,9 +367,11 @@ impl Store {
                 .lru
                 .range(cursor..)
                 .find(|(_, k)| {
-                    ix.objects
-                        .get(*k)
-                        .is_some_and(|v| v.tier == o.tier && v.is_complete() && !Arc::ptr_eq(v, o))
+                    ix.objects.get(*k).is_some_and(|v| {
+                        v.tier == tier
+                            && v.is_complete()
+                            && !keep.is_some_and(|o| Arc::ptr_eq(v, o))
+                    })
                 })
                 .map(|(t, k)| (*t, k.clone()));
             let Some((t, victim)) = victim else { break };
@@ -423,6 +460,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::object::{Meta, Progress, SEGMENT};
+    use std::path::PathBuf;
 
     fn object(key: &str, len: u64) -> Arc<Object> {
         let meta = Meta {
@@ -589,5 +627,90 @@ mod tests {
         let cap = o.capacity();
         assert!(cap >= len as u64 && cap <= o.footprint(), "{cap}");
         assert!(cap < len as u64 + 4096, "{cap}");
+    }
+
+    /// Commits `len` bytes under `key` to `disk`, its files' times put at
+    /// `committed` (the `.meta`) and `accessed` (the body) seconds ago.
+    fn commit_at(disk: &Disk, key: &str, len: usize, committed: u64, accessed: u64) -> PathBuf {
+        use sha2::Digest;
+        use std::os::unix::fs::FileExt;
+        let body = vec![1u8; len];
+        let (tmp, f) = disk.temp_file(key).unwrap();
+        f.write_all_at(&body, 0).unwrap();
+        let mut h = crate::disk::BlockHasher::default();
+        h.update(&body);
+        let meta = Meta {
+            key: key.into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![],
+            length: len as u64,
+            fresh_until: 0,
+            vary: vec![],
+        };
+        let sha: [u8; 32] = sha2::Sha256::digest(&body).into();
+        let data = disk.commit(&tmp, &f, &meta, &sha, &h.finish()).unwrap();
+        let ago = |s| std::time::SystemTime::now() - std::time::Duration::from_secs(s);
+        let times = |at| std::fs::FileTimes::new().set_modified(at).set_accessed(at);
+        let meta_file = crate::disk::tests_meta_path(disk, key);
+        std::fs::File::options()
+            .write(true)
+            .open(meta_file)
+            .unwrap()
+            .set_times(times(ago(committed)))
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&data)
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_modified(ago(committed))
+                    .set_accessed(ago(accessed)),
+            )
+            .unwrap();
+        data
+    }
+
+    #[test]
+    fn a_disk_tier_over_its_budget_at_load_evicts_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = Disk::open(dir.path(), 0, Some(1 << 30)).unwrap();
+        // Committed an hour, 50 and 40 minutes ago; "a" read a minute ago
+        // (its body's access time), so "b" is the least recently used.
+        let a = commit_at(&big, "GET a", 1000, 3600, 60);
+        let b = commit_at(&big, "GET b", 1000, 3000, 3000);
+        let c = commit_at(&big, "GET c", 1000, 2400, 2400);
+        let d = commit_at(&big, "GET d", 1000, 1200, 1200);
+        // Restarted with room for two of them.
+        let small = Disk::open(dir.path(), 0, Some(2500)).unwrap();
+        let store = Store::new(1 << 20, Some(small));
+        let counts = store.counts();
+        assert_eq!((counts.disk_objects, counts.disk_bytes), (2, 2000));
+        for (key, data, kept) in [
+            ("GET a", a, true),
+            ("GET b", b, false),
+            ("GET c", c, false),
+            ("GET d", d, true),
+        ] {
+            assert_eq!(data.exists(), kept, "{key}");
+            assert_eq!(
+                crate::disk::tests_meta_path(store.disk.as_ref().unwrap(), key).exists(),
+                kept,
+                "{key}"
+            );
+            assert_eq!(
+                matches!(store.lookup(key, &[]), Lookup::Found(_)),
+                kept,
+                "{key}"
+            );
+        }
+        // Within budget: a restart with the same budget evicts nothing.
+        drop(store);
+        let store = Store::new(
+            1 << 20,
+            Some(Disk::open(dir.path(), 0, Some(2500)).unwrap()),
+        );
+        assert_eq!(store.counts().disk_objects, 2);
     }
 }

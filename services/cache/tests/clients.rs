@@ -468,3 +468,225 @@ fn active_agents_are_allowed_clients_that_use_the_cache() {
     assert_eq!(svc.stats.snapshot(now).connections, 1);
     assert_eq!(svc.cache_stats.active_agents(now), 0);
 }
+
+#[test]
+fn requests_with_cookies_are_not_shared() {
+    let mut w = World::new();
+    w.start_cache("");
+    // Cacheable for anyone: only the request's Cookie keeps it personal.
+    let cacheable = |body: &[u8]| Resource::ok(body.to_vec(), &[("Cache-Control", "max-age=3600")]);
+    w.origin.set("/me", cacheable(b"for a=b"));
+    for _ in 0..2 {
+        let r = w.curl(&w.https_url("/me"), &["-H", "Cookie: a=b"]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"for a=b"[..]),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.header("x-cache"), None, "relayed, not from the cache");
+    }
+    assert_eq!(w.origin.hits("/me"), 2);
+    assert!(
+        w.origin.last_request("/me").contains("Cookie: a=b"),
+        "the cookie reaches the origin: {}",
+        w.origin.last_request("/me")
+    );
+    assert_eq!(w.stats()["memory_objects"], 0, "nothing stored");
+    // What the origin answers without the cookie differs: a client without
+    // one must get that, not the cookie's answer.
+    w.origin.set("/me", cacheable(b"for anyone"));
+    let r = w.curl(&w.https_url("/me"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"for anyone"[..], Some("MISS")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(w.origin.hits("/me"), 3);
+    assert!(!w.origin.last_request("/me").contains("Cookie"));
+    // Stored now; a cookie request still goes to the origin, not to it.
+    assert_eq!(
+        w.curl(&w.https_url("/me"), &[]).header("x-cache"),
+        Some("HIT")
+    );
+    w.origin.set("/me", cacheable(b"for a=c"));
+    let r = w.curl(&w.https_url("/me"), &["-H", "Cookie: a=c"]);
+    assert_eq!(r.body, b"for a=c");
+    assert_eq!(w.origin.hits("/me"), 4);
+}
+
+#[test]
+fn a_stale_object_is_revalidated_with_if_modified_since() {
+    let mut w = World::new();
+    w.start_cache("");
+    let v1 = "Sun, 01 Nov 2026 00:00:00 GMT";
+    let lm = |body: &[u8], at: &str| {
+        // No ETag: Last-Modified is the only validator.
+        Resource::ok(
+            body.to_vec(),
+            &[("Cache-Control", "max-age=1"), ("Last-Modified", at)],
+        )
+    };
+    w.origin.set("/lm", lm(b"version 1", v1));
+    let r = w.curl(&w.https_url("/lm"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"version 1"[..], Some("MISS")),
+        "{}",
+        r.stderr
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Stale: asked with If-Modified-Since, answered 304, served from the
+    // stored copy in full.
+    let r = w.curl(&w.https_url("/lm"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"version 1"[..], Some("REVALIDATED")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.header("last-modified"), Some(v1));
+    let asked = w.origin.last_request("/lm");
+    assert!(
+        asked.contains(&format!("If-Modified-Since: {v1}")),
+        "{asked}"
+    );
+    assert!(!asked.contains("If-None-Match"), "{asked}");
+    assert_eq!(w.origin.hits("/lm"), 2);
+    // The object changes: a newer Last-Modified, another body.
+    let v2 = "Mon, 02 Nov 2026 00:00:00 GMT";
+    w.origin.set("/lm", lm(b"version 2!", v2));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = w.curl(&w.https_url("/lm"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"version 2!"[..]),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.header("last-modified"), Some(v2));
+    assert!(w
+        .origin
+        .last_request("/lm")
+        .contains(&format!("If-Modified-Since: {v1}")));
+    assert_eq!(w.origin.hits("/lm"), 3);
+    // The new one is what is stored now.
+    let r = w.curl(&w.https_url("/lm"), &[]);
+    assert_eq!(r.body, b"version 2!");
+}
+
+#[test]
+fn each_accept_encoding_gets_its_own_variant() {
+    let mut w = World::new();
+    w.start_cache("");
+    let variant = |body: &[u8]| {
+        Resource::ok(
+            body.to_vec(),
+            &[
+                ("Cache-Control", "max-age=3600"),
+                ("Vary", "Accept-Encoding"),
+            ],
+        )
+    };
+    // The origin's answer changes between the two first requests, so each
+    // client is seen to get the variant fetched for its own value.
+    w.origin.set("/v", variant(b"gzip variant"));
+    let gzip = ["-H", "Accept-Encoding: gzip"];
+    let br = ["-H", "Accept-Encoding: br"];
+    let r = w.curl(&w.https_url("/v"), &gzip);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"gzip variant"[..], Some("MISS")),
+        "{}",
+        r.stderr
+    );
+    assert!(w
+        .origin
+        .last_request("/v")
+        .contains("Accept-Encoding: gzip"));
+    w.origin.set("/v", variant(b"br variant"));
+    let r = w.curl(&w.https_url("/v"), &br);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"br variant"[..], Some("MISS")),
+        "{}",
+        r.stderr
+    );
+    assert!(w.origin.last_request("/v").contains("Accept-Encoding: br"));
+    assert_eq!(w.origin.hits("/v"), 2);
+    for _ in 0..2 {
+        for (args, body) in [(&gzip, &b"gzip variant"[..]), (&br, b"br variant")] {
+            let r = w.curl(&w.https_url("/v"), args);
+            assert_eq!(
+                (r.status, r.body.as_slice(), r.header("x-cache")),
+                (200, body, Some("HIT")),
+                "{args:?}: {}",
+                r.stderr
+            );
+        }
+    }
+    assert_eq!(w.origin.hits("/v"), 2);
+    assert_eq!(w.stats()["memory_objects"], 2);
+}
+
+#[test]
+fn an_origin_certificate_not_trusted_is_a_502_naming_it() {
+    let mut w = World::new();
+    // The test origin's CA is not configured: only the built-in roots,
+    // which do not sign its certificate.
+    w.trust_origin_ca = false;
+    w.start_cache("");
+    w.origin.set(
+        "/t",
+        Resource::ok(b"untrusted".to_vec(), &[("Cache-Control", "max-age=3600")]),
+    );
+    for _ in 0..2 {
+        let r = w.curl(&w.https_url("/t"), &[]);
+        // The client's side verified (the appliance CA), the origin's not.
+        assert!(r.ok, "the interception itself succeeds: {}", r.stderr);
+        assert_eq!(r.status, 502, "{:?}", r.headers);
+        let why = String::from_utf8_lossy(&r.body);
+        assert!(why.contains("certificate"), "{why}");
+        assert!(why.contains("UnknownIssuer"), "{why}");
+        assert_ne!(r.body, b"untrusted");
+    }
+    // The handshake failed before any request: the origin saw none, and
+    // nothing was stored.
+    assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let stats = w.stats();
+    assert_eq!(stats["memory_objects"], 0, "{stats}");
+    assert_eq!(stats["hits"], 0, "{stats}");
+}
+
+#[test]
+fn spellings_of_one_path_share_one_object() {
+    let mut w = World::new();
+    w.start_cache("");
+    // The origin serves both spellings (RFC 3986: the same resource); a
+    // cache keying them apart would ask it twice.
+    for path in ["/a/%7euser/x", "/a/~user/x"] {
+        w.origin.set(
+            path,
+            Resource::ok(b"home".to_vec(), &[("Cache-Control", "max-age=3600")]),
+        );
+    }
+    let r = w.curl(&w.https_url("/a/%7euser/x"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"home"[..], Some("MISS")),
+        "{}",
+        r.stderr
+    );
+    // The origin is asked with the client's spelling, unchanged.
+    assert_eq!(w.origin.hits("/a/%7euser/x"), 1);
+    let r = w.curl(&w.https_url("/a/~user/x"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"home"[..], Some("HIT")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(w.stats()["memory_objects"], 1);
+}

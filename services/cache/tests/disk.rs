@@ -325,3 +325,63 @@ fn open_data_files() -> usize {
         .filter(|t| t.extension().is_some_and(|x| x == "data"))
         .count()
 }
+
+#[test]
+fn a_disk_tier_over_a_lowered_budget_evicts_the_least_recently_used_at_start() {
+    let mut w = World::new();
+    let settings = disk_settings(&w);
+    w.start_cache(&settings);
+    let disk = w.dir.path().join("disk");
+    // Four 2 MB objects (over 1 MiB: on disk), committed one after the
+    // other: a is the least recently used, d the most.
+    let names = ["/a.cab", "/b.cab", "/c.cab", "/d.cab"];
+    let mut files = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let body = pattern(2_000_000, i as u8);
+        w.origin.set(
+            name,
+            Resource::ok(body.clone(), &[("Cache-Control", "max-age=3600")]),
+        );
+        assert!(w.curl(&w.https_url(name), &[]).body == body, "{name}");
+        wait_for_meta(&w, i + 1);
+        let new: Vec<PathBuf> = object_files(&disk, "data")
+            .into_iter()
+            .filter(|p| !files.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "{name}: {new:?}");
+        files.push(new[0].clone());
+        // Distinct commit times, whatever the file system's resolution.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counter(&w, "disk_objects"), 4);
+    // Restarted with room for two of them.
+    let budget = 5_000_000u64;
+    let small = settings.replace("104857600", &budget.to_string());
+    assert_ne!(small, settings);
+    w.start_cache(&small);
+    let stats = w.stats();
+    assert_eq!(stats["disk_objects"], 2, "{stats}");
+    assert!(stats["disk_bytes"].as_u64().unwrap() <= budget, "{stats}");
+    assert_eq!(stats["disk_bytes"], 4_000_000, "{stats}");
+    // The two oldest are gone from the disk, with their metadata.
+    assert!(!files[0].exists() && !files[1].exists(), "{files:?}");
+    assert!(files[2].exists() && files[3].exists(), "{files:?}");
+    assert_eq!(object_files(&disk, "data").len(), 2);
+    assert_eq!(object_files(&disk, "meta").len(), 2);
+    // The kept ones are hits; an evicted one is fetched again.
+    for name in &names[2..] {
+        let r = w.curl(&w.https_url(name), &[]);
+        assert_eq!(
+            (r.status, r.header("x-cache")),
+            (200, Some("HIT")),
+            "{name}"
+        );
+        assert_eq!(w.origin.hits(name), 1, "{name}");
+    }
+    let r = w.curl(&w.https_url(names[0]), &[]);
+    assert_eq!(
+        (r.body == pattern(2_000_000, 0), r.header("x-cache")),
+        (true, Some("MISS"))
+    );
+    assert_eq!(w.origin.hits(names[0]), 2);
+}

@@ -144,8 +144,28 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     if let Mode::Hangup = &res.mode {
         return;
     }
+    // If-Modified-Since, only without If-None-Match (RFC 9110 section
+    // 13.1.3): not modified when the resource's Last-Modified is not after
+    // it. Both must parse as HTTP dates, else the full response.
+    let ims = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("if-modified-since")
+                .then(|| v.trim().to_owned())
+        })
+        .and_then(|v| gateway_cache::rules::parse_http_date(&v));
+    let last_modified = res
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("last-modified"))
+        .and_then(|(_, v)| gateway_cache::rules::parse_http_date(v));
+    let unmodified_since = matches!((ims, last_modified), (Some(since), Some(lm)) if lm <= since);
     let mut out = String::new();
-    let not_modified = inm.is_some() && inm == etag;
+    let not_modified = match &inm {
+        Some(_) => inm == etag,
+        None => unmodified_since,
+    };
     let chunked = matches!(res.mode, Mode::Chunked(_) | Mode::ChunkedDieAfter(_));
     if not_modified {
         out.push_str("HTTP/1.1 304 Not Modified\r\n");
@@ -266,6 +286,9 @@ pub struct World {
     pub plain_port: u16,
     pub dir: tempfile::TempDir,
     pub origin_ca: PathBuf,
+    /// Whether the settings name `origin_ca` as `origin_ca_bundle` (the
+    /// test origin's CA trusted); false: the built-in roots only.
+    pub trust_origin_ca: bool,
     pub cache: Option<Cache>,
 }
 
@@ -325,6 +348,7 @@ impl World {
             plain_port,
             dir,
             origin_ca,
+            trust_origin_ca: true,
             cache: None,
         }
     }
@@ -335,11 +359,15 @@ impl World {
         format!(
             r#"{{"listen": "127.0.0.1:8080", "allowed_domains": ["{NAME}:{}", "{NAME}:{}"],
                 "hosts": {{"{NAME}": "127.0.0.1"}}, "resolv_conf": "/nonexistent/resolv.conf",
-                "ca_dir": {:?}, "origin_ca_bundle": {:?}, "idle_timeout_s": 20{extra}}}"#,
+                "ca_dir": {:?}, "origin_ca_bundle": {}, "idle_timeout_s": 20{extra}}}"#,
             self.tls_port,
             self.plain_port,
             self.ca_dir(),
-            self.origin_ca,
+            if self.trust_origin_ca {
+                format!("{:?}", self.origin_ca)
+            } else {
+                "null".to_owned()
+            },
         )
     }
 
