@@ -77,3 +77,12 @@ pub fn own_children() -> RwLockReadGuard<'static, ()> {
 pub fn reaping_any_child() -> RwLockWriteGuard<'static, ()> {
     CHILDREN.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The bytes of the files directly in `dir` (the log tests' total).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}

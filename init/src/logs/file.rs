@@ -125,13 +125,7 @@ impl LogFile {
 mod tests {
     use super::*;
 
-    fn dir_bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.metadata().unwrap().len())
-            .sum()
-    }
+    use crate::testlog::dir_bytes;
 
     #[test]
     fn a_full_file_is_rotated_and_the_newest_lines_kept() {

@@ -499,12 +499,34 @@ mod tests {
         }
     }
 
-    fn dir_bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.metadata().unwrap().len())
-            .sum()
+    use crate::testlog::dir_bytes;
+
+    /// What a unit's wait follows, subscribed as the supervisor does.
+    struct Watching {
+        config: watch::Receiver<Config>,
+        network: watch::Receiver<NetworkStatus>,
+        disks: watch::Receiver<Vec<DiskStatus>>,
+        report: watch::Receiver<Option<ReportOffer>>,
+    }
+
+    impl Watching {
+        fn new(a: &Appliance) -> Watching {
+            Watching {
+                config: a.subscribe(),
+                network: a.network.subscribe(),
+                disks: a.disks.subscribe(),
+                report: a.report.subscribe(),
+            }
+        }
+
+        fn follow(&mut self) -> Follow<'_> {
+            Follow {
+                config: &mut self.config,
+                network: &mut self.network,
+                disks: &mut self.disks,
+                report: &mut self.report,
+            }
+        }
     }
 
     /// Runs `f` on a runtime like PID 1's; for a test that holds a lock
@@ -649,18 +671,8 @@ mod tests {
         let (w, mut commands) = appliance(Config::default());
         let a = &w.appliance;
         let spec = super::super::table::unit("proxy").unwrap();
-        let (mut config, mut network, mut disks, mut report) = (
-            a.subscribe(),
-            a.network.subscribe(),
-            a.disks.subscribe(),
-            a.report.subscribe(),
-        );
-        let mut follow = Follow {
-            config: &mut config,
-            network: &mut network,
-            disks: &mut disks,
-            report: &mut report,
-        };
+        let mut watching = Watching::new(a);
+        let mut follow = watching.follow();
         let wait = wait_until_startable(spec, a, &mut follow, &mut commands);
         tokio::pin!(wait);
         assert!(still_waiting(&mut wait).await);
@@ -701,18 +713,8 @@ mod tests {
         let (w, mut commands) = appliance(config);
         let a = &w.appliance;
         let spec = super::super::table::unit("cache").unwrap();
-        let (mut config, mut network, mut disks, mut report) = (
-            a.subscribe(),
-            a.network.subscribe(),
-            a.disks.subscribe(),
-            a.report.subscribe(),
-        );
-        let mut follow = Follow {
-            config: &mut config,
-            network: &mut network,
-            disks: &mut disks,
-            report: &mut report,
-        };
+        let mut watching = Watching::new(a);
+        let mut follow = watching.follow();
         let wait = wait_until_startable(spec, a, &mut follow, &mut commands);
         tokio::pin!(wait);
         assert!(still_waiting(&mut wait).await);
