@@ -16,7 +16,7 @@ DEBS := libc6 libgcc-s1 e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1
 DEV_SUPPORT_RECIPIENT := image/keys/support-dev.age.pub
 SUPPORT_RECIPIENT ?= $(DEV_SUPPORT_RECIPIENT)
 
-.PHONY: all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache fuzz-sftp clean
+.PHONY: fuzz all deps kernel debs binaries rootfs image images run test lint unit-test qemu-test bench-boot bench-proxy bench-cache bench-ntp bench-net fuzz-proxy fuzz-cache fuzz-sftp clean
 
 all: image
 
@@ -59,7 +59,10 @@ run: image
 		-nic user,model=virtio-net-pci,hostfwd=tcp::1080-:1080,hostfwd=tcp::8080-:8080,hostfwd=tcp::2222-:22 \
 		-nographic
 
+# Formatting, clippy, and the structure docs/architecture.md describes:
+# dependencies point down the layers, no import circles between files.
 lint:
+	python3 scripts/check-layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
@@ -80,13 +83,13 @@ bench-boot: image
 # run the fuzz target for a bounded time; `make fuzz-proxy` runs it alone).
 BENCH_FUZZ_SECONDS ?= 30
 bench-proxy: deps
-	$(CARGO) build --release --locked -p gateway-proxy
+	$(CARGO) build --release --locked -p gateway-proxy -p gateway-bench
 	ulimit -n 20000 && $(RELEASE)/bench-proxy
 	$(MAKE) fuzz-proxy FUZZ_SECONDS=$(BENCH_FUZZ_SECONDS)
 
 # The cache against nginx (proxy_cache) and squid, same run, loopback.
 bench-cache: deps
-	$(CARGO) build --release --locked -p gateway-cache
+	$(CARGO) build --release --locked -p gateway-cache -p gateway-bench
 	ulimit -n 20000 && $(RELEASE)/bench-cache
 
 # First-sync offset of the appliance's NTP client and of chronyd as a client,
@@ -114,6 +117,21 @@ fuzz-cache:
 fuzz-sftp:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd services/sftp && $(CARGO) +nightly fuzz run requests -- -max_total_time=$(FUZZ_SECONDS)
+
+# Every fuzz target, FUZZ_SECONDS each: the services' (above) and those of
+# the lib/ and init/ parsers that face the network or the hypervisor (fuzz/:
+# the GPT, the configuration's text forms, NTP packets, the management API's
+# HTTP and JSON). Prints each target's executions; a finding stops the run
+# with libFuzzer's report and the input under <crate>/fuzz/artifacts/.
+FUZZ_TARGETS = services/proxy:head services/proxy:chunked services/cache:rules \
+	services/sftp:requests .:gpt .:config .:ntp .:management_api
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		dir=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz: $$dir $$name for $(FUZZ_SECONDS) s"; \
+		(cd $$dir/fuzz && $(CARGO) +nightly fuzz run $$name -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|SUMMARY|panicked|Test unit written' ; exit $${PIPESTATUS[0]}); \
+	done
 
 clean:
 	rm -rf $(BUILD) $(DIST) target/qemu-tests

@@ -91,10 +91,15 @@ pub struct DiskSpec {
     pub cmdline_out: Option<PathBuf>,
 }
 
-/// The bootloader configuration, shared by the BIOS and UEFI paths.
+/// The bootloader configuration, shared by the BIOS and UEFI paths. No
+/// prompt, and none opened by a key held at start (NOESCAPE 1): nobody at
+/// the VM's console changes the kernel command line, where
+/// `gateway.selftest=serial` would open a root command channel; were a
+/// prompt open, ALLOWOPTIONS 0 still boots the label with its own line only
+/// (docs/security.md).
 pub fn syslinux_cfg() -> String {
     format!(
-        "DEFAULT gateway\nPROMPT 0\nTIMEOUT 0\nLABEL gateway\n  LINUX /bzImage\n  APPEND {}\n",
+        "DEFAULT gateway\nPROMPT 0\nTIMEOUT 0\nNOESCAPE 1\nALLOWOPTIONS 0\nLABEL gateway\n  LINUX /bzImage\n  APPEND {}\n",
         layout::kernel_cmdline()
     )
 }
@@ -433,7 +438,9 @@ mod tests {
     #[test]
     fn syslinux_cfg_boots_the_cmdline() {
         let cfg = syslinux_cfg();
-        assert!(cfg.starts_with("DEFAULT gateway\nPROMPT 0\nTIMEOUT 0\nLABEL gateway\n"));
+        assert!(cfg.starts_with(
+            "DEFAULT gateway\nPROMPT 0\nTIMEOUT 0\nNOESCAPE 1\nALLOWOPTIONS 0\nLABEL gateway\n"
+        ));
         assert!(cfg.contains(&format!("  APPEND {}\n", layout::kernel_cmdline())));
     }
 

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use gateway_config::KeyInfo;
 use thiserror::Error;
 
 pub const OVF_NS: &str = "http://schemas.dmtf.org/ovf/envelope/1";
@@ -50,49 +51,14 @@ pub mod resource {
     pub const DISK: u32 = 17;
 }
 
-/// A first-boot setting offered as an OVF property: the configuration key
-/// (without the `gateway.` prefix), its label, and the values it may take
-/// when the key is an enumeration.
-#[derive(Debug, Clone, Copy)]
-pub struct PropertySpec {
-    pub key: &'static str,
-    pub label: &'static str,
-    pub choices: &'static [&'static str],
+/// The `ProductSection`'s properties: the configuration keys that carry
+/// an OVF label in the key table (gateway_config::KEYS), in its order,
+/// which is the order vSphere shows them.
+fn properties() -> impl Iterator<Item = &'static KeyInfo> {
+    gateway_config::KEYS
+        .iter()
+        .filter(|k| k.ovf_label.is_some())
 }
-
-/// The properties of the `ProductSection`, in the order vSphere shows them.
-pub const PROPERTIES: &[PropertySpec] = &[
-    PropertySpec {
-        key: "net.mode",
-        label: "Network mode",
-        choices: &["dhcp", "static", "unconfigured"],
-    },
-    PropertySpec {
-        key: "net.address",
-        label: "IPv4 address/prefix (static mode)",
-        choices: &[],
-    },
-    PropertySpec {
-        key: "net.gateway",
-        label: "Default gateway (static mode)",
-        choices: &[],
-    },
-    PropertySpec {
-        key: "dns.servers",
-        label: "DNS servers (comma-separated)",
-        choices: &[],
-    },
-    PropertySpec {
-        key: "dns.search",
-        label: "DNS search domain",
-        choices: &[],
-    },
-    PropertySpec {
-        key: "ntp.servers",
-        label: "NTP servers (comma-separated)",
-        choices: &[],
-    },
-];
 
 /// What the descriptor describes.
 #[derive(Debug, Clone)]
@@ -143,14 +109,12 @@ fn item(fields: &[(&str, String)]) -> String {
     s
 }
 
-fn property(p: &PropertySpec) -> String {
-    let info = gateway_config::key_info(p.key);
-    let default = info.map_or("", |k| k.default);
-    let rule = info.map_or("", |k| k.rule);
-    let qualifiers = if p.choices.is_empty() {
+fn property(k: &KeyInfo) -> String {
+    let default = k.default_text();
+    let qualifiers = if k.choices.is_empty() {
         String::new()
     } else {
-        let list: Vec<String> = p.choices.iter().map(|c| format!("\"{c}\"")).collect();
+        let list: Vec<String> = k.choices.iter().map(|c| format!("\"{c}\"")).collect();
         format!(
             " ovf:qualifiers=\"{}\"",
             escape(&format!("ValueMap{{{}}}", list.join(",")))
@@ -166,10 +130,10 @@ fn property(p: &PropertySpec) -> String {
          \x20       <Label>{label}</Label>\n\
          \x20       <Description>{key}: {rule}.{empty} Read at first boot only; later, change it at the console or with gatewayctl.</Description>\n\
          \x20     </Property>\n",
-        key = escape(p.key),
-        default = escape(default),
-        label = escape(p.label),
-        rule = escape(rule),
+        key = escape(k.name),
+        default = escape(&default),
+        label = escape(k.ovf_label.unwrap_or(k.name)),
+        rule = escape(k.rule),
     )
 }
 
@@ -242,7 +206,7 @@ pub fn descriptor(spec: &OvfSpec) -> String {
         ("ResourceSubType", "VmxNet3".into()),
         ("ResourceType", ETHERNET.to_string()),
     ]));
-    let properties: String = PROPERTIES.iter().map(property).collect();
+    let properties: String = properties().map(property).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!-- Gateway appliance {version}: OVF 1.0 descriptor written by gateway-image -->
@@ -646,7 +610,7 @@ mod tests {
         for (key, value) in &info.properties {
             let k = gateway_config::key_info(key.strip_prefix("gateway.").unwrap())
                 .unwrap_or_else(|| panic!("{key} is not a configuration key"));
-            assert_eq!(value, k.default, "{key}");
+            assert_eq!(*value, k.default_text(), "{key}");
         }
         assert!(descriptor(&spec())
             .contains(r#"ovf:qualifiers="ValueMap{&quot;dhcp&quot;,&quot;static&quot;,&quot;unconfigured&quot;}""#));

@@ -11,45 +11,31 @@
 //! `orderly_poweroff` and hypervisor shutdown requests expect), and
 //! `init selftest <name>` runs the small programs the QEMU tests use to check
 //! init from outside. It does not touch the services' own files.
+//!
+//! One folder per concern: [`boot`] (the boot sequence and its steps),
+//! [`pid1`] (the main loop and what makes it process 1: reaping, children,
+//! signals, the power button, shutdown), [`state`] (the live configuration
+//! and the status channels the subsystems publish on), [`api`] (what each
+//! control API request means, on that state), [`network`] (eth0, DNS and
+//! hosts files, name lookups, time sync), [`units`] (the services, each
+//! supervised in its sandbox), [`disks`], [`logs`], [`diagnostics`] (the
+//! report, the upstream capture, ping, stats) and [`selftest`]. The VM's
+//! documented minimums ([`requirements`]) stand alone: the console's tests
+//! read them too.
 
-pub mod appliance;
-pub mod blockdev;
+pub mod api;
 pub mod boot;
-pub mod cacheca;
-pub mod capture;
-pub mod children;
-pub mod cmdline;
-pub mod console;
 pub mod diagnostics;
 pub mod disks;
-pub mod etcfiles;
-pub mod ext4;
-pub mod factory_reset;
 pub mod logs;
-pub mod loopback;
-pub mod mounts;
-pub mod names;
 pub mod network;
-pub mod ovfenv;
 pub mod pid1;
-pub mod ping;
-pub mod power_button;
-pub mod procs;
-pub mod reaper;
 pub mod requirements;
 pub mod selftest;
-pub mod selftest_ctl;
-pub mod selftest_sandbox;
-pub mod selftest_tunnels;
-pub mod shutdown;
-pub mod signals;
-pub mod statefs;
-pub mod stats;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod testlog;
-pub mod timesync;
 pub mod units;
-pub mod uptime;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,8 +53,8 @@ pub fn main() {
         .unwrap_or("init")
         .to_owned();
     let code = match (name.as_str(), args.get(1).map(String::as_str)) {
-        ("poweroff", _) => signals::request(signals::Request::Poweroff),
-        ("reboot", _) => signals::request(signals::Request::Reboot),
+        ("poweroff", _) => pid1::signals::request(pid1::signals::Request::Poweroff),
+        ("reboot", _) => pid1::signals::request(pid1::signals::Request::Reboot),
         (_, Some("selftest")) => selftest::run(args.get(2).map(String::as_str).unwrap_or("")),
         _ => {
             eprintln!("init: not PID 1; usage: init selftest orphans | poweroff | reboot");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use gateway_init::capture::{self, CaptureRequest, EndReason, Progress, Summary};
+use gateway_init::diagnostics::capture::{self, CaptureRequest, EndReason, Progress, Summary};
 
 /// Sets the stop flag when dropped, so a failing assertion in the test's
 /// body still ends the capture thread before `thread::scope` joins it.
@@ -38,12 +38,11 @@ fn lo_request(path: &Path) -> CaptureRequest {
     req
 }
 
-/// Waits until the capture has its socket bound (it creates the `.partial`
+/// Waits until the capture has its socket bound (it creates its unfinished
 /// file right after), so the traffic that follows is captured.
 fn wait_until_capturing(path: &Path, capture: &thread::ScopedJoinHandle<'_, impl Sized>) {
-    let partial = capture::partial_path(path);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !partial.exists() && !capture.is_finished() {
+    while capture::unfinished(path).is_empty() && !capture.is_finished() {
         assert!(
             Instant::now() < deadline,
             "the capture did not start within 10 s"
@@ -147,7 +146,7 @@ fn captures_own_loopback_traffic_that_tcpdump_reads() {
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), summary.bytes);
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert!(!capture::partial_path(&path).exists());
+    assert!(capture::unfinished(&path).is_empty());
     assert!(
         reports.len() >= 2,
         "progress at the start and a second later: {reports:?}"
@@ -278,6 +277,6 @@ fn a_missing_interface_is_an_error_in_words_and_keeps_the_previous_capture() {
     let err = capture::run(&req, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
     assert_eq!(err.to_string(), "capture on gwcapnone0: no such interface");
     assert_eq!(std::fs::read(&path).unwrap(), b"previous capture");
-    assert!(!capture::partial_path(&path).exists());
+    assert!(capture::unfinished(&path).is_empty());
     assert_eq!(capture::next_hop("gwcapnone0"), None);
 }

@@ -91,10 +91,25 @@ impl Screen {
     /// Waits until every one of `texts` is on the screen at once; the
     /// screen then, or the last screen seen in the panic message.
     pub fn wait_for(&self, texts: &[&str], timeout: Duration) -> String {
+        self.wait_until(texts, timeout, |_| true)
+    }
+
+    /// As [`Screen::wait_for`], and no line of PID 1's log (`[    2.941]
+    /// unit agent: started`) written over the screen: PID 1 writes its log
+    /// to every console, ttyS0 included, and a line that lands while a
+    /// dialog is up scribbles over it (and scrolls it a row) until the
+    /// console's next full redraw, at most 5 s later. A test that reads
+    /// values off the screen waits for that redraw rather than read them
+    /// shifted.
+    pub fn wait_for_clean(&self, texts: &[&str], timeout: Duration) -> String {
+        self.wait_until(texts, timeout, |screen| !has_log_line(screen))
+    }
+
+    fn wait_until(&self, texts: &[&str], timeout: Duration, also: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.text();
-            if texts.iter().all(|t| screen.contains(t)) {
+            if texts.iter().all(|t| screen.contains(t)) && also(&screen) {
                 return screen;
             }
             if Instant::now() >= deadline {
@@ -102,5 +117,35 @@ impl Screen {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Whether `screen` holds PID 1's uptime prefix, `[` then spaces, digits,
+/// `.`, three digits and `]`, as console.rs in init writes it.
+fn has_log_line(screen: &str) -> bool {
+    screen.match_indices('[').any(|(at, _)| {
+        let rest = screen[at + 1..].trim_start_matches(' ');
+        let secs = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let rest = &rest[secs..];
+        secs > 0
+            && rest.len() >= 5
+            && rest.as_bytes()[0] == b'.'
+            && rest.as_bytes()[1..4].iter().all(u8::is_ascii_digit)
+            && rest.as_bytes()[4] == b']'
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_log_line;
+
+    #[test]
+    fn a_log_line_is_told_from_the_screen_s_own_text() {
+        assert!(has_log_line("  │ Search [    2.941] unit agent: started"));
+        assert!(has_log_line("[  123.004] DHCP lease renewed"));
+        assert!(!has_log_line(
+            "  │  NTP Servers     : 10.0.2.2 (set here)  │"
+        ));
+        assert!(!has_log_line("[ OK ] [2.5] [ 1.23] [x.123]"));
     }
 }

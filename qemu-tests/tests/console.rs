@@ -32,7 +32,7 @@ fn info(screen: &mut Screen, texts: &[&str]) -> String {
     let mut want = vec!["Appliance Name"];
     want.extend(texts);
     // The status is read again every 5 s: a change shows within one.
-    let text = screen.wait_for(&want, STEP);
+    let text = screen.wait_for_clean(&want, STEP);
     screen.esc();
     screen.wait_for(MAIN, STEP);
     text

@@ -407,14 +407,23 @@ fn stats(vm: &mut Vm) -> Stats {
 
 /// The stats once their cache section (read with each 5 s sample) holds
 /// an object on the disk tier, or after a minute.
+/// The stats of a sample taken after everything the test did so far, with
+/// the disk object in them. The control API answers PID 1's last sample
+/// (taken every `stats::INTERVAL`): one taken during a transfer counts only
+/// part of its bytes, so wait for a sample newer than the one current now,
+/// which began after this call did.
 fn stats_with_a_disk_object(vm: &mut Vm) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let current = stats(vm).uptime_s;
     loop {
         let s = stats(vm);
-        if s.cache.as_ref().is_some_and(|c| c.disk_objects > 0) || Instant::now() > deadline {
+        let fresh = s.uptime_s > current;
+        if (fresh && s.cache.as_ref().is_some_and(|c| c.disk_objects > 0))
+            || Instant::now() > deadline
+        {
             return s;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

@@ -125,8 +125,9 @@ fn one_corrupt_byte_of_the_ova_disk_fails_verify() {
 }
 
 /// vSphere's iso transport: ovf-env.xml on a CD-ROM seeds the first
-/// configuration. Needs `gateway_init::ovfenv::read()` in the first-boot
-/// seed (below the kernel command line), and xorriso on the host.
+/// configuration (PID 1's first-boot seed reads it with
+/// `gateway_init::boot::ovfenv::read()`, below the kernel command line). The host
+/// needs xorriso to make the CD-ROM.
 #[test]
 fn ovf_environment_on_a_cdrom_seeds_the_first_boot() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use gateway_agent::api;
-use gateway_agent::sim::{Sim, SimOptions};
+use gateway_management_api::api;
+use gateway_platform_sim::{Sim, SimOptions};
 use qemu_tests::screen::{Screen, DOWN, ENTER, UP};
 use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
 
@@ -40,7 +40,7 @@ fn healthy(port: u16) -> bool {
 fn info(screen: &mut Screen, texts: &[&str]) -> String {
     screen.wait_for(MAIN, STEP);
     screen.keys(&[DOWN, DOWN, ENTER]);
-    let text = screen.wait_for(texts, STEP);
+    let text = screen.wait_for_clean(texts, STEP);
     screen.esc();
     screen.wait_for(MAIN, STEP);
     // Back on Registration, where the next call starts.

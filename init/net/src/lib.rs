@@ -16,6 +16,9 @@
 //! Entry points: [`NetManager`] (async, tokio) with [`NetConfig`] and
 //! [`NetStatus`]; [`validate_static`]; [`resolv`] for resolv.conf.
 
+/// The one interface the appliance configures.
+pub const IFACE: &str = "eth0";
+
 pub mod config;
 pub mod dhcp;
 pub mod link;

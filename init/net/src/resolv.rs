@@ -6,12 +6,10 @@
 //! configuration, else those from DHCP ([`effective`]). [`follow`] keeps the
 //! file in step with the DHCP servers in the manager's status.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use gateway_fsutil::{AtomicWriteError, WriteOptions};
 use tokio::sync::watch;
 
 use crate::status::NetStatus;
@@ -19,21 +17,6 @@ use crate::status::NetStatus;
 /// The resolver reads at most this many `nameserver` lines (glibc and musl
 /// MAXNS); more would only mislead whoever reads the file.
 pub const MAX_NAMESERVERS: usize = 3;
-
-/// A failed resolv.conf write, with the file it was for.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolvError {
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("replacing {path}: {source}")]
-    Rename {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// The servers to use: the manual ones if any, else those from DHCP.
 pub fn effective<'a>(manual: &'a [Ipv4Addr], dhcp: &'a [Ipv4Addr]) -> &'a [Ipv4Addr] {
@@ -67,47 +50,17 @@ fn is_domain(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-/// Replace `path` with `contents` atomically: a reader sees the old file or
-/// the new one, never a part (temporary file in the same directory, fsync,
-/// rename, fsync of the directory).
-pub fn write_atomic(path: &Path, contents: &str) -> Result<(), ResolvError> {
-    let write_error = |source| ResolvError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(write_error(e));
+/// Replace `path` with `contents` atomically, mode 0644: a reader sees the
+/// old file or the new one, never a part (temporary file in the same
+/// directory, fsync, rename, fsync of the directory).
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), AtomicWriteError> {
+    match gateway_fsutil::write_atomic(path, contents.as_bytes(), &WriteOptions::default()) {
+        // The rename is done and durable once the directory is; a failure
+        // of that last fsync loses nothing that a reader could see (the
+        // file is on /run, rewritten at every boot), so it is no error.
+        Err(AtomicWriteError::SyncDir { .. }) => Ok(()),
+        other => other,
     }
-    if let Err(source) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(ResolvError::Rename {
-            path: path.to_path_buf(),
-            source,
-        });
-    }
-    // The rename is durable once the directory is; a failure here loses
-    // nothing that a reader could see.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// Keep `path` in step with the manager's status: rewrite it whenever the
@@ -192,8 +145,8 @@ mod tests {
         let path = dir.path().join("resolv.conf");
         write_atomic(&path, "one\n").unwrap();
         write_atomic(&path, "two\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
-        let names: Vec<_> = fs::read_dir(dir.path())
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -215,7 +168,7 @@ mod tests {
         });
         let mut text = String::new();
         for _ in 0..200 {
-            text = fs::read_to_string(&path).unwrap_or_default();
+            text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.contains("10.9.0.1") {
                 break;
             }

@@ -1,22 +1,32 @@
-//! Diagnostics for support: the report (an encrypted archive of logs,
-//! redacted configuration, status and stats, and the last upstream
-//! capture) offered over SFTP with a one-time password, and its life: it
-//! waits until a download ends or 24 hours pass, across reboots.
+//! What an administrator and support use to find out what is wrong: the
+//! report (an encrypted archive of logs, redacted configuration, status and
+//! stats, and the last upstream capture) offered over SFTP with a one-time
+//! password, and its life: it waits until a download ends or 24 hours
+//! pass, across reboots. Beside it: the upstream capture ([`capture`]),
+//! ICMP echo ([`ping`]) and the usage figures of the Stats screen
+//! ([`stats`]).
 //!
 //! PID 1 builds the report (it alone reads every log); the `sftp` unit
 //! (services/sftp, unprivileged) serves it from its state directory, where
 //! PID 1 puts the report and the offer ([`offer`]).
-
+pub mod capture;
+pub mod follow;
 pub mod offer;
+pub mod ping;
 pub mod report;
+pub mod stats;
+pub mod unitdir;
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway_control::protocol::{ReportCreated, ReportOffer, REPORT_USER};
+use gateway_fsutil::{AtomicFile, AtomicWriteError, WriteOptions};
 
-use offer::Offer;
+use offer::{Offer, OfferError};
+use report::ReportError;
+use unitdir::UnitDir;
 
 /// The SFTP server's user (image/src/rootfs.rs has the same number).
 pub const SFTP_UID: u32 = 105;
@@ -37,6 +47,37 @@ pub const CAPTURE_FILE: &str = "/var/lib/gateway/diagnostics/upstream.pcap";
 /// The last complete upstream capture, if one was taken.
 pub fn last_capture() -> Option<PathBuf> {
     Some(PathBuf::from(CAPTURE_FILE)).filter(|p| p.is_file())
+}
+
+/// Why no report was made (the previous one may be withdrawn already).
+#[derive(Debug, thiserror::Error)]
+pub enum DiagnosticsError {
+    #[error("support key {}: {source}", path.display())]
+    SupportKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Report(#[from] ReportError),
+    /// A directory could not be made, or the report's size read.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The report's file could not be written or put in place.
+    #[error("{}: {}", .0.path().display(), .0.io_error())]
+    Write(#[from] AtomicWriteError),
+    #[error("{0}")]
+    Offer(#[from] OfferError),
+}
+
+/// Seconds since 1970, as the offers and the capture's status count them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The texts the report holds, gathered by the control API.
@@ -70,44 +111,69 @@ impl Places {
     }
 }
 
-fn private_dir(path: &Path, uid: u32) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+/// The SFTP unit's state directory and the report directory in it, made
+/// when missing, the unit's own and private. Through descriptors: the unit
+/// may have put a link where the report directory goes ([`unitdir`]).
+fn report_dirs(places: &Places) -> Result<(UnitDir, UnitDir), DiagnosticsError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| DiagnosticsError::File { path, source }
+    };
+    // Its parents are root's: a path is safe up to here.
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(path)
-        .map_err(err)?;
-    std::os::unix::fs::chown(path, Some(uid), Some(uid)).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)
+        .create(&places.state)
+        .map_err(err(&places.state))?;
+    let state = UnitDir::open(&places.state).map_err(err(&places.state))?;
+    state.own(places.uid, 0o700).map_err(err(&places.state))?;
+    let report_path = places.state.join(REPORT_DIR);
+    let report = state.subdir(REPORT_DIR, 0o700).map_err(err(&report_path))?;
+    report.own(places.uid, 0o700).map_err(err(&report_path))?;
+    Ok((state, report))
 }
 
 /// Removes the offer (the password stops working at once) and every
-/// report.
+/// report; links removed as links, never followed.
 pub fn withdraw(state: &Path) {
-    let _ = std::fs::remove_file(state.join(offer::OFFER_FILE));
-    if let Ok(dir) = std::fs::read_dir(state.join(REPORT_DIR)) {
-        for e in dir.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
+    let Ok(dir) = UnitDir::open(state) else {
+        return;
+    };
+    dir.remove(offer::OFFER_FILE);
+    if let Ok(report) = dir.existing_subdir(REPORT_DIR) {
+        report.clear();
     }
 }
 
 fn fingerprint(state: &Path) -> Option<String> {
-    std::fs::read_to_string(state.join("host_key.fingerprint"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    let bytes = UnitDir::open(state)
+        .ok()?
+        .read("host_key.fingerprint", 4096)
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// A report's file name as the offer (a file the unit can write) gives it:
+/// one name in the report directory, nothing that leads out of it.
+fn report_name(name: &str) -> Option<&str> {
+    (!name.is_empty() && name != "." && name != ".." && !name.contains('/')).then_some(name)
 }
 
 /// Builds the report, replacing any report still waiting, and offers it
 /// with a new password. Blocking (seconds for tens of MiB of logs).
-pub fn make_report(g: &Gathered, places: &Places, now_unix: u64) -> Result<ReportCreated, String> {
-    let key_text = std::fs::read_to_string(&places.recipient_file)
-        .map_err(|e| format!("support key {}: {e}", places.recipient_file.display()))?;
+pub fn make_report(
+    g: &Gathered,
+    places: &Places,
+    now_unix: u64,
+) -> Result<ReportCreated, DiagnosticsError> {
+    let key_text = std::fs::read_to_string(&places.recipient_file).map_err(|source| {
+        DiagnosticsError::SupportKey {
+            path: places.recipient_file.clone(),
+            source,
+        }
+    })?;
     let recipient = report::recipient(&key_text)?;
-    private_dir(&places.state, places.uid)?;
-    let dir = places.state.join(REPORT_DIR);
-    private_dir(&dir, places.uid)?;
+    let (_state, dir) = report_dirs(places)?;
     withdraw(&places.state);
     let stamp: String = gateway_control::cli::utc(now_unix)
         .chars()
@@ -119,15 +185,12 @@ pub fn make_report(g: &Gathered, places: &Places, now_unix: u64) -> Result<Repor
         &stamp[..8],
         &stamp[8..]
     );
-    let path = dir.join(&file);
-    let partial = dir.join(format!("{file}.partial"));
-    let err = |e: std::io::Error| format!("{}: {e}", partial.display());
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(err)?;
+    // In the directory opened above, whatever its path now leads to.
+    let path = dir.fd_path().join(&file);
+    // The SFTP server's from its creation, and read-only: it serves the
+    // file, never changes it. Replaced whole or not at all.
+    let opts = WriteOptions::with_mode(0o400).owner(places.uid, places.uid);
+    let mut out = AtomicFile::create(&path, &opts)?;
     let inputs = report::Inputs {
         readme: readme(g, now_unix),
         config: g.config.clone(),
@@ -137,25 +200,22 @@ pub fn make_report(g: &Gathered, places: &Places, now_unix: u64) -> Result<Repor
         logs: places.logs.clone(),
         capture: places.capture.clone(),
     };
-    let written = report::write(&inputs, &recipient, now_unix, std::io::BufWriter::new(&out));
-    let contents = match written {
-        Ok(names) => names,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    let finish = || -> std::io::Result<u64> {
-        out.sync_all()?;
-        std::os::unix::fs::fchown(&out, Some(places.uid), Some(places.uid))?;
-        out.set_permissions(std::fs::Permissions::from_mode(0o400))?;
-        std::fs::rename(&partial, &path)?;
-        Ok(out.metadata()?.len())
-    };
-    let size_bytes = finish().map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        format!("{}: {e}", path.display())
-    })?;
+    // On an error `out` is dropped, which removes the unfinished file.
+    let contents = report::write(
+        &inputs,
+        &recipient,
+        now_unix,
+        std::io::BufWriter::new(&mut out),
+    )?;
+    let size_bytes = out
+        .as_file()
+        .metadata()
+        .map_err(|source| DiagnosticsError::File {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    out.commit()?;
     let password = offer::new_password()?;
     let expires_unix = now_unix + VALIDITY.as_secs();
     Offer::new(REPORT_USER, &password, &file, expires_unix)?.save(&places.state, places.uid)?;
@@ -201,8 +261,12 @@ pub fn waiting(state: &Path, now_unix: u64) -> Option<ReportOffer> {
         withdraw(state);
         return None;
     };
-    let report = state.join(REPORT_DIR).join(&offer.file);
-    let size = std::fs::metadata(&report).ok().map(|m| m.len());
+    let size = report_name(&offer.file).and_then(|name| {
+        UnitDir::open(state)
+            .and_then(|d| d.existing_subdir(REPORT_DIR))
+            .ok()?
+            .size(name)
+    });
     match size {
         Some(size_bytes) if now_unix < offer.expires_unix => Some(ReportOffer {
             created_unix: offer.expires_unix.saturating_sub(VALIDITY.as_secs()),
@@ -224,6 +288,7 @@ pub fn waiting(state: &Path, now_unix: u64) -> Option<ReportOffer> {
 mod tests {
     use super::*;
     use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
 
     fn places(dir: &Path, id: &age::x25519::Identity) -> Places {
         let key = dir.join("support.age.pub");
@@ -249,6 +314,50 @@ mod tests {
             stats: "{}".into(),
             platform: None,
         }
+    }
+
+    /// The SFTP unit, compromised, links its report directory to a
+    /// directory of root's and its host key's fingerprint to a secret: PID 1
+    /// neither writes, chowns nor clears over there, nor reads the secret
+    /// (as root, through paths, it did all of these).
+    #[test]
+    fn links_the_sftp_unit_plants_lead_root_nowhere() {
+        use std::os::unix::fs::{symlink, MetadataExt};
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let places = places(dir.path(), &id);
+        let roots = dir.path().join("etc");
+        std::fs::create_dir_all(&roots).unwrap();
+        std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(roots.join("shadow"), "root:x").unwrap();
+        std::fs::create_dir_all(&places.state).unwrap();
+        symlink(&roots, places.state.join(REPORT_DIR)).unwrap();
+        symlink(
+            roots.join("shadow"),
+            places.state.join("host_key.fingerprint"),
+        )
+        .unwrap();
+        assert!(make_report(&gathered(), &places, 1_795_000_000).is_err());
+        withdraw(&places.state);
+        let names: Vec<_> = std::fs::read_dir(&roots)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["shadow"], "nothing written or removed there");
+        assert_eq!(std::fs::metadata(&roots).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(fingerprint(&places.state), None);
+        // A real report directory again: reports are made, and an offer
+        // naming a file outside it is no offer.
+        std::fs::remove_file(places.state.join(REPORT_DIR)).unwrap();
+        let made = make_report(&gathered(), &places, 1_795_000_000).unwrap();
+        assert!(waiting(&places.state, 1_795_000_001).is_some());
+        let mut offer = Offer::load(&places.state).unwrap();
+        offer.file = "../../etc/shadow".into();
+        offer.save(&places.state, places.uid).unwrap();
+        assert!(waiting(&places.state, 1_795_000_001).is_none());
+        assert!(roots.join("shadow").exists());
+        assert!(!places.state.join(REPORT_DIR).join(made.offer.file).exists());
     }
 
     #[test]
@@ -324,7 +433,7 @@ mod tests {
         let mut places = places(dir.path(), &id);
         places.recipient_file = dir.path().join("missing.pub");
         let e = make_report(&gathered(), &places, 1_795_000_000).unwrap_err();
-        assert!(e.contains("support key"), "{e}");
+        assert!(e.to_string().contains("support key"), "{e}");
         assert!(Offer::load(&places.state).is_none());
     }
 }

@@ -4,10 +4,9 @@
 //! server reads the file at every login and removes it when a download
 //! ends, which is how the password expires after one use.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use gateway_fsutil::{write_atomic, AtomicWriteError, WriteOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,13 +26,24 @@ pub struct Offer {
     pub file: String,
 }
 
+/// Why an offer or its password could not be made or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("random bytes: {0}")]
+    Random(getrandom::Error),
+    #[error("{0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("{0}")]
+    Save(#[from] AtomicWriteError),
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random(n: usize) -> Result<Vec<u8>, String> {
+fn random(n: usize) -> Result<Vec<u8>, OfferError> {
     let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| format!("random bytes: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(OfferError::Random)?;
     Ok(bytes)
 }
 
@@ -43,7 +53,7 @@ const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
 /// A one-time password: four groups of four characters (about 79 bits),
 /// easy to read to someone over the phone.
-pub fn new_password() -> Result<String, String> {
+pub fn new_password() -> Result<String, OfferError> {
     let bytes = random(16)?;
     let mut out = String::new();
     for (i, b) in bytes.iter().enumerate() {
@@ -58,7 +68,12 @@ pub fn new_password() -> Result<String, String> {
 }
 
 impl Offer {
-    pub fn new(user: &str, password: &str, file: &str, expires_unix: u64) -> Result<Offer, String> {
+    pub fn new(
+        user: &str,
+        password: &str,
+        file: &str,
+        expires_unix: u64,
+    ) -> Result<Offer, OfferError> {
         let salt = random(16)?;
         Ok(Offer {
             user: user.to_owned(),
@@ -78,31 +93,25 @@ impl Offer {
         salt.is_some_and(|s| digest(&s, password) == self.password_sha256)
     }
 
-    /// Writes it into `dir` (temp file, fsync, rename), owned by the SFTP
-    /// server's user, mode 0600.
-    pub fn save(&self, dir: &Path, uid: u32) -> Result<(), String> {
-        let path = dir.join(OFFER_FILE);
-        let tmp = dir.join(format!("{OFFER_FILE}.tmp"));
-        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
-        let err = |e: std::io::Error| format!("{}: {e}", tmp.display());
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::os::unix::fs::fchown(&f, Some(uid), Some(uid)).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    /// Writes it into `dir` atomically (temp file, fsync, rename, fsync of
+    /// the directory), owned by the SFTP server's user, mode 0600.
+    pub fn save(&self, dir: &Path, uid: u32) -> Result<(), OfferError> {
+        let text = serde_json::to_string(self)?;
+        write_atomic(
+            &dir.join(OFFER_FILE),
+            text.as_bytes(),
+            &WriteOptions::private().owner(uid, uid),
+        )?;
+        Ok(())
     }
 
+    /// The offer in `dir` (the SFTP unit's: a link there is not followed).
     pub fn load(dir: &Path) -> Option<Offer> {
-        let text = std::fs::read_to_string(dir.join(OFFER_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+        let text = super::unitdir::UnitDir::open(dir)
+            .ok()?
+            .read(OFFER_FILE, 64 * 1024)
+            .ok()?;
+        serde_json::from_slice(&text).ok()
     }
 }
 
@@ -116,6 +125,7 @@ fn digest(salt: &[u8], password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn passwords_are_four_readable_groups_and_differ() {

@@ -8,6 +8,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// Why the support key could not be read, or the archive written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the support key file is empty")]
+    EmptyKey,
+    #[error("the support key {line:?} is not an age X25519 public key: {reason}")]
+    BadKey { line: String, reason: String },
+    #[error("encrypt: {0}")]
+    Encrypt(age::EncryptError),
+    /// Writing `what` (a file of the archive, or a layer: "encrypt",
+    /// "compress", "archive", "write") failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
 /// What goes into a report; gathered by the caller.
 pub struct Inputs {
     /// A short text naming the appliance, the time and the contents.
@@ -26,14 +44,16 @@ pub struct Inputs {
 
 /// Parses an age X25519 recipient (`age1...`), the first non-comment line
 /// of `text`.
-pub fn recipient(text: &str) -> Result<age::x25519::Recipient, String> {
+pub fn recipient(text: &str) -> Result<age::x25519::Recipient, ReportError> {
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .ok_or("the support key file is empty")?;
-    age::x25519::Recipient::from_str(line)
-        .map_err(|e| format!("the support key {line:?} is not an age X25519 public key: {e}"))
+        .ok_or(ReportError::EmptyKey)?;
+    age::x25519::Recipient::from_str(line).map_err(|e| ReportError::BadKey {
+        line: line.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn add_bytes<W: Write>(
@@ -76,14 +96,14 @@ pub fn write(
     recipient: &age::x25519::Recipient,
     now_unix: u64,
     out: impl Write,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ReportError> {
     let io = |what: &str| {
         let what = what.to_owned();
-        move |e: std::io::Error| format!("{what}: {e}")
+        move |source: std::io::Error| ReportError::Io { what, source }
     };
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-            .map_err(|e| format!("encrypt: {e}"))?;
+            .map_err(ReportError::Encrypt)?;
     let sealed = encryptor.wrap_output(out).map_err(io("encrypt"))?;
     let gz = flate2::write::GzEncoder::new(sealed, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
@@ -117,7 +137,7 @@ pub fn write(
         match add_file(&mut tar, &name, &path, now_unix) {
             Ok(()) => names.push(name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{name}: {e}")),
+            Err(e) => return Err(io(&name)(e)),
         }
     }
     if let Some(capture) = &inputs.capture {
@@ -125,7 +145,7 @@ pub fn write(
         match add_file(&mut tar, name, capture, now_unix) {
             Ok(()) => names.push(name.to_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{name}: {e}")),
+            Err(e) => return Err(io(name)(e)),
         }
     }
     let gz = tar.into_inner().map_err(io("archive"))?;
@@ -193,8 +213,9 @@ mod tests {
     fn a_bad_support_key_is_named() {
         assert!(recipient("# comment\nage1notakey\n")
             .unwrap_err()
+            .to_string()
             .contains("age1notakey"));
-        assert!(recipient("\n").unwrap_err().contains("empty"));
+        assert!(recipient("\n").unwrap_err().to_string().contains("empty"));
         let id = age::x25519::Identity::generate();
         let text = format!("# support\n{}\n", id.to_public());
         assert_eq!(

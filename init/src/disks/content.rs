@@ -2,7 +2,7 @@
 //! patch filesystem, or something else that must not be formatted without
 //! the administrator's say-so.
 
-use crate::ext4::{Superblock, SUPERBLOCK_OFFSET};
+use super::ext4::{Superblock, SUPERBLOCK_OFFSET};
 
 /// How much of the disk is read to tell.
 pub const PROBE_LEN: usize = 1 << 20;

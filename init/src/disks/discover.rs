@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use crate::blockdev::Sysfs;
+use super::blockdev::Sysfs;
 
 /// A whole disk that could be the patch disk.
 #[derive(Debug, Clone, PartialEq, Eq)]

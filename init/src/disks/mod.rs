@@ -1,17 +1,21 @@
 //! The VM's disks: the boot disk (the one holding the root filesystem), the
 //! patch disk (the first other disk in hardware order, see [`discover`])
 //! and any further disk, which is ignored and reported (QGS uses one
-//! secondary disk too). [`content`] tells what a disk holds; [`patch`]
-//! formats, checks, mounts and grows the patch disk.
+//! secondary disk too). [`blockdev`] reads them from sysfs, [`content`]
+//! tells what a disk holds (with [`ext4`]'s superblock), [`patch`] formats,
+//! checks, mounts and grows the patch disk. The state partition on the boot
+//! disk is the boot's ([`crate::boot::statefs`]).
 
+pub mod blockdev;
 pub mod content;
 pub mod discover;
+pub mod ext4;
 pub mod patch;
 
 use gateway_control::protocol::DiskStatus;
 use tracing::{info, warn};
 
-use crate::blockdev::{device_of, Sysfs};
+use blockdev::{device_of, Sysfs};
 use discover::Candidate;
 
 /// What the boot found and did.

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::content::{self, Content, PATCH_LABEL};
 use super::discover::Candidate;
-use crate::statefs::{self, FsckOutcome};
+use crate::boot::statefs::{self, FsckOutcome, StatefsError};
 
 /// Where the patch disk is mounted.
 pub const MOUNT_POINT: &str = "/var/lib/patch";
@@ -27,6 +27,48 @@ fn too_small(size: u64, min_gib: u32) -> String {
         "too small: {}; patch mode needs at least {min_gib} GiB (patch.min_disk_gib)",
         gib(size)
     )
+}
+
+/// Why patch mode may not be on with the patch disk as it is; the words
+/// the control API answers a `set` of `patch.enabled` with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("no patch disk: attach a second disk of at least {min_gib} GiB (patch.min_disk_gib) and reboot")]
+    NoDisk { min_gib: u32 },
+    #[error("the patch disk {device} is {}", too_small(*size_bytes, *min_gib))]
+    TooSmall {
+        device: String,
+        size_bytes: u64,
+        min_gib: u32,
+    },
+    #[error("the patch disk {device} is not usable: {state}")]
+    NotUsable { device: String, state: String },
+}
+
+/// Why the patch disk was not formatted, checked or mounted: the control
+/// API's answer to `format_patch_disk`, and the disk's state at boot.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchDiskError {
+    #[error("the patch disk {device} is already formatted and mounted at {MOUNT_POINT}")]
+    InUse { device: String },
+    #[error("read /dev/{device}: {source}")]
+    Read {
+        device: String,
+        source: std::io::Error,
+    },
+    #[error("the disk {device} already carries the patch filesystem: erase=true formats it again (its cache is lost)")]
+    HoldsPatch { device: String },
+    #[error("the disk {device} holds {what}: formatting destroys it; confirm with erase=true")]
+    HoldsOther { device: String, what: String },
+    /// mke2fs could not be run, or e2fsck failed.
+    #[error("{0}")]
+    Tool(#[from] StatefsError),
+    #[error("{MKE2FS} failed (exit code {code})")]
+    Mkfs { code: i32 },
+    #[error("create {MOUNT_POINT}: {0}")]
+    CreateMountPoint(std::io::Error),
+    #[error("mount on {MOUNT_POINT}: {0}")]
+    Mount(nix::Error),
 }
 
 fn status(
@@ -74,7 +116,7 @@ pub fn prepare(disk: &Candidate, min_gib: u32) -> DiskStatus {
         }
         Content::Blank => match format_and_mount(disk) {
             Ok(s) => s,
-            Err(why) => status(disk, None, None, why),
+            Err(why) => status(disk, None, None, why.to_string()),
         },
         Content::Patch(_) => match check_and_mount(disk) {
             Ok(mut s) if !big_enough => {
@@ -82,33 +124,30 @@ pub fn prepare(disk: &Candidate, min_gib: u32) -> DiskStatus {
                 s
             }
             Ok(s) => s,
-            Err(why) => status(disk, Some("ext4".into()), None, why),
+            Err(why) => status(disk, Some("ext4".into()), None, why.to_string()),
         },
     }
 }
 
 /// The control API's format: refuses to erase what is on the disk unless
 /// `erase`, and refuses a disk in use.
-pub fn format(disk: &Candidate, erase: bool, mounted: bool) -> Result<DiskStatus, String> {
+pub fn format(disk: &Candidate, erase: bool, mounted: bool) -> Result<DiskStatus, PatchDiskError> {
+    let device = || disk.name.clone();
     if mounted {
-        return Err(format!(
-            "the patch disk {} is already formatted and mounted at {MOUNT_POINT}",
-            disk.name
-        ));
+        return Err(PatchDiskError::InUse { device: device() });
     }
-    match content::read(&disk.dev_path()).map_err(|e| format!("read /dev/{}: {e}", disk.name))? {
+    let found = content::read(&disk.dev_path()).map_err(|source| PatchDiskError::Read {
+        device: device(),
+        source,
+    })?;
+    match found {
         Content::Blank => {}
-        Content::Patch(_) if !erase => {
-            return Err(format!(
-                "the disk {} already carries the patch filesystem: erase=true formats it again (its cache is lost)",
-                disk.name
-            ))
-        }
+        Content::Patch(_) if !erase => return Err(PatchDiskError::HoldsPatch { device: device() }),
         Content::Foreign(what) if !erase => {
-            return Err(format!(
-                "the disk {} holds {what}: formatting destroys it; confirm with erase=true",
-                disk.name
-            ))
+            return Err(PatchDiskError::HoldsOther {
+                device: device(),
+                what,
+            })
         }
         Content::Patch(_) | Content::Foreign(_) => {
             warn!("patch disk {}: erasing it as requested", disk.name)
@@ -117,7 +156,7 @@ pub fn format(disk: &Candidate, erase: bool, mounted: bool) -> Result<DiskStatus
     format_and_mount(disk)
 }
 
-fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
+fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, PatchDiskError> {
     let dev = disk.dev_path();
     info!(
         "patch disk {} ({}, {}): formatting ext4",
@@ -143,10 +182,9 @@ fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
             "lazy_itable_init=1,lazy_journal_init=1",
             &dev_s,
         ],
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if code != 0 {
-        let why = format!("{MKE2FS} failed (exit code {code})");
+        let why = PatchDiskError::Mkfs { code };
         warn!("patch disk {}: {why}", disk.name);
         return Err(why);
     }
@@ -156,17 +194,17 @@ fn format_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
     })
 }
 
-fn check_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
+fn check_and_mount(disk: &Candidate) -> Result<DiskStatus, PatchDiskError> {
     let dev = disk.dev_path();
-    let fail = |why: String| {
+    let fail = |why: PatchDiskError| {
         warn!("patch disk {}: {why}", disk.name);
         why
     };
-    match statefs::check(&dev).map_err(|e| fail(e.to_string()))? {
+    match statefs::check(&dev).map_err(|e| fail(e.into()))? {
         FsckOutcome::Corrected => warn!("patch disk {}: checked, errors corrected", disk.name),
         _ => info!("patch disk {}: checked, clean", disk.name),
     }
-    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| fail(format!("create {MOUNT_POINT}: {e}")))?;
+    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| fail(PatchDiskError::CreateMountPoint(e)))?;
     mount(
         Some(&dev),
         MOUNT_POINT,
@@ -174,7 +212,7 @@ fn check_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
         None::<&str>,
     )
-    .map_err(|e| fail(format!("mount on {MOUNT_POINT}: {e}")))?;
+    .map_err(|e| fail(PatchDiskError::Mount(e)))?;
     let mut state = format!("mounted at {MOUNT_POINT}");
     if let Ok(Some(sb)) = statefs::read_superblock(&dev) {
         if statefs::needs_resize(&sb, disk.size_bytes()) {
@@ -207,24 +245,22 @@ fn check_and_mount(disk: &Candidate) -> Result<DiskStatus, String> {
 }
 
 /// Whether patch mode may be on with this disk status, and why not.
-pub fn ready(disk: Option<&DiskStatus>, min_gib: u32) -> Result<(), String> {
+pub fn ready(disk: Option<&DiskStatus>, min_gib: u32) -> Result<(), NotReady> {
     let Some(d) = disk else {
-        return Err(format!(
-            "no patch disk: attach a second disk of at least {min_gib} GiB (patch.min_disk_gib) and reboot"
-        ));
+        return Err(NotReady::NoDisk { min_gib });
     };
     if d.size_bytes < u64::from(min_gib) * GIB {
-        return Err(format!(
-            "the patch disk {} is {}",
-            d.device,
-            too_small(d.size_bytes, min_gib)
-        ));
+        return Err(NotReady::TooSmall {
+            device: d.device.clone(),
+            size_bytes: d.size_bytes,
+            min_gib,
+        });
     }
     if d.mount.is_none() {
-        return Err(format!(
-            "the patch disk {} is not usable: {}",
-            d.device, d.state
-        ));
+        return Err(NotReady::NotUsable {
+            device: d.device.clone(),
+            state: d.state.clone(),
+        });
     }
     Ok(())
 }
@@ -252,14 +288,17 @@ mod tests {
     fn patch_mode_needs_a_mounted_disk_of_the_minimum_size() {
         assert!(ready(Some(&disk(2, true)), 1).is_ok());
         assert_eq!(
-            ready(Some(&disk(1, true)), 2).unwrap_err(),
+            ready(Some(&disk(1, true)), 2).unwrap_err().to_string(),
             "the patch disk vdb is too small: 1.0 GiB; patch mode needs at least 2 GiB (patch.min_disk_gib)"
         );
         assert_eq!(
-            ready(Some(&disk(2, false)), 1).unwrap_err(),
+            ready(Some(&disk(2, false)), 1).unwrap_err().to_string(),
             "the patch disk vdb is not usable: holds an XFS filesystem: not formatted"
         );
-        assert!(ready(None, 250).unwrap_err().starts_with("no patch disk"));
+        assert!(ready(None, 250)
+            .unwrap_err()
+            .to_string()
+            .starts_with("no patch disk"));
     }
 
     /// The minimum is in GiB: hypervisors (vSphere, Hyper-V, Proxmox) make
@@ -275,7 +314,9 @@ mod tests {
         };
         assert!(ready(Some(&sized(250 * GIB)), min).is_ok());
         assert_eq!(
-            ready(Some(&sized(250_000_000_000)), min).unwrap_err(),
+            ready(Some(&sized(250_000_000_000)), min)
+                .unwrap_err()
+                .to_string(),
             "the patch disk vdb is too small: 232.8 GiB; patch mode needs at least 250 GiB (patch.min_disk_gib)"
         );
         assert!(ready(Some(&sized(250 * GIB - 512)), min).is_err());

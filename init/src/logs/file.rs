@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::uptime::uptime;
+use crate::pid1::uptime::uptime;
 
 /// Size a file never outgrows: a line that would take it past this goes
 /// into a new file, after a rotation.

@@ -52,7 +52,7 @@ pub fn follow(dir: &Path) {
             Ok(n) => {
                 let record = String::from_utf8_lossy(&buf[..n]);
                 if let Some((t, message)) = parse(&record) {
-                    let message = crate::cmdline::redact_secrets(message);
+                    let message = crate::boot::cmdline::redact_secrets(message);
                     let message = message.as_ref();
                     super::while_running(|| match message.strip_prefix("init: ") {
                         Some(ours) => init.line_at(t, strip_stamp(ours)),

@@ -1,13 +1,17 @@
-//! The appliance's logs on the state partition, in `/var/log/gateway`: one
-//! file per unit (its stdout and stderr), `init.log` (PID 1's own
-//! messages) and `kernel.log` (the rest of the kernel log), each rotated by
-//! size ([`file`]); a total cap that removes the oldest rotated files first
-//! and nothing else ([`cap`]); the kernel log follower ([`kmsg`]); and tail
-//! and search for the control API ([`read`]).
-
+//! Every log line's way. PID 1's own messages go to each console and to
+//! the kernel log, prefixed with the uptime ([`console`]). On the state
+//! partition, in `/var/log/gateway`: one file per unit (its stdout and
+//! stderr), `init.log` (PID 1's own messages) and `kernel.log` (the rest of
+//! the kernel log), each rotated by size ([`file`]); a total cap that
+//! removes the oldest rotated files first and nothing else ([`cap`]); the
+//! kernel log follower that fills the last two ([`kmsg`]); a unit's output
+//! cut into bounded lines ([`lines`]); and tail and search for the control
+//! API ([`read`]).
 pub mod cap;
+pub mod console;
 pub mod file;
 pub mod kmsg;
+pub mod lines;
 pub mod read;
 
 pub const LOG_ROOT: &str = "/var/log/gateway";

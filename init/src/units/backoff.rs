@@ -1,7 +1,7 @@
 //! When to start a unit again after it exits: exponential backoff, reset by
-//! a run that lasted; a unit that keeps failing quickly is given up on
-//! (failed) until an administrator restarts it. No clock inside: the caller
-//! passes the times.
+//! a run that lasted; a unit that keeps failing quickly is marked failed and
+//! tried again at a slow interval (or at once when an administrator restarts
+//! it). No clock inside: the caller passes the times.
 
 use std::time::Instant;
 
@@ -11,8 +11,9 @@ use super::table::RestartPolicy;
 pub enum AfterExit {
     /// Start again at this instant.
     RestartAt(Instant),
-    /// Too many quick failures in a row: stop trying.
-    GiveUp,
+    /// Too many quick failures in a row: failed, tried again at this
+    /// instant (the policy's slow `retry_failed`) unless restarted sooner.
+    Failed { retry_at: Instant },
 }
 
 #[derive(Debug, Clone)]
@@ -37,7 +38,9 @@ impl Backoff {
         }
         self.quick_failures += 1;
         if self.quick_failures >= self.policy.give_up_after {
-            return AfterExit::GiveUp;
+            return AfterExit::Failed {
+                retry_at: now + self.policy.retry_failed,
+            };
         }
         let delay = self
             .policy
@@ -65,7 +68,7 @@ mod tests {
     use crate::units::table::RESTART;
 
     #[test]
-    fn quick_failures_back_off_then_give_up() {
+    fn quick_failures_back_off_then_fail_and_retry_slowly() {
         let mut b = Backoff::new(RESTART);
         let t0 = Instant::now();
         let mut t = t0;
@@ -78,11 +81,23 @@ mod tests {
                     delays.push((at - t).as_secs());
                     t = at;
                 }
-                AfterExit::GiveUp => break,
+                AfterExit::Failed { retry_at } => {
+                    assert_eq!(retry_at, t + RESTART.retry_failed);
+                    break;
+                }
             }
         }
         assert_eq!(delays, [1, 2, 4, 8]);
         assert_eq!(b.quick_failures(), RESTART.give_up_after);
+        // The slow retry fails quickly again: failed again, for as long.
+        let started = t + RESTART.retry_failed;
+        let t = started + Duration::from_secs(1);
+        assert_eq!(
+            b.exited(started, t),
+            AfterExit::Failed {
+                retry_at: t + RESTART.retry_failed
+            }
+        );
         b.reset();
         assert_eq!(
             b.exited(t, t),
@@ -112,7 +127,7 @@ mod tests {
         };
         let mut b = Backoff::new(policy);
         let t = Instant::now();
-        let mut last = AfterExit::GiveUp;
+        let mut last = AfterExit::Failed { retry_at: t };
         for _ in 0..50 {
             last = b.exited(t, t);
         }

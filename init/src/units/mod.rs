@@ -2,8 +2,13 @@
 //! ([`table`]), a sandbox for each ([`sandbox`]), a log file each
 //! ([`crate::logs`]), and a supervising task each ([`runner`]) that restarts a
 //! unit with backoff ([`backoff`]) and applies configuration changes to it.
+//! The cache's appliance CA is read and installed by running the cache's
+//! own binary as its user ([`cacheca`]).
 
 pub mod backoff;
+pub mod cacheca;
+pub mod command;
+pub mod listener;
 pub mod runner;
 pub mod sandbox;
 pub mod table;
@@ -19,8 +24,8 @@ use tracing::{info, warn};
 
 use tokio::sync::mpsc;
 
-use crate::appliance::Appliance;
-use runner::UnitCommand;
+use crate::state::Appliance;
+use command::UnitCommand;
 
 /// Starts a supervising task for every unit; returns the channels that
 /// reach them (for the control API's restart).
@@ -45,6 +50,15 @@ pub(crate) fn record_started(name: &'static str, pid: i32) {
     r.push((name, pid));
 }
 
+/// Whether the unit `name` has a process (it started and has not exited).
+pub fn is_running(name: &str) -> bool {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(n, _)| *n == name)
+}
+
 pub(crate) fn record_exited(name: &str) {
     RUNNING
         .lock()
@@ -58,7 +72,7 @@ pub(crate) fn record_exited(name: &str) {
 pub fn stop_in_order(timeout: Duration) {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
     stop_units(&running, timeout, || {
-        crate::reaper::reap_all();
+        crate::pid1::reaper::reap_all();
     });
 }
 

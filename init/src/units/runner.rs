@@ -12,27 +12,56 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::Config;
-use gateway_control::protocol::{DiskStatus, NetworkStatus, ReportOffer, UnitStatus};
+use gateway_control::protocol::{DiskStatus, DnsStatus, NetworkStatus, ReportOffer, UnitStatus};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::backoff::{AfterExit, Backoff};
-use super::sandbox::{self, Prepared};
+use super::command::UnitCommand;
+use super::sandbox::{self, Prepared, SandboxError};
 use super::table::{settings_path, Dependency, UnitSpec};
-use crate::appliance::Appliance;
-use crate::children;
 use crate::logs::file::{LogFile, MAX_BYTES};
+use crate::logs::lines::Lines;
 use crate::logs::LOG_ROOT;
+use crate::pid1::children;
+use crate::state::Appliance;
 
 /// How long a unit has to exit after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub enum UnitCommand {
-    Restart(oneshot::Sender<()>),
+/// Why a unit did not start (or its new settings were not written): the
+/// unit's status detail says it in these words.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitStartError {
+    /// Its sandbox, or a file in it, could not be made.
+    #[error("{0}")]
+    Sandbox(#[from] SandboxError),
+    #[error("open {path}: {source}")]
+    OpenTerminal {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    ShareTerminal {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("output pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("bind {path}: {source}")]
+    Listener {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("start {binary}: {source}")]
+    Spawn {
+        binary: &'static str,
+        source: std::io::Error,
+    },
 }
 
 fn publish(a: &Appliance, name: &str, state: &str, detail: String) {
@@ -124,11 +153,9 @@ fn render(spec: &UnitSpec, config: &Config) -> Vec<(&'static str, String)> {
 
 /// Writes them into the unit's runtime directory, the settings last (they
 /// name the others).
-fn write_all(sandbox: &Prepared, files: &[(&'static str, String)]) -> Result<(), String> {
+fn write_all(sandbox: &Prepared, files: &[(&'static str, String)]) -> Result<(), SandboxError> {
     for (name, text) in files {
-        sandbox
-            .write_private(name, text)
-            .map_err(|e| e.to_string())?;
+        sandbox.write_private(name, text)?;
     }
     Ok(())
 }
@@ -157,7 +184,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// A unit's terminal, three times (stdin, stdout, stderr); opened without
 /// becoming PID 1's controlling terminal (the unit takes it in its session).
-fn terminal(tty: &str) -> Result<(Stdio, Stdio, Stdio), String> {
+fn terminal(tty: &str) -> Result<(Stdio, Stdio, Stdio), UnitStartError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = format!("/dev/{tty}");
     let file = std::fs::OpenOptions::new()
@@ -165,23 +192,65 @@ fn terminal(tty: &str) -> Result<(Stdio, Stdio, Stdio), String> {
         .write(true)
         .custom_flags(libc::O_NOCTTY)
         .open(&path)
-        .map_err(|e| format!("open {path}: {e}"))?;
-    let dup = |f: &std::fs::File| f.try_clone().map_err(|e| format!("{path}: {e}"));
+        .map_err(|source| UnitStartError::OpenTerminal {
+            path: path.clone(),
+            source,
+        })?;
+    let dup = |f: &std::fs::File| {
+        f.try_clone()
+            .map_err(|source| UnitStartError::ShareTerminal {
+                path: path.clone(),
+                source,
+            })
+    };
     Ok((dup(&file)?.into(), dup(&file)?.into(), file.into()))
 }
 
-/// Copies the unit's output into its log file until the pipe closes.
+/// The unit's stdin, stdout and stderr: its terminal, or none and a pipe
+/// whose read end (returned) goes to its log.
+fn connect(spec: &UnitSpec, cmd: &mut Command) -> Result<Option<OwnedFd>, UnitStartError> {
+    Ok(match spec.tty {
+        Some(tty) => {
+            let (stdin, stdout, stderr) = terminal(tty)?;
+            cmd.env("TERM", "linux")
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr);
+            None
+        }
+        None => {
+            let (read, write) = pipe().map_err(UnitStartError::Pipe)?;
+            let err_write = write.try_clone().map_err(UnitStartError::Pipe)?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(write))
+                .stderr(Stdio::from(err_write));
+            Some(read)
+        }
+    })
+}
+
+/// Copies the unit's output into its log file until the pipe closes: in
+/// lines of a bounded length, bytes that are not UTF-8 kept as U+FFFD.
 async fn keep_output(read: OwnedFd, mut log: LogFile) {
-    let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+    let Ok(mut receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
         return;
     };
-    let mut lines = BufReader::new(receiver).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.line(&line);
+    let mut lines = Lines::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match receiver.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => lines.push(&buf[..n]).iter().for_each(|l| log.line(l)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(last) = lines.finish() {
+        log.line(&last);
     }
 }
 
-fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
+fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, UnitStartError> {
     let caps = (spec.capabilities)(config);
     let memory = spec.memory.bytes(ram_bytes());
     let cgroup = match sandbox::cgroup(spec, memory) {
@@ -194,7 +263,7 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
             None
         }
     };
-    let prepared = Prepared::new(spec, &caps, cgroup.as_deref()).map_err(|e| e.to_string())?;
+    let prepared = Prepared::new(spec, &caps, cgroup.as_deref())?;
     let settings = render(spec, config);
     write_all(&prepared, &settings)?;
     debug_assert_eq!(
@@ -206,24 +275,16 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
         .env_clear()
         .env("PATH", "/usr/bin:/usr/sbin:/sbin")
         .current_dir(&prepared.state_path);
-    let output = match spec.tty {
-        Some(tty) => {
-            let (stdin, stdout, stderr) = terminal(tty)?;
-            cmd.env("TERM", "linux")
-                .stdin(stdin)
-                .stdout(stdout)
-                .stderr(stderr);
-            None
+    let output = connect(spec, &mut cmd)?;
+    if let Some(path) = spec.listener {
+        let fd = super::listener::get(path)
+            .map_err(|source| UnitStartError::Listener { path, source })?;
+        // SAFETY: `pass` makes two plain system calls on a descriptor that
+        // PID 1 keeps open for its life.
+        unsafe {
+            cmd.pre_exec(move || super::listener::pass(fd));
         }
-        None => {
-            let (read, write) = pipe().map_err(|e| format!("output pipe: {e}"))?;
-            let err_write = write.try_clone().map_err(|e| format!("output pipe: {e}"))?;
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(write))
-                .stderr(Stdio::from(err_write));
-            Some(read)
-        }
-    };
+    }
     let prepared = Arc::new(prepared);
     let in_child = prepared.clone();
     // SAFETY: `enter` only makes system calls on data prepared before the
@@ -232,7 +293,10 @@ fn start(spec: &'static UnitSpec, config: &Config) -> Result<Running, String> {
         cmd.pre_exec(move || in_child.enter());
     }
     let (child, exited) =
-        children::spawn_watched(&mut cmd).map_err(|e| format!("start {}: {e}", spec.binary))?;
+        children::spawn_watched(&mut cmd).map_err(|source| UnitStartError::Spawn {
+            binary: spec.binary,
+            source,
+        })?;
     let pid = child.id() as i32;
     drop(child);
     super::record_started(spec.name, pid);
@@ -294,43 +358,260 @@ async fn stop_process(
     status
 }
 
+/// How a supervised run of a unit ended.
+enum Ended {
+    /// The unit exited by itself: it is restarted after its backoff.
+    Exited(WaitStatus),
+    /// PID 1 stopped it (disabled, new settings, the patch disk, a restart
+    /// request): it starts again as soon as it may.
+    Stopped,
+    /// The appliance's state is gone: the task ends.
+    Gone,
+}
+
+/// What a configuration change means for a running unit.
+enum Change {
+    /// Nothing it reads changed.
+    None,
+    /// New settings, for a unit that reloads them on SIGHUP.
+    Reload(Vec<(&'static str, String)>),
+    /// It may no longer run: it stops.
+    Stop,
+    /// New settings it takes only at start: it restarts.
+    Restart,
+}
+
+/// Decides (and logs) what the configuration `c` means for `running`.
+fn change(spec: &UnitSpec, appliance: &Appliance, running: &Running, c: &Config) -> Change {
+    if !(spec.enabled)(c) {
+        info!("unit {}: disabled: stopping it", spec.name);
+        return Change::Stop;
+    }
+    let wants_report = spec.depends.contains(&Dependency::SshOrReport);
+    if wants_report && !c.ssh.enabled && appliance.report.borrow().is_none() {
+        info!(
+            "unit {}: SSH disabled and no diagnostics report waiting: stopping it",
+            spec.name
+        );
+        return Change::Stop;
+    }
+    let settings = render(spec, c);
+    let caps = (spec.capabilities)(c);
+    if settings == running.settings && caps == running.caps {
+        Change::None
+    } else if spec.reload && caps == running.caps {
+        Change::Reload(settings)
+    } else {
+        info!("unit {}: settings changed: restarting it", spec.name);
+        Change::Restart
+    }
+}
+
+/// Writes the new settings and sends SIGHUP; on a failure the unit keeps
+/// running with the old ones.
+fn reload(spec: &UnitSpec, running: &mut Running, settings: Vec<(&'static str, String)>) {
+    match write_all(&running.sandbox, &settings) {
+        Ok(()) => {
+            let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
+            info!("unit {}: settings changed: reloaded (SIGHUP)", spec.name);
+            running.settings = settings;
+        }
+        Err(e) => error!("unit {}: {e}", spec.name),
+    }
+}
+
+/// Supervises a started unit until it exits or PID 1 stops it: applies
+/// configuration, DNS, patch disk and report changes, and restart requests.
+async fn supervise(
+    spec: &'static UnitSpec,
+    appliance: &Appliance,
+    mut running: Running,
+    ch: &mut Channels,
+    backoff: &mut Backoff,
+) -> Ended {
+    let wants_report = spec.depends.contains(&Dependency::SshOrReport);
+    loop {
+        tokio::select! {
+            status = &mut running.exited => {
+                return Ended::Exited(status.unwrap_or(WaitStatus::StillAlive));
+            }
+            r = ch.config.changed() => {
+                if r.is_err() { return Ended::Gone }
+                let c = ch.config.borrow_and_update().clone();
+                match change(spec, appliance, &running, &c) {
+                    Change::None => {}
+                    Change::Reload(settings) => reload(spec, &mut running, settings),
+                    Change::Stop => {
+                        stop(spec.name, running).await;
+                        return Ended::Stopped;
+                    }
+                    Change::Restart => {
+                        stop(spec.name, running).await;
+                        backoff.reset();
+                        return Ended::Stopped;
+                    }
+                }
+            }
+            r = ch.disks.changed(), if spec.patch_dir => {
+                if r.is_err() { return Ended::Gone }
+                // The patch disk came (a format) or went: the unit's
+                // directory there is part of its sandbox.
+                let mounted = ch
+                    .disks
+                    .borrow_and_update()
+                    .iter()
+                    .any(|d| d.role == "patch" && d.mount.is_some());
+                if mounted != running.sandbox.patch_path.is_some() {
+                    info!("unit {}: the patch disk changed: restarting it", spec.name);
+                    stop(spec.name, running).await;
+                    backoff.reset();
+                    return Ended::Stopped;
+                }
+            }
+            r = ch.report.changed(), if wants_report => {
+                if r.is_err() { return Ended::Gone }
+                let c = ch.config.borrow().clone();
+                if waiting_for(spec, appliance, &c).is_some() {
+                    info!("unit {}: no diagnostics report waiting and SSH disabled: stopping it", spec.name);
+                    stop(spec.name, running).await;
+                    return Ended::Stopped;
+                }
+            }
+            r = ch.dns.changed(), if spec.reload => {
+                if r.is_err() { return Ended::Gone }
+                // The unit's resolver read resolv.conf when it started.
+                ch.dns.borrow_and_update();
+                let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
+                info!("unit {}: DNS servers changed: reloaded (SIGHUP)", spec.name);
+            }
+            Some(UnitCommand::Restart(done)) = ch.commands.recv() => {
+                info!("unit {}: restart requested", spec.name);
+                stop(spec.name, running).await;
+                backoff.reset();
+                let _ = done.send(());
+                return Ended::Stopped;
+            }
+        }
+    }
+}
+
+/// After a unit exited by itself: waits its backoff (a restart request cuts
+/// it short), or, failed after too many quick exits, the slow retry or an
+/// administrator's restart. False when the appliance's state is gone.
+async fn after_exit(
+    spec: &UnitSpec,
+    appliance: &Appliance,
+    status: WaitStatus,
+    started: Instant,
+    ch: &mut Channels,
+    backoff: &mut Backoff,
+) -> bool {
+    let now = Instant::now();
+    match backoff.exited(started, now) {
+        AfterExit::RestartAt(at) => {
+            let wait = at - now;
+            warn!(
+                "unit {}: exited ({}); restarting in {} s",
+                spec.name,
+                describe(&status),
+                wait.as_secs()
+            );
+            publish(
+                appliance,
+                spec.name,
+                "activating",
+                format!(
+                    "exited ({}); restarting in {} s",
+                    describe(&status),
+                    wait.as_secs()
+                ),
+            );
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                Some(UnitCommand::Restart(done)) = ch.commands.recv() => { backoff.reset(); let _ = done.send(()); }
+            }
+            true
+        }
+        AfterExit::Failed { retry_at } => {
+            let why = format!(
+                "exited {} times in a row ({}); tried again in {} s, or now with gatewayctl restart {}",
+                backoff.quick_failures(),
+                describe(&status),
+                spec.restart.retry_failed.as_secs(),
+                spec.name
+            );
+            error!("unit {}: failed: {why}", spec.name);
+            publish(appliance, spec.name, "failed", why);
+            let retry = tokio::time::sleep_until(retry_at.into());
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    r = ch.config.changed() => if r.is_err() { return false },
+                    Some(UnitCommand::Restart(done)) = ch.commands.recv() => {
+                        info!("unit {}: restart requested", spec.name);
+                        backoff.reset();
+                        let _ = done.send(());
+                        return true;
+                    }
+                    () = &mut retry => {
+                        info!("unit {}: trying again after its failure", spec.name);
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a unit's task follows for its life.
+struct Channels {
+    config: watch::Receiver<Config>,
+    network: watch::Receiver<NetworkStatus>,
+    dns: watch::Receiver<DnsStatus>,
+    disks: watch::Receiver<Vec<DiskStatus>>,
+    report: watch::Receiver<Option<ReportOffer>>,
+    commands: mpsc::Receiver<UnitCommand>,
+}
+
 /// The unit's life, for as long as PID 1 runs.
 pub async fn run(
     spec: &'static UnitSpec,
     appliance: Arc<Appliance>,
-    mut commands: mpsc::Receiver<UnitCommand>,
+    commands: mpsc::Receiver<UnitCommand>,
 ) {
-    let mut config = appliance.subscribe();
-    let mut network = appliance.network.subscribe();
-    let mut dns = appliance.dns.subscribe();
-    let mut disks = appliance.disks.subscribe();
-    let mut report = appliance.report.subscribe();
-    let wants_report = spec.depends.contains(&Dependency::SshOrReport);
+    let mut ch = Channels {
+        config: appliance.subscribe(),
+        network: appliance.network.subscribe(),
+        dns: appliance.dns.subscribe(),
+        disks: appliance.disks.subscribe(),
+        report: appliance.report.subscribe(),
+        commands,
+    };
     let mut backoff = Backoff::new(spec.restart);
     publish(&appliance, spec.name, "inactive", "starting".into());
-    'life: loop {
+    loop {
         let mut follow = Follow {
-            config: &mut config,
-            network: &mut network,
-            disks: &mut disks,
-            report: &mut report,
+            config: &mut ch.config,
+            network: &mut ch.network,
+            disks: &mut ch.disks,
+            report: &mut ch.report,
         };
-        if !wait_until_startable(spec, &appliance, &mut follow, &mut commands).await {
+        if !wait_until_startable(spec, &appliance, &mut follow, &mut ch.commands).await {
             return;
         }
-        let current = config.borrow_and_update().clone();
+        let current = ch.config.borrow_and_update().clone();
         // What the unit starts with is not a change to reload for (and a
         // SIGHUP before its handler is installed would kill it).
-        dns.borrow_and_update();
-        let mut running = match start(spec, &current) {
+        ch.dns.borrow_and_update();
+        let running = match start(spec, &current) {
             Ok(r) => r,
             Err(e) => {
                 error!("unit {}: {e}", spec.name);
-                publish(&appliance, spec.name, "failed", e);
+                publish(&appliance, spec.name, "failed", e.to_string());
                 // Retry on the next change or an administrator's restart.
                 tokio::select! {
-                    r = config.changed() => if r.is_err() { return },
-                    Some(UnitCommand::Restart(done)) = commands.recv() => { let _ = done.send(()); }
+                    r = ch.config.changed() => if r.is_err() { return },
+                    Some(UnitCommand::Restart(done)) = ch.commands.recv() => { let _ = done.send(()); }
                 }
                 continue;
             }
@@ -341,130 +622,15 @@ pub async fn run(
             "active",
             format!("running, pid {}", running.pid),
         );
-        // Supervise it.
-        let status = loop {
-            tokio::select! {
-                status = &mut running.exited => break status.unwrap_or(WaitStatus::StillAlive),
-                r = config.changed() => {
-                    if r.is_err() { return }
-                    let c = config.borrow_and_update().clone();
-                    if !(spec.enabled)(&c) {
-                        info!("unit {}: disabled: stopping it", spec.name);
-                        stop(spec.name, running).await;
-                        continue 'life;
-                    }
-                    if wants_report && !c.ssh.enabled && appliance.report.borrow().is_none() {
-                        info!("unit {}: SSH disabled and no diagnostics report waiting: stopping it", spec.name);
-                        stop(spec.name, running).await;
-                        continue 'life;
-                    }
-                    let settings = render(spec, &c);
-                    let caps = (spec.capabilities)(&c);
-                    if settings == running.settings && caps == running.caps {
-                        continue;
-                    }
-                    if spec.reload && caps == running.caps {
-                        match write_all(&running.sandbox, &settings) {
-                            Ok(()) => {
-                                let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
-                                info!("unit {}: settings changed: reloaded (SIGHUP)", spec.name);
-                                running.settings = settings;
-                            }
-                            Err(e) => error!("unit {}: {e}", spec.name),
-                        }
-                    } else {
-                        info!("unit {}: settings changed: restarting it", spec.name);
-                        stop(spec.name, running).await;
-                        backoff.reset();
-                        continue 'life;
-                    }
-                }
-                r = disks.changed(), if spec.patch_dir => {
-                    if r.is_err() { return }
-                    // The patch disk came (a format) or went: the unit's
-                    // directory there is part of its sandbox.
-                    let mounted = disks
-                        .borrow_and_update()
-                        .iter()
-                        .any(|d| d.role == "patch" && d.mount.is_some());
-                    if mounted != running.sandbox.patch_path.is_some() {
-                        info!("unit {}: the patch disk changed: restarting it", spec.name);
-                        stop(spec.name, running).await;
-                        backoff.reset();
-                        continue 'life;
-                    }
-                }
-                r = report.changed(), if wants_report => {
-                    if r.is_err() { return }
-                    let c = config.borrow().clone();
-                    if waiting_for(spec, &appliance, &c).is_some() {
-                        info!("unit {}: no diagnostics report waiting and SSH disabled: stopping it", spec.name);
-                        stop(spec.name, running).await;
-                        continue 'life;
-                    }
-                }
-                r = dns.changed(), if spec.reload => {
-                    if r.is_err() { return }
-                    // The unit's resolver read resolv.conf when it started.
-                    dns.borrow_and_update();
-                    let _ = kill(Pid::from_raw(running.pid), Signal::SIGHUP);
-                    info!("unit {}: DNS servers changed: reloaded (SIGHUP)", spec.name);
-                }
-                Some(UnitCommand::Restart(done)) = commands.recv() => {
-                    info!("unit {}: restart requested", spec.name);
-                    stop(spec.name, running).await;
-                    backoff.reset();
-                    let _ = done.send(());
-                    continue 'life;
-                }
-            }
+        let started = running.started;
+        let status = match supervise(spec, &appliance, running, &mut ch, &mut backoff).await {
+            Ended::Exited(status) => status,
+            Ended::Stopped => continue,
+            Ended::Gone => return,
         };
         super::record_exited(spec.name);
-        let now = Instant::now();
-        match backoff.exited(running.started, now) {
-            AfterExit::RestartAt(at) => {
-                let wait = at - now;
-                warn!(
-                    "unit {}: exited ({}); restarting in {} s",
-                    spec.name,
-                    describe(&status),
-                    wait.as_secs()
-                );
-                publish(
-                    &appliance,
-                    spec.name,
-                    "activating",
-                    format!(
-                        "exited ({}); restarting in {} s",
-                        describe(&status),
-                        wait.as_secs()
-                    ),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    Some(UnitCommand::Restart(done)) = commands.recv() => { backoff.reset(); let _ = done.send(()); }
-                }
-            }
-            AfterExit::GiveUp => {
-                let why = format!(
-                    "exited {} times in a row ({}); not restarted until requested",
-                    backoff.quick_failures(),
-                    describe(&status)
-                );
-                error!("unit {}: failed: {why}", spec.name);
-                publish(&appliance, spec.name, "failed", why);
-                loop {
-                    tokio::select! {
-                        r = config.changed() => if r.is_err() { return },
-                        Some(UnitCommand::Restart(done)) = commands.recv() => {
-                            info!("unit {}: restart requested", spec.name);
-                            backoff.reset();
-                            let _ = done.send(());
-                            break;
-                        }
-                    }
-                }
-            }
+        if !after_exit(spec, &appliance, status, started, &mut ch, &mut backoff).await {
+            return;
         }
     }
 }
@@ -537,6 +703,42 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    /// A unit that prints bytes that are not UTF-8, then a line without an
+    /// end longer than the bound, then more: all of it reaches its log (the
+    /// log stopped at the first invalid byte).
+    #[test]
+    fn a_unit_printing_binary_and_endless_lines_keeps_its_log() {
+        let _alone = crate::testlog::own_children();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "printf 'before\\377\\376binary\\n'; head -c 100000 /dev/zero | tr '\\0' x; echo; echo after",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = OwnedFd::from(child.stdout.take().unwrap());
+        block_on(keep_output(
+            out,
+            LogFile::new(dir.path(), "binary", MAX_BYTES),
+        ));
+        assert!(child.wait().unwrap().success());
+        let text = std::fs::read_to_string(dir.path().join("binary.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("] before\u{fffd}\u{fffd}binary"),
+            "{:?}",
+            lines[0]
+        );
+        assert!(lines.last().unwrap().ends_with("] after"), "{text:.200}");
+        let xs: usize = lines.iter().map(|l| l.matches('x').count()).sum();
+        assert_eq!(xs, 100_000);
+        assert!(lines
+            .iter()
+            .all(|l| l.len() <= crate::logs::lines::MAX_LINE + 16));
     }
 
     #[test]
@@ -664,6 +866,48 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(100), wait.as_mut())
             .await
             .is_err()
+    }
+
+    /// A unit failed after its quick exits is tried again at the slow
+    /// interval with nobody asking, and says when in its status (it stayed
+    /// down until someone restarted it by hand).
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_failed_unit_is_tried_again_at_the_slow_interval() {
+        let (w, commands) = appliance(Config::default());
+        let a = &w.appliance;
+        let spec = crate::units::table::unit("proxy").unwrap();
+        let mut ch = Channels {
+            config: a.subscribe(),
+            network: a.network.subscribe(),
+            dns: a.dns.subscribe(),
+            disks: a.disks.subscribe(),
+            report: a.report.subscribe(),
+            commands,
+        };
+        let mut backoff = Backoff::new(spec.restart);
+        for _ in 1..spec.restart.give_up_after {
+            backoff.exited(Instant::now(), Instant::now());
+        }
+        let status = WaitStatus::Exited(Pid::from_raw(1), 1);
+        let t0 = tokio::time::Instant::now();
+        let again = tokio::time::timeout(
+            spec.restart.retry_failed * 2,
+            after_exit(spec, a, status, Instant::now(), &mut ch, &mut backoff),
+        )
+        .await;
+        assert_eq!(again, Ok(true), "tried again");
+        let waited = t0.elapsed();
+        assert!(
+            (spec.restart.retry_failed..spec.restart.retry_failed + Duration::from_secs(1))
+                .contains(&waited),
+            "{waited:?}"
+        );
+        let (state, why) = detail(a, "proxy");
+        assert_eq!(state, "failed");
+        assert!(
+            why.starts_with("exited 5 times in a row (exit status 1); tried again in 300 s"),
+            "{why}"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

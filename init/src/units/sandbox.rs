@@ -16,6 +16,8 @@ use std::io;
 use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use gateway_fsutil::{write_atomic, AtomicWriteError, WriteOptions};
+
 use super::table::UnitSpec;
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -36,6 +38,8 @@ pub enum SandboxError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SandboxError + 'a {
@@ -133,7 +137,7 @@ impl Prepared {
         private_dir(&state_path, spec.uid, spec.gid)?;
         private_dir(&runtime_path, spec.uid, spec.gid)?;
         let patch_mount = Path::new(crate::disks::patch::MOUNT_POINT);
-        let patch_mounted = crate::mounts::is_mount_point(patch_mount);
+        let patch_mounted = crate::boot::mounts::is_mount_point(patch_mount);
         let patch_path = (spec.patch_dir && patch_mounted).then(|| patch_mount.join(spec.name));
         if let Some(p) = &patch_path {
             private_dir(p, spec.uid, spec.gid)?;
@@ -168,40 +172,44 @@ impl Prepared {
     }
 
     /// Writes a file the unit reads (its settings): owned by the unit,
-    /// mode 0600, replaced whole.
+    /// mode 0600, replaced whole. The runtime directory is on /run (tmpfs,
+    /// rewritten at every start): the fsyncs of the replacement cost nothing
+    /// there, only its atomicity matters.
     pub fn write_private(&self, name: &str, text: &str) -> Result<PathBuf, SandboxError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.runtime_path.join(name);
-        let tmp = self.runtime_path.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(text.as_bytes())
-            .map_err(io_err("write", &tmp))?;
-        drop(f);
-        chown(&tmp, Some(self.uid), Some(self.gid)).map_err(io_err("chown", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err("rename to", &path))?;
+        write_atomic(
+            &path,
+            text.as_bytes(),
+            &WriteOptions::private().owner(self.uid, self.gid),
+        )?;
         Ok(path)
     }
 
-    /// In the child, between fork and exec.
+    /// In the child, between fork and exec: a session of its own, its
+    /// limits and cgroup, its mounts, its user and capabilities, then no
+    /// new privileges.
     ///
     /// # Safety
     /// Only system calls on data prepared before the fork: no allocation,
     /// no locks.
     pub unsafe fn enter(&self) -> io::Result<()> {
-        let check = |r: libc::c_int| {
-            if r == -1 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        };
+        // SAFETY: the steps below are this function's, in the child between
+        // fork and exec, as its caller promises.
+        unsafe {
+            self.enter_session()?;
+            self.enter_mounts()?;
+            self.enter_identity()?;
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+        }
+    }
+
+    /// [`Prepared::enter`]'s first step: a session (and the terminal, for
+    /// a console), the open-files limit, the cgroup, SIGHUP ignored for a
+    /// unit that asks.
+    ///
+    /// # Safety
+    /// As [`Prepared::enter`]: in the child between fork and exec only.
+    unsafe fn enter_session(&self) -> io::Result<()> {
         // SAFETY: plain system calls on pointers to data owned by `self`,
         // which outlives them; nothing here allocates or takes a lock.
         unsafe {
@@ -229,6 +237,19 @@ impl Prepared {
             if self.ignore_hup && libc::signal(libc::SIGHUP, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(io::Error::last_os_error());
             }
+        }
+        Ok(())
+    }
+
+    /// [`Prepared::enter`]'s mounts: a mount namespace of its own, its
+    /// writable directories bound onto themselves, the rest read-only.
+    ///
+    /// # Safety
+    /// As [`Prepared::enter`]: in the child between fork and exec only.
+    unsafe fn enter_mounts(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on pointers to data owned by `self`,
+        // which outlives them; nothing here allocates or takes a lock.
+        unsafe {
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Our mounts stop propagating to init's namespace and back.
             check(libc::mount(
@@ -262,6 +283,20 @@ impl Prepared {
                     std::ptr::null(),
                 ))?;
             }
+        }
+        Ok(())
+    }
+
+    /// [`Prepared::enter`]'s identity: no supplementary groups, the unit's
+    /// group and user, and its capabilities kept across the change of user
+    /// (permitted, effective, inheritable and ambient).
+    ///
+    /// # Safety
+    /// As [`Prepared::enter`]: in the child between fork and exec only.
+    unsafe fn enter_identity(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on pointers to data owned by `self`,
+        // which outlives them; nothing here allocates or takes a lock.
+        unsafe {
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setresgid(self.gid, self.gid, self.gid))?;
             if self.caps != 0 {
@@ -269,52 +304,74 @@ impl Prepared {
             }
             check(libc::setresuid(self.uid, self.uid, self.uid))?;
             if self.caps != 0 {
-                // capset(2), version 3: two 32-bit words per set.
-                #[repr(C)]
-                struct Header {
-                    version: u32,
-                    pid: libc::c_int,
-                }
-                #[repr(C)]
-                #[derive(Clone, Copy)]
-                struct Data {
-                    effective: u32,
-                    permitted: u32,
-                    inheritable: u32,
-                }
-                let header = Header {
-                    version: 0x2008_0522,
-                    pid: 0,
-                };
-                let lo = self.caps as u32;
-                let hi = (self.caps >> 32) as u32;
-                let data = [
-                    Data {
-                        effective: lo,
-                        permitted: lo,
-                        inheritable: lo,
-                    },
-                    Data {
-                        effective: hi,
-                        permitted: hi,
-                        inheritable: hi,
-                    },
-                ];
-                if libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                for &cap in &self.cap_list {
-                    check(libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                        cap as libc::c_ulong,
-                        0 as libc::c_ulong,
-                        0 as libc::c_ulong,
-                    ))?;
-                }
+                self.enter_capabilities()?;
             }
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         }
+        Ok(())
+    }
+
+    /// The capabilities of [`Prepared::enter_identity`], once the user is
+    /// the unit's.
+    ///
+    /// # Safety
+    /// As [`Prepared::enter`]: in the child between fork and exec only.
+    unsafe fn enter_capabilities(&self) -> io::Result<()> {
+        // capset(2), version 3: two 32-bit words per set.
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let lo = self.caps as u32;
+        let hi = (self.caps >> 32) as u32;
+        let data = [
+            Data {
+                effective: lo,
+                permitted: lo,
+                inheritable: lo,
+            },
+            Data {
+                effective: hi,
+                permitted: hi,
+                inheritable: hi,
+            },
+        ];
+        // SAFETY: capset reads the header and the two data words on this
+        // stack; prctl takes plain integers. Nothing allocates.
+        unsafe {
+            if libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for &cap in &self.cap_list {
+                check(libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    cap as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                ))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A system call's `-1` as the error it set.
+pub(super) fn check(r: libc::c_int) -> io::Result<()> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
         Ok(())
     }
 }
@@ -328,7 +385,7 @@ mod tests {
     /// reach a mount below it).
     #[test]
     fn every_writable_memory_filesystem_the_boot_mounts_is_read_only_in_a_sandbox() {
-        let tmpfs: Vec<&str> = crate::mounts::early_mounts()
+        let tmpfs: Vec<&str> = crate::boot::mounts::early_mounts()
             .iter()
             .filter(|m| m.fstype == "tmpfs")
             .map(|m| m.target)

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use gateway_config::Config;
-use serde_json::json;
+use gateway_unit_settings::{
+    to_text, AgentSettings, CachePlacement, CacheSettings, ProxySettings, SftpSettings,
+};
 
 /// What a unit waits for before it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +41,17 @@ impl MemoryLimit {
 
 /// Restart with exponential backoff: `first`, doubling up to `max`; after
 /// `give_up_after` quick failures in a row (runs shorter than `stable`) the
-/// unit is marked failed until restarted by hand.
+/// unit is marked failed, and tried again every `retry_failed` (an
+/// appliance has nobody at its console to restart it; a fault that clears,
+/// such as a full disk or a missing upstream, must not keep it down) or at
+/// once when restarted by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
     pub first: Duration,
     pub max: Duration,
     pub stable: Duration,
     pub give_up_after: u32,
+    pub retry_failed: Duration,
 }
 
 pub const RESTART: RestartPolicy = RestartPolicy {
@@ -53,6 +59,7 @@ pub const RESTART: RestartPolicy = RestartPolicy {
     max: Duration::from_secs(30),
     stable: Duration::from_secs(30),
     give_up_after: 5,
+    retry_failed: Duration::from_secs(300),
 };
 
 /// The console is the administrator's way in: it comes back after every
@@ -62,6 +69,7 @@ pub const RESPAWN: RestartPolicy = RestartPolicy {
     max: Duration::from_secs(5),
     stable: Duration::from_secs(30),
     give_up_after: u32::MAX,
+    retry_failed: Duration::from_secs(5),
 };
 
 /// The console's user and group. The control socket is group `console`
@@ -104,38 +112,16 @@ pub struct UnitSpec {
     /// Gets its own writable directory on the patch disk,
     /// `/var/lib/patch/<name>`, when the disk is mounted.
     pub patch_dir: bool,
+    /// A socket PID 1 binds at this path and hands to the unit as
+    /// descriptor 3 ([`super::listener`]).
+    pub listener: Option<&'static str>,
 }
 
-/// Where a unit's settings file is written: `/run/units/<name>/settings.json`.
-pub fn settings_path(name: &str) -> String {
-    format!("/run/units/{name}/settings.json")
-}
-
-/// The upstream proxy as the services' settings give it (the password in
-/// clear: the file is the unit's own, mode 0600).
-fn upstream_json(c: &Config) -> Option<serde_json::Value> {
-    c.upstream.proxy.as_ref().map(|p| {
-        json!({
-            "host": p.host,
-            "port": p.port,
-            "user": c.upstream.user,
-            "password": c.upstream.password.as_ref().map(|s| s.expose()),
-        })
-    })
-}
+pub use gateway_unit_settings::settings_path;
 
 /// The proxy's settings (services/proxy `--config` format, docs/proxy.md).
 pub fn proxy_settings(c: &Config) -> String {
-    let upstream = upstream_json(c);
-    let settings = json!({
-        "listen": format!("0.0.0.0:{}", c.proxy.port),
-        "allowed_domains": c.allowed_domains,
-        "hosts": c.hosts,
-        "resolv_conf": gateway_resolver::RESOLV_CONF,
-        "patch": c.patch.enabled,
-        "upstream": upstream,
-    });
-    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+    to_text(&ProxySettings::from_config(c))
 }
 
 /// The cache unit's user and group (image/src/rootfs.rs has the same).
@@ -152,26 +138,17 @@ pub const CACHE_TIER_PERCENT: u64 = 30;
 /// docs/cache.md): the proxy's keys, then the cache's own. In patch mode
 /// the disk tier lives in the unit's directory on the patch disk.
 pub fn cache_settings(c: &Config) -> String {
-    let mut settings: serde_json::Value =
-        serde_json::from_str(&proxy_settings(c)).unwrap_or_else(|_| json!({}));
     let ram = nix::sys::sysinfo::sysinfo().map_or(256 << 20, |i| i.ram_total());
-    let cache = json!({
-        "listen": format!("0.0.0.0:{}", c.cache.port),
-        "ca_dir": CACHE_CA_DIR,
-        "tls_min_version": c.tls.min_version.to_string(),
-        "splice": c.cache.splice,
-        "memory_bytes": (ram * CACHE_TIER_PERCENT / 100).max(1 << 20),
-        "disk_dir": c.patch.enabled.then(|| format!("{}/cache", crate::disks::patch::MOUNT_POINT)),
-        "origin_ca_bundle": c.cache.origin_ca.as_ref().map(|_| CACHE_ORIGIN_CA),
-    });
-    if let (Some(all), Some(ours)) = (settings.as_object_mut(), cache.as_object()) {
-        for (k, v) in ours {
-            if !v.is_null() {
-                all.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+    let placement = CachePlacement {
+        ca_dir: CACHE_CA_DIR.into(),
+        memory_bytes: (ram * CACHE_TIER_PERCENT / 100).max(1 << 20),
+        disk_dir: c
+            .patch
+            .enabled
+            .then(|| format!("{}/cache", crate::disks::patch::MOUNT_POINT).into()),
+        origin_ca_bundle: c.cache.origin_ca.as_ref().map(|_| CACHE_ORIGIN_CA.into()),
+    };
+    to_text(&CacheSettings::from_config(c, placement))
 }
 
 /// Where the cache finds `cache.origin_ca` (its runtime directory).
@@ -196,33 +173,18 @@ pub fn cache_files(c: &Config) -> Vec<(&'static str, String)> {
     vec![("origin-ca.pem", pem)]
 }
 
-/// The management agent's settings (services/agent `AgentSettings`,
-/// docs/management-api.md).
+/// The management agent's settings (docs/management-api.md).
 pub fn agent_settings(c: &Config) -> String {
-    let upstream = upstream_json(c);
-    let settings = json!({
-        "pod": c.platform.pod,
-        "port": c.platform.port,
-        "checkin_interval_s": c.platform.checkin_interval_s,
-        "ca_bundle": c.platform.ca_bundle,
-        "upstream": upstream,
-        "hosts": c.hosts,
-        "resolv_conf": gateway_resolver::RESOLV_CONF,
-        "control_socket": gateway_control::protocol::AGENT_CONTROL_SOCKET,
-        "state_dir": "/var/lib/units/agent",
-        "socket": gateway_control::protocol::AGENT_SOCKET,
-    });
-    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+    to_text(&AgentSettings::from_config(c))
 }
 
 /// The SFTP server's settings (services/sftp): its port and the state
 /// directory where PID 1 puts the report and the offer.
 pub fn sftp_settings(_: &Config) -> String {
-    let settings = json!({
-        "listen": format!("0.0.0.0:{}", crate::diagnostics::SFTP_PORT),
-        "state_dir": crate::diagnostics::SFTP_STATE,
-    });
-    serde_json::to_string_pretty(&settings).unwrap_or_default() + "\n"
+    to_text(&SftpSettings {
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], crate::diagnostics::SFTP_PORT)),
+        state_dir: crate::diagnostics::SFTP_STATE.into(),
+    })
 }
 
 fn port_caps(port: u16) -> Vec<u32> {
@@ -256,6 +218,7 @@ const fn console(name: &'static str, tty: &'static str) -> UnitSpec {
         args: &["--cols", "80", "--rows", "25"],
         tty: Some(tty),
         patch_dir: false,
+        listener: None,
     }
 }
 
@@ -280,6 +243,7 @@ pub const UNITS: &[UnitSpec] = &[
         args: &["--config", "/run/units/proxy/settings.json"],
         tty: None,
         patch_dir: false,
+        listener: None,
     },
     UnitSpec {
         name: "cache",
@@ -301,6 +265,7 @@ pub const UNITS: &[UnitSpec] = &[
         args: &["run", "--config", "/run/units/cache/settings.json"],
         tty: None,
         patch_dir: true,
+        listener: None,
     },
     UnitSpec {
         name: "agent",
@@ -325,6 +290,7 @@ pub const UNITS: &[UnitSpec] = &[
         args: &["--config", "/run/units/agent/settings.json"],
         tty: None,
         patch_dir: false,
+        listener: Some(gateway_control::protocol::AGENT_SOCKET),
     },
     UnitSpec {
         name: "sftp",
@@ -348,6 +314,7 @@ pub const UNITS: &[UnitSpec] = &[
         args: &["--config", "/run/units/sftp/settings.json"],
         tty: None,
         patch_dir: false,
+        listener: None,
     },
     // The VM's screen (VMware, Hyper-V) and its first serial port.
     console("console-tty1", "tty1"),
@@ -363,44 +330,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_proxy_settings_follow_the_configuration_and_the_proxy_accepts_them() {
-        let c = Config::default()
-            .with_changes(&[
-                ("proxy.port", "3128"),
-                ("allowed_domains", "example.com"),
-                ("hosts", "api.example.com=10.0.2.2"),
-                ("upstream.proxy", "up.example.com:8080"),
-                ("upstream.user", "agent"),
-                ("upstream.password", "s3cret"),
-            ])
-            .unwrap();
+    fn the_proxy_settings_follow_the_configuration() {
+        let c = gateway_unit_settings::proxy::example_configuration();
         let text = proxy_settings(&c);
-        let parsed = gateway_proxy::settings::ProxySettings::parse(&text).unwrap();
+        let parsed = ProxySettings::parse(&text).unwrap();
         assert_eq!(parsed.listen.port(), 3128);
         assert_eq!(parsed.allowed_domains, ["example.com"]);
         assert_eq!(parsed.hosts["api.example.com"].to_string(), "10.0.2.2");
         let up = parsed.upstream.unwrap();
         assert_eq!(
-            (up.host.as_str(), up.port, up.password.as_deref()),
+            (
+                up.host.as_str(),
+                up.port,
+                up.password.as_ref().map(|p| p.expose())
+            ),
             ("up.example.com", 8080, Some("s3cret"))
         );
         // The defaults parse too.
-        gateway_proxy::settings::ProxySettings::parse(&proxy_settings(&Config::default())).unwrap();
+        ProxySettings::parse(&proxy_settings(&Config::default())).unwrap();
     }
 
     #[test]
-    fn the_cache_settings_follow_the_configuration_and_the_cache_accepts_them() {
-        let c = Config::default()
-            .with_changes(&[
-                ("cache.port", "3129"),
-                ("cache.splice", "pinned.example.com"),
-                ("tls.min_version", "1.3"),
-                ("allowed_domains", "example.com"),
-                ("patch.enabled", "true"),
-            ])
-            .unwrap();
+    fn the_cache_settings_follow_the_configuration() {
+        let c = gateway_unit_settings::cache::example_configuration();
         let text = cache_settings(&c);
-        let parsed = gateway_cache::settings::CacheSettings::parse(&text).unwrap();
+        let parsed = CacheSettings::parse(&text).unwrap();
         assert_eq!(parsed.proxy.listen.port(), 3129);
         assert!(parsed.proxy.patch);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -427,12 +381,12 @@ mod tests {
         );
         // Cache mode: memory only.
         let text = cache_settings(&Config::default());
-        gateway_cache::settings::CacheSettings::parse(&text).unwrap();
+        CacheSettings::parse(&text).unwrap();
         assert!(!text.contains("disk_dir"));
     }
 
     #[test]
-    fn the_agent_settings_follow_the_configuration_and_the_agent_accepts_them() {
+    fn the_agent_settings_follow_the_configuration() {
         let c = Config::default()
             .with_changes(&[
                 ("platform.pod", "qg1.apps.qualys.com"),
@@ -443,10 +397,7 @@ mod tests {
                 ("upstream.password", "s3cret"),
             ])
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("settings.json");
-        std::fs::write(&path, agent_settings(&c)).unwrap();
-        let s = gateway_agent::AgentSettings::load(&path).unwrap();
+        let s = AgentSettings::parse(&agent_settings(&c)).unwrap();
         assert_eq!(s.pod.as_deref(), Some("qg1.apps.qualys.com"));
         assert_eq!((s.port, s.checkin_interval_s), (443, 5));
         assert_eq!(
@@ -455,8 +406,7 @@ mod tests {
         );
         let up = s.upstream.unwrap();
         assert_eq!(up.password.unwrap().expose(), "s3cret");
-        std::fs::write(&path, agent_settings(&Config::default())).unwrap();
-        gateway_agent::AgentSettings::load(&path).unwrap();
+        AgentSettings::parse(&agent_settings(&Config::default())).unwrap();
     }
 
     #[test]

@@ -18,14 +18,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use crate::api::{
-    self, CertificateAssignment, CheckinRequest, CheckinResponse, Configuration,
-    ConfigurationResult,
-};
 use crate::connect::{tls_config, Dialer, ReachError, TlsSetupError};
 use crate::schedule::Schedule;
 use crate::settings::AgentSettings;
 use crate::state::{self, Registration, StateError};
+use gateway_management_api::api::{
+    self, CertificateAssignment, CheckinRequest, CheckinResponse, Configuration,
+    ConfigurationResult,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -136,11 +136,13 @@ impl Agent {
 
     /// Serves the agent's socket and checks in until the process ends.
     pub async fn run(self: Arc<Self>) -> Result<(), AgentError> {
-        let listener = gateway_control::server::bind(&self.settings.socket).map_err(|source| {
-            AgentError::Bind {
-                path: self.settings.socket.clone(),
-                source,
-            }
+        let listener = match self.settings.socket_fd {
+            Some(fd) => crate::listen::inherited(fd),
+            None => gateway_control::server::bind(&self.settings.socket),
+        }
+        .map_err(|source| AgentError::Bind {
+            path: self.settings.socket.clone(),
+            source,
         })?;
         tokio::spawn(gateway_control::server::serve(listener, self.clone()));
         self.checkin_loop().await;

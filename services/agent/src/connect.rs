@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::http::{self, HttpError, Message};
 use crate::settings::UpstreamSettings;
+use gateway_management_api::http::{self, HttpError, Message};
 
 /// Each step (resolve, connect, handshake, the exchange) has this long.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);

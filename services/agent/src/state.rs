@@ -3,14 +3,13 @@
 //! processed with its outcome. One JSON file, mode 0600, replaced
 //! atomically; the token is never logged (a [`Secret`]).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use gateway_config::Secret;
+use gateway_fsutil::{write_atomic, AtomicWriteError, WriteOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::api::ConfigurationResult;
+use gateway_management_api::api::ConfigurationResult;
 
 pub const FILE: &str = "registration.json";
 
@@ -47,6 +46,8 @@ pub enum StateError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Save(#[from] AtomicWriteError),
 }
 
 pub fn load(dir: &Path) -> Result<Option<Registration>, StateError> {
@@ -60,29 +61,17 @@ pub fn load(dir: &Path) -> Result<Option<Registration>, StateError> {
     }
 }
 
-/// Write a temporary file (0600), fsync, rename over, fsync the directory.
+/// Replaces the file atomically, mode 0600 (it holds the token): a
+/// temporary file, fsync, rename over, fsync of the directory.
 pub fn save(dir: &Path, reg: &Registration) -> Result<(), StateError> {
     let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let io = |source| StateError::Io {
+    std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
         path: path.clone(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    })?;
     let bytes = serde_json::to_vec_pretty(reg).expect("a Registration always serialises");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    write_atomic(&path, &bytes, &WriteOptions::private())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_agent::api::{self, CertificateAssignment, ConfigurationResult};
 use gateway_agent::settings::{AgentSettings, UpstreamSettings};
-use gateway_agent::sim::{ApplianceRecord, Sim, SimOptions};
 use gateway_agent::Agent;
 use gateway_config::Config;
 use gateway_control::protocol::{
@@ -21,6 +19,8 @@ use gateway_control::protocol::{
 };
 use gateway_control::server::Handler;
 use gateway_control::{ApiError, Client, ClientError, Request, Response};
+use gateway_management_api::api::{self, CertificateAssignment, ConfigurationResult};
+use gateway_platform_sim::{ApplianceRecord, Sim, SimOptions};
 
 const POD: &str = "sim.test";
 
@@ -135,6 +135,7 @@ fn settings(dir: &Path, port: u16, ca: &str) -> AgentSettings {
         control_socket: dir.join("control.sock"),
         state_dir: dir.join("state"),
         socket: dir.join("agent.sock"),
+        socket_fd: None,
     }
 }
 
@@ -449,6 +450,7 @@ async fn through_an_upstream_proxy_with_basic_authentication() {
         port: squid.port,
         user: Some("agent".into()),
         password: Some(gateway_config::Secret::new(password)),
+        bypass: Vec::new(),
     };
     // The agent's hosts map is empty: only the proxy resolves the names.
     let wrong = start(

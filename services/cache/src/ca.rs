@@ -4,20 +4,34 @@
 //! or a customer-signed chain + key installed in its place after checks that
 //! say in words what is wrong. The files:
 //!
-//! - `ca.pem`: the chain, the certificate that signs leaves first;
-//! - `ca.key`: its private key (PKCS#8 PEM, mode 0600, never logged).
+//! - `ca.bundle`: the private key (PKCS#8 PEM) then the chain, the
+//!   certificate that signs leaves first; mode 0600, never logged. One file,
+//!   replaced whole, so a power cut leaves the old CA or the new one: the
+//!   key and the chain used to be two files written one after the other,
+//!   and a cut between them left a pair the cache refused at every start;
+//! - `ca.pem`: the chain alone, for agents and tools, written from the
+//!   bundle after it and refreshed from it at each start (never read back);
+//! - `.lock`: held while the CA is generated, installed or loaded, so two
+//!   processes (the service starting and PID 1's `gateway-cache ca export`)
+//!   never generate two CAs of which one is lost.
+//!
+//! A directory of the earlier layout (`ca.pem` and `ca.key`) is moved to a
+//! bundle the first time it is loaded.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use gateway_fsutil::{write_atomic, AtomicWriteError, WriteOptions};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
+pub const BUNDLE_FILE: &str = "ca.bundle";
 pub const CHAIN_FILE: &str = "ca.pem";
-pub const KEY_FILE: &str = "ca.key";
+/// The key's file in the earlier layout, read once to make the bundle.
+pub const LEGACY_KEY_FILE: &str = "ca.key";
+const LOCK_FILE: &str = ".lock";
 
 /// A generated CA is valid this long (agents keep trusting it across years
 /// of updates; the administrator can replace it at any time).
@@ -60,6 +74,8 @@ pub enum CaError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
     #[error("{present} exists but {missing} does not; install a chain and key, or remove both to generate a new CA")]
     HalfPresent { present: PathBuf, missing: PathBuf },
     #[error("sign a certificate for {host}: {reason}")]
@@ -341,64 +357,80 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
     }
 }
 
-/// Writes `data` to `path` atomically (temp file, fsync, rename, fsync of
-/// the directory) with `mode`: a power cut leaves the old or the new file.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
+/// Holds `dir`'s lock (created as needed) until dropped.
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CaError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
         .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+        CaError::Io {
+            path,
+            source: e.into(),
+        }
+    })
 }
 
 /// Checks `chain_pem` and `key_pem` and, when they are fine, makes them the
-/// CA of `dir` (the key 0600). Nothing is written when a check fails.
+/// CA of `dir` (the bundle 0600). Nothing is written when a check fails.
 pub fn install(dir: &Path, chain_pem: &str, key_pem: &str, now: SystemTime) -> Result<Ca, CaError> {
     let ca = validate(chain_pem, key_pem, now)?;
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let key_path = dir.join(KEY_FILE);
-    let chain_path = dir.join(CHAIN_FILE);
-    // The key first: a cut between the two leaves a mismatch the next
-    // start reports, never a chain served with a key that is not its own.
-    write_atomic(&key_path, ca.key_pem().as_bytes(), 0o600).map_err(io_err(&key_path))?;
-    write_atomic(&chain_path, ca.chain_pem.as_bytes(), 0o644).map_err(io_err(&chain_path))?;
+    let _lock = lock(dir)?;
+    write(dir, &ca)?;
     Ok(ca)
 }
 
-/// The CA of `dir`; generated and written there when neither file exists.
-pub fn load_or_generate(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
-    let chain_path = dir.join(CHAIN_FILE);
-    let key_path = dir.join(KEY_FILE);
-    match (chain_path.exists(), key_path.exists()) {
-        (true, true) => load(dir, now),
-        (false, false) => {
-            let (chain, key) = generate(now)?;
-            let ca = install(dir, &chain, &key, now)?;
-            tracing::info!(
-                "generated the appliance CA {} (SHA-256 {})",
-                ca.subject,
-                ca.fingerprint_hex()
-            );
-            Ok(ca)
-        }
-        (true, false) => Err(CaError::HalfPresent {
-            present: chain_path,
-            missing: key_path,
-        }),
-        (false, true) => Err(CaError::HalfPresent {
-            present: key_path,
-            missing: chain_path,
-        }),
+/// Makes `ca` the CA of `dir` (its lock held): the bundle in one atomic
+/// replacement, then the chain's copy, then the earlier layout's key gone.
+fn write(dir: &Path, ca: &Ca) -> Result<(), CaError> {
+    let bundle = format!("{}{}", ca.key_pem(), ca.chain_pem);
+    write_atomic(
+        &dir.join(BUNDLE_FILE),
+        bundle.as_bytes(),
+        &WriteOptions::private(),
+    )?;
+    refresh_chain(dir, ca)?;
+    remove_legacy_key(dir)
+}
+
+/// The earlier layout's key, once the bundle holds it.
+fn remove_legacy_key(dir: &Path) -> Result<(), CaError> {
+    let legacy = dir.join(LEGACY_KEY_FILE);
+    match std::fs::remove_file(&legacy) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&legacy)(e)),
+        _ => Ok(()),
     }
+}
+
+/// Rewrites `ca.pem` when it is not the chain of `ca` (a cut after the
+/// bundle's replacement, or a hand edit).
+fn refresh_chain(dir: &Path, ca: &Ca) -> Result<(), CaError> {
+    let path = dir.join(CHAIN_FILE);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(ca.chain_pem.as_str()) {
+        write_atomic(&path, ca.chain_pem.as_bytes(), &WriteOptions::default())?;
+    }
+    Ok(())
+}
+
+/// The CA of `dir`; generated and written there when there is none.
+pub fn load_or_generate(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
+    let _lock = lock(dir)?;
+    if let Some(ca) = load_locked(dir, now)? {
+        return Ok(ca);
+    }
+    let (chain, key) = generate(now)?;
+    let ca = validate(&chain, &key, now)?;
+    write(dir, &ca)?;
+    tracing::info!(
+        "generated the appliance CA {} (SHA-256 {})",
+        ca.subject,
+        ca.fingerprint_hex()
+    );
+    Ok(ca)
 }
 
 /// The CA of `dir`, checked as [`validate`] does but for the validity
@@ -410,23 +442,69 @@ pub fn load_or_generate(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
 /// A key that does not match, or a certificate that is not a CA, is still
 /// refused: nothing valid can be signed with them.
 pub fn load(dir: &Path, now: SystemTime) -> Result<Ca, CaError> {
-    let (ca, outside) = load_reporting(dir, now)?;
+    let _lock = lock(dir)?;
+    load_locked(dir, now)?.ok_or_else(|| {
+        let path = dir.join(BUNDLE_FILE);
+        CaError::Io {
+            path,
+            source: std::io::ErrorKind::NotFound.into(),
+        }
+    })
+}
+
+/// [`load`] with the lock held; `None` when `dir` holds no CA at all.
+fn load_locked(dir: &Path, now: SystemTime) -> Result<Option<Ca>, CaError> {
+    let Some((ca, outside)) = load_reporting(dir, now)? else {
+        return Ok(None);
+    };
     for e in outside {
         tracing::warn!(
             "the appliance CA in {}: {e}; loaded anyway (is the clock right? if not, the CA needs replacing: agents refuse certificates outside their validity)",
             dir.display()
         );
     }
-    Ok(ca)
+    Ok(Some(ca))
 }
 
-/// [`load`] with the validity-window errors returned instead of logged.
-fn load_reporting(dir: &Path, now: SystemTime) -> Result<(Ca, Vec<CaError>), CaError> {
+/// The CA of `dir` (its lock held), with the validity-window errors
+/// returned instead of logged; the earlier layout moved to a bundle.
+fn load_reporting(dir: &Path, now: SystemTime) -> Result<Option<(Ca, Vec<CaError>)>, CaError> {
+    let bundle_path = dir.join(BUNDLE_FILE);
     let chain_path = dir.join(CHAIN_FILE);
-    let key_path = dir.join(KEY_FILE);
-    let chain = std::fs::read_to_string(&chain_path).map_err(io_err(&chain_path))?;
-    let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
-    check(&chain, &key, now, Window::Report)
+    let key_path = dir.join(LEGACY_KEY_FILE);
+    match std::fs::read_to_string(&bundle_path) {
+        Ok(bundle) => {
+            // The key's PEM block, then the certificates'.
+            let at = bundle
+                .find("-----BEGIN CERTIFICATE-----")
+                .unwrap_or(bundle.len());
+            let (key, chain) = bundle.split_at(at);
+            let loaded = check(chain, key, now, Window::Report)?;
+            refresh_chain(dir, &loaded.0)?;
+            remove_legacy_key(dir)?;
+            return Ok(Some(loaded));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&bundle_path)(e)),
+        Err(_) => {}
+    }
+    match (chain_path.exists(), key_path.exists()) {
+        (false, false) => Ok(None),
+        (true, true) => {
+            let chain = std::fs::read_to_string(&chain_path).map_err(io_err(&chain_path))?;
+            let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+            let loaded = check(&chain, &key, now, Window::Report)?;
+            write(dir, &loaded.0)?;
+            Ok(Some(loaded))
+        }
+        (true, false) => Err(CaError::HalfPresent {
+            present: chain_path,
+            missing: key_path,
+        }),
+        (false, true) => Err(CaError::HalfPresent {
+            present: key_path,
+            missing: chain_path,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -453,7 +531,7 @@ mod tests {
         assert_eq!(a.fingerprint_hex(), b.fingerprint_hex());
         assert_eq!(a.fingerprint_hex().len(), 32 * 3 - 1);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+        let mode = std::fs::metadata(dir.path().join(BUNDLE_FILE))
             .unwrap()
             .permissions()
             .mode();
@@ -488,14 +566,89 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         assert!(install(dir.path(), &leaf, &k, now).is_err());
-        assert!(!dir.path().join(KEY_FILE).exists(), "nothing written");
+        assert!(
+            !dir.path().join(BUNDLE_FILE).exists() && !dir.path().join(CHAIN_FILE).exists(),
+            "nothing written"
+        );
     }
 
     /// Writes `chain` and `key` as the CA files of `dir`, unchecked (what
     /// a CA installed earlier looks like on disk).
     fn put(dir: &Path, chain: &str, key: &str) {
+        std::fs::write(dir.join(BUNDLE_FILE), format!("{key}{chain}")).unwrap();
         std::fs::write(dir.join(CHAIN_FILE), chain).unwrap();
-        std::fs::write(dir.join(KEY_FILE), key).unwrap();
+    }
+
+    #[test]
+    fn a_directory_of_the_two_file_layout_moves_to_a_bundle() {
+        let now = SystemTime::now();
+        let (chain, key) = generate(now).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CHAIN_FILE), &chain).unwrap();
+        std::fs::write(dir.path().join(LEGACY_KEY_FILE), &key).unwrap();
+        let before = validate(&chain, &key, now).unwrap().fingerprint_hex();
+        assert_eq!(
+            load_or_generate(dir.path(), now).unwrap().fingerprint_hex(),
+            before
+        );
+        assert!(dir.path().join(BUNDLE_FILE).exists());
+        assert!(!dir.path().join(LEGACY_KEY_FILE).exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CHAIN_FILE)).unwrap(),
+            chain
+        );
+        assert_eq!(load(dir.path(), now).unwrap().fingerprint_hex(), before);
+    }
+
+    /// What a power cut leaves, at each point of an install over an
+    /// earlier CA: the old CA or the new one, never a refused pair (a cut
+    /// between the key and the chain, written as two files, used to leave
+    /// a key that did not match its chain, refused at every start).
+    #[test]
+    fn a_cut_during_an_install_leaves_the_old_ca_or_the_new_one() {
+        let now = SystemTime::now();
+        let dir = tempfile::tempdir().unwrap();
+        let old = load_or_generate(dir.path(), now).unwrap();
+        let (chain, key) = generate(now).unwrap();
+        let new = validate(&chain, &key, now).unwrap();
+        // Cut before the bundle's rename: its temporary file is all there
+        // is of the new CA.
+        let tmp = dir.path().join(format!(".{BUNDLE_FILE}.4242.0.tmp"));
+        std::fs::write(&tmp, &key[..key.len() / 2]).unwrap();
+        assert_eq!(
+            load(dir.path(), now).unwrap().fingerprint_hex(),
+            old.fingerprint_hex()
+        );
+        // Cut after the bundle's rename, before the chain's copy: the new
+        // CA, and `ca.pem` repaired to its chain.
+        std::fs::write(dir.path().join(BUNDLE_FILE), format!("{key}{chain}")).unwrap();
+        assert_eq!(
+            load(dir.path(), now).unwrap().fingerprint_hex(),
+            new.fingerprint_hex()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CHAIN_FILE)).unwrap(),
+            chain
+        );
+    }
+
+    /// The service starting and PID 1's `ca export` at once on an empty
+    /// directory: one CA, the one on disk, for every caller.
+    #[test]
+    fn concurrent_first_loads_generate_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let prints: Vec<String> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_generate(dir.path(), now).unwrap().fingerprint_hex()))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let on_disk = load(dir.path(), now).unwrap().fingerprint_hex();
+        assert!(
+            prints.iter().all(|p| *p == on_disk),
+            "{prints:?} vs {on_disk}"
+        );
     }
 
     #[test]
@@ -508,7 +661,7 @@ mod tests {
         // Expired since (a customer CA not renewed).
         let expired = ca_params(true, now - day).self_signed(&key).unwrap().pem();
         put(dir.path(), &expired, &k);
-        let (ca, outside) = load_reporting(dir.path(), now).unwrap();
+        let (ca, outside) = load_reporting(dir.path(), now).unwrap().unwrap();
         assert_eq!(outside.len(), 1);
         assert!(
             outside[0].to_string().contains("expired on"),
@@ -525,14 +678,16 @@ mod tests {
         let generated_later = now + 3650 * day;
         let (chain, gkey) = generate(generated_later).unwrap();
         put(dir.path(), &chain, &gkey);
-        let (_, outside) = load_reporting(dir.path(), now).unwrap();
+        let (_, outside) = load_reporting(dir.path(), now).unwrap().unwrap();
         assert!(
             matches!(&outside[..], [CaError::NotYetValid { index: 1, .. }]),
             "{outside:?}"
         );
         assert!(load(dir.path(), now).is_ok());
         // Within its window: nothing to say.
-        let (_, outside) = load_reporting(dir.path(), generated_later).unwrap();
+        let (_, outside) = load_reporting(dir.path(), generated_later)
+            .unwrap()
+            .unwrap();
         assert!(outside.is_empty(), "{outside:?}");
         // Installing still refuses both, and writes nothing.
         let fresh = tempfile::tempdir().unwrap();

@@ -104,7 +104,7 @@ fn ca_command(command: CaCommand) -> Result<(), ExitCode> {
 }
 
 pub fn main() -> ExitCode {
-    gateway_proxy::cli::init_logging();
+    gateway_unit_main::init_logging();
     let args = Args::parse();
     let result = match args.command {
         Command::Ca { command } => ca_command(command),

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_proxy::body::{self, BodyKind};
-use gateway_proxy::head::{RequestHead, Target};
-use gateway_proxy::response::{self, ResponseHead};
-use gateway_proxy::server::{connect, upstream_connect};
+use gateway_forward_proxy::egress::{connect, upstream_connect};
+use gateway_http::body::{self, BodyKind};
+use gateway_http::head::{RequestHead, Scheme, Target};
+use gateway_http::response::{self, ResponseHead};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -106,7 +106,7 @@ fn with_origin(head: &RequestHead, origin: &Origin) -> RequestHead {
     let mut h = head.clone();
     if let Target::Origin { path } = &h.target {
         h.target = Target::Absolute {
-            scheme: gateway_proxy::head::Scheme::Http,
+            scheme: Scheme::Http,
             host: origin.host.clone(),
             port: origin.port,
             path: path.clone(),
@@ -144,7 +144,7 @@ fn request(
         h.headers.extend(extra.iter().cloned());
         h.method = "GET".into();
     }
-    gateway_proxy::forward::origin_request(&h, via, BodyKind::None)
+    gateway_forward_proxy::forward::origin_request(&h, via, BodyKind::None)
 }
 
 /// A response whose head has been read; `rest` holds body bytes read with it.

@@ -5,11 +5,13 @@
 //!
 //! This crate owns the CA files in its CA directory, the cache policy
 //! (what may be stored and served, sans-IO), the memory and disk tiers and
-//! the interception. Connection security, request parsing, upstream
-//! chaining and name resolution are the proxy's ([`gateway_proxy`]), reused
-//! as they are. It does not read the configuration store: init hands it a
+//! the interception. Connection security, the client side of its port,
+//! upstream chaining and forwarding are the forward-proxy engine's
+//! ([`gateway_forward_proxy`], which the proxy shares), the HTTP/1.1 wire
+//! code `gateway_http`'s, reused as they are. It does not read the configuration store: init hands it a
 //! settings file.
 
+pub mod blocks;
 pub mod ca;
 pub mod cli;
 pub mod disk;
@@ -21,6 +23,7 @@ pub mod rules;
 pub mod run;
 pub mod serve;
 pub mod server;
+pub mod service;
 pub mod settings;
 pub mod stats;
 pub mod store;

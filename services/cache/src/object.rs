@@ -31,8 +31,15 @@ const MIN_GROWTH: usize = 4096;
 const INDEX_ENTRY: usize = 512;
 
 fn segments_for(length: u64) -> usize {
-    length.div_ceil(SEGMENT as u64) as usize
+    usize::try_from(length.div_ceil(SEGMENT as u64)).unwrap_or(usize::MAX)
 }
+
+/// The most segment slots reserved up front for an object's list (256 MiB
+/// of body, 24 KiB of list): the length comes from the origin's
+/// Content-Length, a promise rather than a fact, and
+/// `Content-Length: 9999999999999999999` asked for 10^15 bytes of list
+/// before its first byte came. Beyond, the list grows as bytes come.
+const MAX_RESERVED_SEGMENTS: usize = 1024;
 
 /// Heap bytes of a [`Meta`] (its strings and vectors).
 fn meta_capacity(m: &Meta) -> usize {
@@ -271,7 +278,7 @@ pub struct Object {
     progress: watch::Sender<Progress>,
     /// SHA-256 of the body once complete.
     pub sha256: Mutex<Option<[u8; 32]>>,
-    /// Disk objects: the SHA-256 of each [`crate::disk::BLOCK`] of the
+    /// Disk objects: the SHA-256 of each [`crate::blocks::BLOCK`] of the
     /// body, in order, as far as the fill has hashed them (all of them once
     /// complete). Every read of a block whose hash is known checks it.
     blocks: Mutex<Vec<[u8; 32]>>,
@@ -456,6 +463,12 @@ impl Object {
     }
 
     /// Whether the object is not stored (its fill is only shared).
+    /// Followed: a memory object whose readers follow the fill and whose
+    /// bytes may be released behind them (see [`Object::followed`]).
+    pub fn follows(&self) -> bool {
+        self.follow.is_some()
+    }
+
     pub fn is_transient(&self) -> bool {
         self.follow_state(|st| st.window.is_some())
     }
@@ -607,7 +620,7 @@ impl Object {
                     .map_err(|_| std::io::Error::other("poisoned"))?;
                 if segs.is_empty() {
                     // The list of segments too, exactly: it is accounted.
-                    segs.reserve_exact(segments_for(length));
+                    segs.reserve_exact(segments_for(length).min(MAX_RESERVED_SEGMENTS));
                 }
                 let mut rest = data;
                 let mut pos = filled;
@@ -692,9 +705,14 @@ impl Object {
         match self.tier {
             Tier::Disk => m.length,
             Tier::Memory => {
-                let segs = segments_for(m.length) * std::mem::size_of::<Vec<u8>>();
+                // Saturating: the length is the origin's word (see
+                // MAX_RESERVED_SEGMENTS); a huge one is a huge footprint,
+                // which no tier admits, not an overflow.
+                let segs = segments_for(m.length).saturating_mul(std::mem::size_of::<Vec<u8>>());
                 let index = 2 * m.key.len() + INDEX_ENTRY;
-                m.length + (segs + meta_capacity(&m) + std::mem::size_of::<Object>() + index) as u64
+                let own =
+                    segs.saturating_add(meta_capacity(&m) + std::mem::size_of::<Object>() + index);
+                m.length.saturating_add(own as u64)
             }
         }
     }
@@ -817,7 +835,7 @@ impl Object {
                 Err(ReadError::Io("not a memory object".into()))
             }
             (_, Source::File(f)) => {
-                use crate::disk::BLOCK;
+                use crate::blocks::BLOCK;
                 let mut end = offset + want as u64;
                 let first = offset / BLOCK;
                 let mut last = (end - 1) / BLOCK;
@@ -848,11 +866,11 @@ impl Object {
                         let mut out = vec![0u8; want];
                         let n = f
                             .read_at(&mut out, offset)
-                            .map_err(crate::disk::BlockError::Io)?;
+                            .map_err(crate::blocks::BlockError::Io)?;
                         out.truncate(n);
                         Ok((out, 0))
                     } else {
-                        crate::disk::read_verified(&f, length, first, &hashes, offset, end)
+                        crate::blocks::read_verified(&f, length, first, &hashes, offset, end)
                     }
                 })
                 .await
@@ -862,8 +880,8 @@ impl Object {
                         "the file is shorter than its index says".into(),
                     )),
                     Ok(r) => Ok(r),
-                    Err(crate::disk::BlockError::Io(e)) => Err(ReadError::Io(e.to_string())),
-                    Err(crate::disk::BlockError::Damaged(b)) => Err(ReadError::Damaged(b)),
+                    Err(crate::blocks::BlockError::Io(e)) => Err(ReadError::Io(e.to_string())),
+                    Err(crate::blocks::BlockError::Damaged(b)) => Err(ReadError::Damaged(b)),
                 }
             }
         }
@@ -976,6 +994,41 @@ mod tests {
         assert!(o.capacity() >= cap as u64);
     }
 
+    #[test]
+    fn a_length_the_origin_states_reserves_no_more_than_a_bounded_list() {
+        // The first byte of a body said to be 9,999,999,999,999,999,999
+        // bytes long: stored, with a segment list of at most
+        // MAX_RESERVED_SEGMENTS slots (it aborted the cache, asking for
+        // 10^15 bytes).
+        let o = Object::new(
+            meta(9_999_999_999_999_999_999),
+            Body::Memory(RwLock::new(Vec::new())),
+            Tier::Memory,
+        );
+        o.append(&[7], 0).unwrap();
+        let Body::Memory(segs) = &o.body else {
+            panic!("memory")
+        };
+        let segs = segs.read().unwrap();
+        assert!(
+            segs.capacity() <= MAX_RESERVED_SEGMENTS,
+            "{}",
+            segs.capacity()
+        );
+        assert_eq!(segs[0], [7]);
+        assert!(segs[0].capacity() <= SEGMENT);
+        drop(segs);
+        // Accounted as what it says it is, which no tier admits; at the
+        // top of the range, without overflowing.
+        assert!(o.footprint() > 9_999_999_999_999_999_999);
+        let o = Object::new(
+            meta(u64::MAX),
+            Body::Memory(RwLock::new(Vec::new())),
+            Tier::Memory,
+        );
+        assert_eq!(o.footprint(), u64::MAX);
+    }
+
     #[tokio::test]
     async fn one_revalidation_at_a_time() {
         let o = Object::new(meta(1), Body::Memory(RwLock::new(Vec::new())), Tier::Memory);
@@ -1022,7 +1075,7 @@ mod tests {
 
     #[tokio::test]
     async fn disk_reads_check_whole_blocks_and_end_on_a_boundary() {
-        use crate::disk::{BlockHasher, BLOCK};
+        use crate::blocks::{BlockHasher, BLOCK};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("body");
         let len = 2 * BLOCK + 10;
@@ -1090,7 +1143,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_of_a_disk_fill_check_the_blocks_it_has_hashed() {
-        use crate::disk::{BlockHasher, BLOCK};
+        use crate::blocks::{BlockHasher, BLOCK};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fill.tmp");
         let file = std::fs::OpenOptions::new()

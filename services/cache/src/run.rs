@@ -14,7 +14,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::leaf::Leaves;
 use crate::server::{serve, Service};
-use crate::settings::CacheSettings;
+use crate::settings::{CacheSettings, ToCacheConfig};
 use crate::stats::CacheStats;
 use crate::store::Store;
 
@@ -23,7 +23,7 @@ use crate::store::Store;
 pub fn service(
     settings: &CacheSettings,
     store: Arc<Store>,
-    stats: Arc<gateway_proxy::stats::Stats>,
+    stats: Arc<gateway_forward_proxy::stats::Stats>,
     cache_stats: Arc<CacheStats>,
 ) -> Result<Service, String> {
     let config = settings.to_config().map_err(|e| e.to_string())?;
@@ -54,17 +54,14 @@ pub fn store(settings: &CacheSettings) -> Result<Arc<Store>, String> {
 }
 
 fn load(path: &Path) -> Result<CacheSettings, String> {
-    CacheSettings::load(path).map_err(|e| e.to_string())
+    crate::settings::load(path).map_err(|e| e.to_string())
 }
 
 pub fn run(path: PathBuf) -> Result<(), ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("gateway-cache: start the runtime: {e}");
-            ExitCode::FAILURE
-        })?;
+    let runtime = gateway_unit_main::runtime(None).map_err(|e| {
+        eprintln!("gateway-cache: {e}");
+        ExitCode::FAILURE
+    })?;
     runtime.block_on(async move {
         let fail = |e: String| {
             eprintln!("gateway-cache: {e}");
@@ -80,7 +77,7 @@ pub fn run(path: PathBuf) -> Result<(), ExitCode> {
             ExitCode::from(2)
         })?;
         let store = store(&settings).map_err(fail)?;
-        let stats = Arc::new(gateway_proxy::stats::Stats::default());
+        let stats = Arc::new(gateway_forward_proxy::stats::Stats::default());
         let cache_stats = Arc::new(CacheStats::default());
         let svc =
             service(&settings, store.clone(), stats.clone(), cache_stats.clone()).map_err(fail)?;

@@ -7,21 +7,23 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use gateway_proxy::body::{self, BodyKind, ChunkedDecoder};
-use gateway_proxy::forward::{self, Exchange};
-use gateway_proxy::head::RequestHead;
-use gateway_proxy::response::{self, ClientConnection, HOP_BY_HOP};
-use gateway_proxy::server::{respond_error, Outcome};
+use gateway_forward_proxy::client::refuse_malformed;
+use gateway_forward_proxy::forward::{self, Exchange};
+use gateway_http::access::Outcome;
+use gateway_http::answer::respond_error;
+use gateway_http::body::{self, BodyKind, ChunkedDecoder};
+use gateway_http::head::{RequestHead, Target};
+use gateway_http::response::{self, ClientConnection, HOP_BY_HOP};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use crate::fetch::{self, Ask, FetchError, FillPlan, Origin, Response};
 use crate::object::{
-    epoch_secs, Body, DiskBody, Framing, Join, Meta, Object, ReadError, Revalidation, Tier,
+    epoch_secs, Body, DiskBody, Framing, Join, Meta, Object, ReadError, Revalidation, Source, Tier,
 };
 use crate::rules::{self, RangeAnswer, RequestClass};
-use crate::server::{Next, Service};
+use crate::service::{Next, Service};
 use crate::stats::Served;
 use crate::store::{FillTicket, Lookup, Resolved};
 
@@ -53,9 +55,8 @@ fn dest(origin: &Origin) -> String {
 
 fn path_of(head: &RequestHead) -> &str {
     match &head.target {
-        gateway_proxy::head::Target::Origin { path }
-        | gateway_proxy::head::Target::Absolute { path, .. } => path,
-        gateway_proxy::head::Target::Authority { .. } => "/",
+        Target::Origin { path } | Target::Absolute { path, .. } => path,
+        Target::Authority { .. } => "/",
     }
 }
 
@@ -86,8 +87,7 @@ async fn pass_through<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(b) => b,
         Err(e) => {
             let status = e.status();
-            gateway_proxy::server::refuse_malformed(client, &svc.stats, status, e.to_string())
-                .await;
+            refuse_malformed(client, &svc.stats, status, e.to_string()).await;
             return (
                 Outcome::refused(&dest(origin), status, &e.to_string()),
                 Next::Close,
@@ -145,7 +145,7 @@ async fn error_answer<S: AsyncWrite + Unpin>(
 
 /// What the first request of a miss learns from the fill task.
 enum FillStart {
-    Stored(Arc<Object>),
+    Stored(Started),
     /// Not storable: the response is this request's alone to relay.
     Relay(Response),
     Failed(FetchError),
@@ -176,7 +176,8 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                             if *rx.borrow() != Some(true) {
                                 continue;
                             }
-                            send_object(client, head, origin, svc, &o, Served::Revalidated).await
+                            send_object(client, head, origin, svc, &o, Served::Revalidated, None)
+                                .await
                         }
                     };
                     match sent {
@@ -185,7 +186,7 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                         Sent::Elsewhere => return own_fetch(client, head, origin, svc).await,
                     }
                 }
-                match send_object(client, head, origin, svc, &o, Served::Hit).await {
+                match send_object(client, head, origin, svc, &o, Served::Hit, None).await {
                     Sent::Done(o, n) => return (o, n),
                     Sent::Dropped => continue,
                     Sent::Elsewhere => return own_fetch(client, head, origin, svc).await,
@@ -202,7 +203,9 @@ async fn shared<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 if let Resolved::Object(o) = resolved {
                     if varies_alike(&o, &primary, head) {
-                        match send_object(client, head, origin, svc, &o, Served::Collapsed).await {
+                        match send_object(client, head, origin, svc, &o, Served::Collapsed, None)
+                            .await
+                        {
                             Sent::Done(o, n) => return (o, n),
                             Sent::Dropped => continue,
                             Sent::Elsewhere => break,
@@ -260,8 +263,8 @@ async fn miss<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = tx.send(start);
     });
     match rx.await {
-        Ok(FillStart::Stored(o)) => {
-            match send_object(client, head, origin, svc, &o, Served::Miss).await {
+        Ok(FillStart::Stored(Started { object: o, own })) => {
+            match send_object(client, head, origin, svc, &o, Served::Miss, own).await {
                 Sent::Done(o, n) => (o, n),
                 // Unreadable as soon as stored (and dropped), or not an
                 // answer to this request (a range of an object not stored):
@@ -318,9 +321,9 @@ impl FillTask {
         // for it itself; the fill is shared only if others wait for it.
         let share = ticket.waiters() > 0 || rules::header(&head.headers, "range").is_none();
         match self.start(resp, share) {
-            Ok(o) => {
-                ticket.resolve(Resolved::Object(o.clone()));
-                FillStart::Stored(o)
+            Ok(started) => {
+                ticket.resolve(Resolved::Object(started.object.clone()));
+                FillStart::Stored(started)
             }
             Err(resp) => FillStart::Relay(*resp),
         }
@@ -331,7 +334,7 @@ impl FillTask {
     /// `share` and the response may be shared (see [`rules::shareable`]), a
     /// transient object its waiters read as it comes, never stored. The
     /// response back when it is this request's alone to relay.
-    fn start(&self, resp: Response, share: bool) -> Result<Arc<Object>, Box<Response>> {
+    fn start(&self, resp: Response, share: bool) -> Result<Started, Box<Response>> {
         let (length, framing) = match resp.body {
             BodyKind::Length(n) => (Some(n), Framing::Sized),
             BodyKind::None => (Some(0), Framing::Sized),
@@ -431,6 +434,12 @@ impl FillTask {
             self.store.insert(&key, o.clone());
         }
         self.stats.served(Served::Miss);
+        // This request's reader, opened before the fill runs: a fill that
+        // is not stored (or stops being stored) holds only a window of
+        // bytes and stops when it has no reader, so on a fast origin it
+        // could otherwise run a window ahead and stop before this request
+        // reads its first byte.
+        let own = if o.follows() { o.source().ok() } else { None };
         tokio::spawn(fetch::fill(
             o.clone(),
             resp,
@@ -439,8 +448,15 @@ impl FillTask {
             self.stats.clone(),
             plan,
         ));
-        Ok(o)
+        Ok(Started { object: o, own })
     }
+}
+
+/// An object a request has just started filling, with that request's
+/// reader of it when it is followed (see [`FillTask::start`]).
+struct Started {
+    object: Arc<Object>,
+    own: Option<Source>,
 }
 
 /// How long a fill that is not stored waits for a reader holding its window
@@ -522,13 +538,13 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
                 e.why
             );
             lead.done();
-            return send_object(client, head, origin, svc, &old, Served::Hit).await;
+            return send_object(client, head, origin, svc, &old, Served::Hit, None).await;
         }
     };
     if resp.head.status == 304 && !extra.is_empty() {
         refresh(&old, &resp.head.headers, svc);
         lead.done();
-        return send_object(client, head, origin, svc, &old, Served::Revalidated).await;
+        return send_object(client, head, origin, svc, &old, Served::Revalidated, None).await;
     }
     // Replaced or dropped: the waiters look again once this is in place.
     svc.store.remove(&meta.key, &old);
@@ -544,7 +560,9 @@ async fn revalidate<S: AsyncRead + AsyncWrite + Unpin>(
     let started = task.start(resp, rules::header(&head.headers, "range").is_none());
     drop(lead);
     match started {
-        Ok(o) => send_object(client, head, origin, svc, &o, Served::Miss).await,
+        Ok(Started { object: o, own }) => {
+            send_object(client, head, origin, svc, &o, Served::Miss, own).await
+        }
         Err(resp) => relay(client, head, origin, svc, *resp, "not stored")
             .await
             .into(),
@@ -710,6 +728,7 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     svc: &Service,
     o: &Arc<Object>,
     served: Served,
+    own: Option<Source>,
 ) -> Sent {
     // Complete first: then the metadata has the final length.
     let complete = o.is_complete();
@@ -721,9 +740,10 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     {
         return Sent::Elsewhere;
     }
-    // Opened once per response, before anything is sent: a reader of a
-    // replaced object keeps its bytes.
-    let src = match o.source() {
+    // Opened once per response, before anything is sent (or when the fill
+    // started, by the request that started it): a reader of a replaced
+    // object keeps its bytes.
+    let src = match own.map_or_else(|| o.source(), Ok) {
         Ok(src) => src,
         Err(e) if o.is_transient() => {
             // A fill not stored whose first bytes are gone: looked up

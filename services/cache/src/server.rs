@@ -9,31 +9,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_proxy::head::{RequestHead, Target};
-use gateway_proxy::policy::{domain_matches, Decision, Method};
-use gateway_proxy::server::{self as proxy, next_head, refuse, Outcome};
-use gateway_proxy::stats::Stats;
+use gateway_forward_proxy::client::{
+    accept_loop, linger_close, next_head, refuse, refuse_capacity, service_endpoint,
+};
+use gateway_forward_proxy::egress;
+use gateway_forward_proxy::policy::{domain_matches, Decision, Method};
+use gateway_forward_proxy::relay::tunnel;
+use gateway_http::access::{self, Outcome};
+use gateway_http::answer::respond_error;
+use gateway_http::head::{RequestHead, Target};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::fetch::Origin;
-use crate::leaf::{Leaves, MinVersion};
+use crate::leaf::MinVersion;
 use crate::prefixed::Prefixed;
 use crate::serve::serve_request;
-use crate::settings::CacheConfig;
-use crate::stats::CacheStats;
-use crate::store::Store;
-
-/// Everything a connection needs; replaced as a whole on reload (running
-/// connections keep the one they started with).
-pub struct Service {
-    pub config: CacheConfig,
-    pub leaves: Arc<Leaves>,
-    pub store: Arc<Store>,
-    pub stats: Arc<Stats>,
-    pub cache_stats: Arc<CacheStats>,
-}
+pub use crate::service::{Next, Service};
 
 /// Accepts clients on `listener`; each connection takes the service
 /// current when it arrives.
@@ -42,27 +35,20 @@ pub async fn serve(
     services: watch::Receiver<Arc<Service>>,
     slots: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    proxy::accept_loop(
+    accept_loop(
         listener,
         services,
         slots,
         |client, peer, svc| async move { handle(client, peer, &svc).await },
         |client, svc| async move {
             let limit = svc.config.proxy.max_connections;
-            proxy::refuse_capacity(client, &svc.stats, "gateway cache", limit).await
+            refuse_capacity(client, &svc.stats, "gateway cache", limit).await
         },
     )
     .await
 }
 
-use gateway_proxy::server::access_log as log;
-
-/// What the connection does after a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    Request,
-    Close,
-}
+use access::log;
 
 async fn handle(mut client: TcpStream, peer: SocketAddr, svc: &Service) {
     let _ = client.set_nodelay(true);
@@ -88,7 +74,7 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, svc: &Service) {
             &Outcome::refused("", 403, r.reason_label()),
             started,
         );
-        proxy::linger_close(client).await;
+        linger_close(client).await;
         return;
     }
     let mut buf = Vec::with_capacity(1024);
@@ -138,7 +124,7 @@ async fn handle(mut client: TcpStream, peer: SocketAddr, svc: &Service) {
             Next::Close => break,
         }
     }
-    proxy::linger_close(client).await;
+    linger_close(client).await;
 }
 
 /// The policy's answer for a destination; a refusal is answered here.
@@ -187,15 +173,15 @@ async fn connect_request(
     let dest = format!("{}:{}", origin.host, origin.port);
     if let Some(o) = check_destination(&mut client, svc, Method::Connect, &origin).await {
         log(peer, 1, "CONNECT", &o, started);
-        proxy::linger_close(client).await;
+        linger_close(client).await;
         return;
     }
     let p = &svc.config.proxy;
     if spliced(svc, &origin.host) {
         let via = p.upstream.as_ref().filter(|u| u.applies_to(&origin.host));
         let connected = match via {
-            Some(u) => proxy::connect(&u.host, u.port, p, true).await,
-            None => proxy::connect(&origin.host, origin.port, p, false).await,
+            Some(u) => egress::connect(&u.host, u.port, p, true).await,
+            None => egress::connect(&origin.host, origin.port, p, false).await,
         };
         let mut up = match connected {
             Ok(s) => s,
@@ -220,7 +206,7 @@ async fn connect_request(
         };
         let mut early_down = Vec::new();
         if let Some(u) = via {
-            match proxy::upstream_connect(&mut up, u, &head.target, p).await {
+            match egress::upstream_connect(&mut up, u, &head.target, p).await {
                 Ok(after) => early_down = after,
                 Err(why) => {
                     refuse(
@@ -242,7 +228,7 @@ async fn connect_request(
                 }
             }
         }
-        let o = proxy::tunnel(&mut client, up, buf, early_down, &dest, p, &svc.stats).await;
+        let o = tunnel(&mut client, up, buf, early_down, &dest, p, &svc.stats).await;
         log(peer, 1, "CONNECT", &o, started);
         return;
     }
@@ -397,7 +383,7 @@ async fn intercepted<S: AsyncRead + AsyncWrite + Unpin>(
         let method = head.method.clone();
         if !matches!(head.target, Target::Origin { .. }) {
             let why = "inside an intercepted connection, requests use origin form (GET /path)";
-            let _ = proxy::respond_error(&mut tls, 400, &format!("gateway cache: {why}")).await;
+            let _ = respond_error(&mut tls, 400, &format!("gateway cache: {why}")).await;
             log(peer, n, &method, &Outcome::refused("", 400, why), started);
             break;
         }
@@ -419,10 +405,10 @@ async fn local_endpoint(
     svc: &Service,
 ) -> Outcome {
     let json = || {
-        let snap = svc.stats.snapshot(Instant::now());
-        svc.cache_stats.to_json(&snap, svc.store.counts())
+        let proxy = svc.stats.snapshot(Instant::now());
+        svc.cache_stats.answer(proxy, svc.store.counts()).to_json()
     };
-    proxy::service_endpoint(
+    service_endpoint(
         client,
         peer,
         method,

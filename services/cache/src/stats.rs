@@ -1,7 +1,8 @@
 //! The cache's counters: bytes served from the cache and fetched from
 //! origins (the bandwidth saved), hits and misses, and with the proxy's
 //! counters (connections, unique clients in the last hour, refusals) and the
-//! tiers' sizes, the JSON `GET /stats` answers, as the proxy's does.
+//! tiers' sizes, the `GET /stats` answer (its type is
+//! `gateway_unit_stats::CacheStats`, which PID 1 reads), as the proxy's does.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use gateway_proxy::stats::CLIENT_WINDOW;
+use gateway_forward_proxy::stats::CLIENT_WINDOW;
+use gateway_unit_stats::ProxyStats;
 
 use crate::store::TierCounts;
 
@@ -125,36 +127,43 @@ impl CacheStats {
         self.bytes_from_origin.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The counters as JSON, with the proxy's (`proxy`) and the tiers'.
-    pub fn to_json(&self, proxy: &gateway_proxy::stats::Snapshot, tiers: TierCounts) -> String {
+    /// The `/stats` answer: these counters, the tiers' and the proxy's
+    /// (`proxy`).
+    pub fn answer(&self, proxy: ProxyStats, tiers: TierCounts) -> gateway_unit_stats::CacheStats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (hits, collapsed, reval) = (l(&self.hits), l(&self.collapsed), l(&self.revalidations));
-        let shared = hits + collapsed + reval;
-        let total = shared + l(&self.misses) + l(&self.passed);
+        let (hits, collapsed, revalidated) =
+            (l(&self.hits), l(&self.collapsed), l(&self.revalidations));
+        let (misses, passed) = (l(&self.misses), l(&self.passed));
+        let shared = hits + collapsed + revalidated;
+        let total = shared + misses + passed;
         let ratio = if total == 0 {
             0.0
         } else {
             shared as f64 / total as f64
         };
-        format!(
-            "{{\"hits\":{hits},\"collapsed\":{collapsed},\"revalidated\":{reval},\"misses\":{},\"passed\":{},\"hit_ratio\":{ratio:.4},\"bytes_from_cache\":{},\"bytes_from_origin\":{},\"memory_objects\":{},\"memory_bytes\":{},\"disk_objects\":{},\"disk_bytes\":{},\"disk_blocks_verified\":{},\"disk_damaged\":{},\"transient_fills\":{},\"transient_window_bytes\":{},\"transient_peak_bytes\":{},\"readers_detached\":{},\"active_agents\":{},\"proxy\":{}}}",
-            l(&self.misses),
-            l(&self.passed),
-            l(&self.bytes_from_cache),
-            l(&self.bytes_from_origin),
-            tiers.memory_objects,
-            tiers.memory_bytes,
-            tiers.disk_objects,
-            tiers.disk_bytes,
-            l(&self.disk_blocks_verified),
-            l(&self.disk_damaged),
-            l(&self.transient_fills),
-            tiers.transient_window,
-            l(&self.transient_peak_bytes),
-            l(&self.readers_detached),
-            self.active_agents(Instant::now()),
-            proxy.to_json(),
-        )
+        gateway_unit_stats::CacheStats {
+            hits,
+            collapsed,
+            revalidated,
+            misses,
+            passed,
+            // Four decimals, as the answer always gave it.
+            hit_ratio: (ratio * 10_000.0).round() / 10_000.0,
+            bytes_from_cache: l(&self.bytes_from_cache),
+            bytes_from_origin: l(&self.bytes_from_origin),
+            memory_objects: tiers.memory_objects,
+            memory_bytes: tiers.memory_bytes,
+            disk_objects: tiers.disk_objects,
+            disk_bytes: tiers.disk_bytes,
+            disk_blocks_verified: l(&self.disk_blocks_verified),
+            disk_damaged: l(&self.disk_damaged),
+            transient_fills: l(&self.transient_fills),
+            transient_window_bytes: tiers.transient_window,
+            transient_peak_bytes: l(&self.transient_peak_bytes),
+            readers_detached: l(&self.readers_detached),
+            active_agents: self.active_agents(Instant::now()) as u64,
+            proxy,
+        }
     }
 }
 
@@ -173,5 +182,53 @@ mod tests {
         s.agent_seen_at(b, t0 + Duration::from_secs(1800));
         assert_eq!(s.active_agents(t0 + Duration::from_secs(1800)), 2);
         assert_eq!(s.active_agents(t0 + Duration::from_secs(3700)), 1);
+    }
+
+    /// What PID 1 reads from `/stats` (init/src/stats.rs tests the same
+    /// answer read back), from the counters as the cache keeps them.
+    #[test]
+    fn the_answer_from_the_counters() {
+        let counters = CacheStats::default();
+        for what in [Served::Hit, Served::Hit, Served::Revalidated, Served::Miss] {
+            counters.served(what);
+        }
+        counters.from_cache(3 << 20);
+        counters.from_origin(1 << 20);
+        counters.agent_seen("10.0.0.7".parse().unwrap());
+        counters.agent_seen("10.0.0.8".parse().unwrap());
+        let tiers = TierCounts {
+            memory_objects: 12,
+            memory_bytes: 40_960,
+            disk_objects: 3,
+            disk_bytes: 5 << 20,
+            ..Default::default()
+        };
+        let proxy = gateway_forward_proxy::stats::Stats::default().snapshot(Instant::now());
+        assert_eq!(
+            counters.answer(proxy, tiers),
+            gateway_unit_stats::CacheStats {
+                hits: 2,
+                revalidated: 1,
+                misses: 1,
+                hit_ratio: 0.75,
+                bytes_from_cache: 3 << 20,
+                bytes_from_origin: 1 << 20,
+                memory_objects: 12,
+                memory_bytes: 40_960,
+                disk_objects: 3,
+                disk_bytes: 5 << 20,
+                active_agents: 2,
+                ..Default::default()
+            }
+        );
+        // Two thirds to four decimals, as the hand-written answer had it.
+        let c = CacheStats::default();
+        for what in [Served::Hit, Served::Hit, Served::Miss] {
+            c.served(what);
+        }
+        let json = c
+            .answer(Default::default(), TierCounts::default())
+            .to_json();
+        assert!(json.contains(r#""hit_ratio":0.6667,"#), "{json}");
     }
 }

@@ -120,7 +120,12 @@ fn install_checks_the_chain_and_key() {
         assert!(!ok);
         assert!(err.contains(needle), "{err}");
     }
-    assert!(!dir.path().join("installed").join("ca.key").exists());
+    for name in ["ca.bundle", "ca.pem", "ca.key"] {
+        assert!(
+            !dir.path().join("installed").join(name).exists(),
+            "{name} written"
+        );
+    }
     let (ok, out, err) = cache(&[
         "ca",
         "install",

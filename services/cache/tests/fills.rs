@@ -125,6 +125,36 @@ fn an_origin_dying_mid_body_stores_nothing() {
     );
 }
 
+/// An origin that says its body is 9,000,000,000,000,000,000 bytes and
+/// sends one: the client gets that byte and a cut transfer, nothing is
+/// stored, and the cache goes on serving (it aborted, reserving a segment
+/// list for the length the origin stated).
+#[test]
+fn an_origin_claiming_an_absurd_length_is_served_without_harm() {
+    let mut w = World::new();
+    w.start_cache("");
+    let mut r = Resource::ok(vec![b'x'], &[("Cache-Control", "max-age=3600")]);
+    // (9,999,999,999,999,999,999 itself is past what curl reads as a
+    // length; the unit test in object.rs takes it.)
+    r.mode = Mode::ClaimsLength(9_000_000_000_000_000_000);
+    w.origin.set("/huge.bin", r);
+    let huge = w.curl(&w.https_url("/huge.bin"), &[]);
+    assert!(
+        !huge.ok,
+        "curl sees the transfer cut short: {:?} {:?} {}",
+        huge.body, huge.headers, huge.stderr
+    );
+    assert!(huge.body.len() <= 1, "{:?}", huge.body);
+    w.origin.set(
+        "/small.bin",
+        Resource::ok(pattern(1000, 3), &[("Cache-Control", "max-age=3600")]),
+    );
+    let small = w.curl(&w.https_url("/small.bin"), &[]);
+    assert!(small.ok, "the cache still serves: {}", small.stderr);
+    assert_eq!(small.body, pattern(1000, 3));
+    assert_eq!(w.stats()["memory_objects"], 1);
+}
+
 #[test]
 fn the_fill_goes_on_when_the_first_client_leaves() {
     let mut w = World::new();

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod form;
+pub mod key;
 pub mod logs;
 pub mod menu;
 pub mod model;

@@ -2,7 +2,7 @@
 //! `/` searches forward (towards older lines), `?` backward, `n` repeats
 //! the last search, ENTER leaves.
 
-use crate::model::Key;
+use crate::key::Key;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogView {

@@ -19,25 +19,7 @@ use crate::menu::{ConfirmKind, Go, MenuId};
 /// setting is at fault), or why the socket could not be used.
 pub use gateway_control::protocol::ApiError as Refusal;
 
-/// A key, as the model sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    Up,
-    Down,
-    Left,
-    Right,
-    Enter,
-    Esc,
-    Tab,
-    BackTab,
-    Backspace,
-    Delete,
-    Home,
-    End,
-    PageUp,
-    PageDown,
-    Char(char),
-}
+pub use crate::key::Key;
 
 /// What an answer is for, so it lands on the right screen.
 #[derive(Debug, Clone, PartialEq, Eq)]

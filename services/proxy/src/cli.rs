@@ -13,12 +13,13 @@ use tokio::sync::{watch, Semaphore};
 
 use clap::Parser;
 
-use crate::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
-use crate::resolver::Resolver;
-use crate::server::{serve, serve_with, ProxyConfig};
-use crate::settings::ProxySettings;
-use crate::stats::Stats;
-use crate::upstream::{Credentials, Secret, Upstream};
+use gateway_forward_proxy::config::{ProxyConfig, ToProxyConfig};
+use gateway_forward_proxy::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
+use gateway_forward_proxy::stats::Stats;
+use gateway_forward_proxy::upstream::{Credentials, Secret, Upstream};
+use gateway_resolver::Resolver;
+
+use crate::server::{serve, serve_with};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["allowed", "hosts", "patch", "agent_networks", "upstream"])]
     config: Option<PathBuf>,
     /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:1080")]
+    #[arg(long, default_value_t = gateway_unit_settings::proxy::default_listen())]
     listen: SocketAddr,
     /// An allowed destination domain beyond the platform's, `name` or
     /// `name:port` (the port then may be used too); up to 10.
@@ -104,25 +105,15 @@ fn parse_upstream(s: &str) -> Result<(String, u16), String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("gateway-proxy: start the runtime: {e}");
-            ExitCode::FAILURE
-        })
+    gateway_unit_main::runtime(None).map_err(|e| {
+        eprintln!("gateway-proxy: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Logs to stderr as init collects them from a unit (the cache's too).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        // init stamps every line it collects from a unit's stderr (the logs
-        // issue); a second timestamp would cost per connection for nothing.
-        .without_time()
-        .init();
+    gateway_unit_main::init_logging();
 }
 
 pub fn main() -> ExitCode {
@@ -254,7 +245,7 @@ fn run_with_file(path: PathBuf) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let settings = match ProxySettings::load(&path) {
+        let settings = match crate::settings::load(&path) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("gateway-proxy: --config {e}");
@@ -283,7 +274,7 @@ fn run_with_file(path: PathBuf) -> ExitCode {
         tracing::info!("listening on {listen}");
         loop {
             hup.recv().await;
-            let new = match ProxySettings::load(&path).and_then(|s| s.to_config().map(|c| (s, c))) {
+            let new = match crate::settings::load(&path).and_then(|s| s.to_config().map(|c| (s, c))) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!("reload: {e}; keeping the running configuration");

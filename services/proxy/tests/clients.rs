@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use gateway_proxy::policy::{AllowedDomains, Mode, Policy};
-use gateway_proxy::server::ProxyConfig;
+use gateway_forward_proxy::config::ProxyConfig;
+use gateway_forward_proxy::policy::{AllowedDomains, Mode, Policy};
 
 mod common;
 use common::*;
@@ -192,7 +192,7 @@ fn patch_mode_never_tunnels_to_the_appliance_itself() {
     let policy = Policy::new(
         Mode::Patch,
         AllowedDomains::default(),
-        gateway_proxy::policy::default_agent_networks(),
+        gateway_forward_proxy::policy::default_agent_networks(),
     );
     let proxy = start_proxy(ProxyConfig {
         policy,

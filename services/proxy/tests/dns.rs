@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway_proxy::resolver::Resolver;
-use gateway_proxy::server::ProxyConfig;
+use gateway_forward_proxy::config::ProxyConfig;
+use gateway_resolver::Resolver;
 
 mod common;
 use common::squid::free_port;

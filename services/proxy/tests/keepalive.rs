@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gateway_proxy::server::ProxyConfig;
+use gateway_forward_proxy::config::ProxyConfig;
 
 mod common;
 use common::*;

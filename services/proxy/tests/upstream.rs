@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use gateway_proxy::server::ProxyConfig;
-use gateway_proxy::upstream::{Credentials, Secret, Upstream};
+use gateway_forward_proxy::config::ProxyConfig;
+use gateway_forward_proxy::upstream::{Credentials, Secret, Upstream};
 
 mod common;
 use common::squid::{self, free_port, Squid};

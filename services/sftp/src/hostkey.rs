@@ -4,10 +4,9 @@
 //! holds the `SHA256:...` fingerprint as `ssh-keygen -lf` prints it, so the
 //! console can show it for the administrator to compare.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use gateway_fsutil::{write_atomic, AtomicWriteError, WriteOptions};
 use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey};
@@ -25,11 +24,8 @@ pub enum HostKeyError {
     Kind { path: PathBuf },
     #[error("generate a host key: {0}")]
     Generate(String),
-    #[error("write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
 }
 
 /// Loads the host key, or generates and stores one if there is none, and
@@ -87,30 +83,7 @@ fn generate() -> Result<PrivateKey, HostKeyError> {
 /// readable by others), fsync, rename, fsync of the directory: after a power
 /// cut there is either the old file or the whole new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HostKeyError> {
-    let err = |source| HostKeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-    }
-    Ok(())
+    Ok(write_atomic(path, bytes, &WriteOptions::private())?)
 }
 
 #[cfg(test)]

@@ -56,38 +56,20 @@ pub(crate) fn for_log(text: &str) -> String {
 
 /// `gateway-sftp --config FILE`: the unit's entry point.
 pub fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .init();
-    let path = match std::env::args_os().collect::<Vec<_>>().as_slice() {
-        [_, flag, path] if flag == "--config" => std::path::PathBuf::from(path),
-        _ => {
-            eprintln!("usage: gateway-sftp --config FILE");
-            return std::process::ExitCode::from(2);
-        }
+    gateway_unit_main::init_logging();
+    let path = match gateway_unit_main::config_arg("gateway-sftp") {
+        Ok(p) => p,
+        Err(status) => return status,
     };
-    let run = || -> Result<(), String> {
-        let settings = Settings::load(&path).map_err(|e| e.to_string())?;
+    gateway_unit_main::exit("gateway-sftp", || {
+        let settings = settings::load(&path).map_err(|e| e.to_string())?;
         // Two workers: downloads are few and small, and the appliance has
         // little memory.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("start the runtime: {e}"))?;
+        let runtime = gateway_unit_main::runtime(Some(2))?;
         runtime
             .block_on(server::run(settings))
             .map_err(|e| e.to_string())
-    };
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gateway-sftp: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 #[cfg(test)]

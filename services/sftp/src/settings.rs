@@ -1,86 +1,33 @@
-//! The server's settings file, written by PID 1
-//! (`{"listen": "0.0.0.0:22", "state_dir": "/var/lib/units/sftp"}`).
-//! Both keys are required and unknown keys are refused, so a typo in PID 1's
-//! writer shows up as an error naming the key instead of a silent default.
+//! The server's settings file, written by PID 1: the typed contract is
+//! `gateway_unit_settings::SftpSettings`; this module adds the server's own
+//! check (an absolute state directory).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+pub use gateway_unit_settings::{SettingsError, SftpSettings as Settings};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Address and port the SSH server listens on.
-    #[serde(deserialize_with = "listen_address")]
-    pub listen: SocketAddr,
-    /// Holds the host key, the offer and the report directory.
-    pub state_dir: PathBuf,
+/// Reads and checks the settings file at `path`; errors name the file and
+/// the key.
+pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+    gateway_unit_settings::load(path, parse)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The message names the key (`unknown field`, `missing field`, `listen:`).
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: state_dir: {value} is not an absolute path")]
-    StateDir { path: PathBuf, value: PathBuf },
-}
-
-impl Settings {
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|e| match e {
-            ParseError::Json(source) => SettingsError::Parse {
-                path: path.to_owned(),
-                source,
-            },
-            ParseError::StateDir(value) => SettingsError::StateDir {
-                path: path.to_owned(),
-                value,
-            },
-        })
+fn parse(text: &str) -> Result<Settings, SettingsError> {
+    let settings = Settings::parse(text)?;
+    // A relative state directory would depend on the unit's working
+    // directory: refuse it rather than guess.
+    if !settings.state_dir.is_absolute() {
+        return Err(SettingsError::invalid(
+            "state_dir",
+            format!("{} is not an absolute path", settings.state_dir.display()),
+        ));
     }
-
-    fn parse(text: &str) -> Result<Self, ParseError> {
-        let settings: Settings = serde_json::from_str(text).map_err(ParseError::Json)?;
-        // A relative state directory would depend on the unit's working
-        // directory: refuse it rather than guess.
-        if !settings.state_dir.is_absolute() {
-            return Err(ParseError::StateDir(settings.state_dir));
-        }
-        Ok(settings)
-    }
-
-    pub fn host_key_path(&self) -> PathBuf {
-        self.state_dir.join("host_key")
-    }
+    Ok(settings)
 }
 
-/// serde_json's own message for a bad address does not say which key it is.
-fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "listen: {text:?} is not an address and port (like 0.0.0.0:22)"
-        ))
-    })
-}
-
-enum ParseError {
-    Json(serde_json::Error),
-    StateDir(PathBuf),
+/// Where the server keeps its host key.
+pub fn host_key_path(settings: &Settings) -> PathBuf {
+    settings.state_dir.join("host_key")
 }
 
 #[cfg(test)]
@@ -88,20 +35,17 @@ mod tests {
     use super::*;
 
     fn error(text: &str) -> String {
-        match Settings::parse(text) {
+        match parse(text) {
             Ok(s) => panic!("accepted {s:?}"),
-            Err(ParseError::Json(e)) => e.to_string(),
-            Err(ParseError::StateDir(p)) => format!("state_dir {}", p.display()),
+            Err(e) => e.to_string(),
         }
     }
 
     #[test]
     fn parses_the_documented_form() {
-        let s = Settings::parse(r#"{"listen": "0.0.0.0:22", "state_dir": "/var/lib/units/sftp"}"#)
-            .ok()
-            .unwrap();
+        let s = parse(r#"{"listen": "0.0.0.0:22", "state_dir": "/var/lib/units/sftp"}"#).unwrap();
         assert_eq!(s.listen, "0.0.0.0:22".parse().unwrap());
-        assert_eq!(s.host_key_path(), Path::new("/var/lib/units/sftp/host_key"));
+        assert_eq!(host_key_path(&s), Path::new("/var/lib/units/sftp/host_key"));
     }
 
     #[test]

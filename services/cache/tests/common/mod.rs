@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gateway_cache::server::{serve, Service};
-use gateway_cache::settings::CacheSettings;
+
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
@@ -47,6 +47,9 @@ pub enum Mode {
     /// Chunked, and closes after this many body bytes, before the last
     /// chunk (a body cut short).
     ChunkedDieAfter(usize),
+    /// Says `Content-Length` is this, sends the body, closes (a hostile
+    /// origin).
+    ClaimsLength(u64),
 }
 
 #[derive(Clone)]
@@ -175,10 +178,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
             res.status
         ));
     } else {
+        let length = match res.mode {
+            Mode::ClaimsLength(n) => n,
+            _ => res.body.len() as u64,
+        };
         out.push_str(&format!(
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {} X\r\nContent-Length: {length}\r\n",
             res.status,
-            res.body.len()
         ));
     }
     for (n, v) in &res.headers {
@@ -194,7 +200,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, state: Arc<Origi
     }
     let body = &res.body[..];
     match &res.mode {
-        Mode::Normal | Mode::SlowHead(_) | Mode::Hangup => {
+        Mode::Normal | Mode::SlowHead(_) | Mode::Hangup | Mode::ClaimsLength(_) => {
             let _ = s.write_all(body).await;
         }
         Mode::DieAfter(n) => {
@@ -382,7 +388,7 @@ impl World {
     /// Starts (or restarts) the cache with `extra` settings.
     pub fn start_cache(&mut self, extra: &str) {
         self.stop_cache();
-        let settings = CacheSettings::parse(&self.settings_json(extra)).unwrap();
+        let settings = gateway_cache::settings::parse(&self.settings_json(extra)).unwrap();
         let store = gateway_cache::run::store(&settings).unwrap();
         let service =
             gateway_cache::run::service(&settings, store, Default::default(), Default::default())

@@ -6,7 +6,7 @@
 //! itself.
 #![no_main]
 
-use gateway_proxy::body::{ChunkedDecoder, ChunkedError};
+use gateway_http::body::{ChunkedDecoder, ChunkedError};
 use libfuzzer_sys::fuzz_target;
 
 type Run = Result<(usize, Vec<u8>, bool), ChunkedError>;

@@ -6,10 +6,10 @@
 //! written for the client parses again.
 #![no_main]
 
-use gateway_proxy::head::{self, Limits};
-use gateway_proxy::policy::{Method, Policy};
-use gateway_proxy::response::{self, ClientConnection};
-use gateway_proxy::{body, upstream};
+use gateway_http::head::{self, Limits};
+use gateway_http::response::{self, ClientConnection};
+use gateway_http::{body, connect};
+use gateway_forward_proxy::policy::{Method, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!((again.status, again.len), (r.status, out.len()));
         }
     }
-    let _ = upstream::parse_response(data, 2048);
+    let _ = connect::parse_response(data, 2048);
     let host = String::from_utf8_lossy(data);
     let _ = Policy::default().check_destination(Method::Connect, &host, 443);
 });

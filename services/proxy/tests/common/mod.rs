@@ -11,10 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_proxy::policy::{AllowedDomains, Mode, Policy};
-use gateway_proxy::resolver::Resolver;
-use gateway_proxy::server::{serve, ProxyConfig};
-use gateway_proxy::stats::Stats;
+use gateway_forward_proxy::config::ProxyConfig;
+use gateway_forward_proxy::policy::{AllowedDomains, Mode, Policy};
+use gateway_forward_proxy::stats::Stats;
+use gateway_proxy::server::serve;
+use gateway_resolver::Resolver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const TLS_NAME: &str = "gw-test.qualys.com";
@@ -62,7 +63,7 @@ pub fn config_for(allowed: &[String], hosts: &[(&str, IpAddr)]) -> ProxyConfig {
         policy: Policy::new(
             Mode::Cache,
             AllowedDomains::parse(allowed.iter().map(String::as_str)).unwrap(),
-            gateway_proxy::policy::default_agent_networks(),
+            gateway_forward_proxy::policy::default_agent_networks(),
         ),
         resolver: Resolver::hosts_only(
             hosts

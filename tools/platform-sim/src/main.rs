@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    gateway_platform_sim::main()
+}
