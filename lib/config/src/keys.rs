@@ -196,6 +196,19 @@ pub const KEYS: &[KeyInfo] = &[
             c.patch.min_disk_gib = or_default(v, |d| d.patch.min_disk_gib, |v| number(v, 1, 65536, "a whole number of GiB"))?;
             Ok(())
         }),
+    key("patch.private_destinations", "list of networks | none", "none, or at most 16 networks in CIDR form (10.20.0.0/16) inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or fc00::/7, no repeats: the private networks patch-mode clients may reach; empty means all four",
+        |c| if c.patch.private_destinations.is_empty() { "none".to_owned() } else { join(&c.patch.private_destinations) },
+        |c, v| {
+            c.patch.private_destinations = match v {
+                "" => Config::default().patch.private_destinations,
+                "none" => Vec::new(),
+                v => list(v)
+                    .into_iter()
+                    .map(|n| n.parse().map_err(|_| format!("{n:?} is not a network in CIDR form, such as 10.20.0.0/16")))
+                    .collect::<Result<_, _>>()?,
+            };
+            Ok(())
+        }),
     key("allowed_domains", "list of domain[:port]", "at most 10 domain names or IPv4 addresses, each optionally with :port; no scheme, no path, no www. prefix, no repeats",
         |c| c.allowed_domains.join(","),
         |c, v| { c.allowed_domains = list(v).into_iter().map(str::to_owned).collect(); Ok(()) }),
@@ -385,6 +398,10 @@ mod tests {
             ("cache.enabled", "true"),
             ("patch.enabled", "false"),
             ("patch.min_disk_gib", "250"),
+            (
+                "patch.private_destinations",
+                "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+            ),
             ("tls.min_version", "1.2"),
             ("ssh.enabled", "false"),
         ];
@@ -431,6 +448,7 @@ mod tests {
             ("cache.splice", "pinned.example.com,updates.example.org"),
             ("patch.enabled", "true"),
             ("patch.min_disk_gib", "1"),
+            ("patch.private_destinations", "10.20.0.0/16,fd00::/8"),
             ("allowed_domains", "example.com,10.1.2.3:8443"),
             ("tls.min_version", "1.3"),
             ("ssh.enabled", "true"),

@@ -51,6 +51,8 @@ pub const MAX_ORIGIN_CA_BYTES: usize = 64 * 1024;
 
 /// Domains the cache tunnels without interception.
 pub const MAX_SPLICE: usize = 50;
+/// At most this many entries in `patch.private_destinations`.
+pub const MAX_PRIVATE_DESTINATIONS: usize = 16;
 pub const MAX_HOSTS: usize = 256;
 const MAX_CREDENTIAL_LEN: usize = 255;
 
@@ -214,9 +216,43 @@ impl Config {
                 return fail("cache.splice", format!("{name:?} is listed more than once"));
             }
         }
+        self.validate_private_destinations()?;
         AllowedDomains::parse(&self.allowed_domains)
             .map(drop)
             .or_else(|e| fail("allowed_domains", e.to_string()))
+    }
+
+    fn validate_private_destinations(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "patch.private_destinations";
+        let nets = &self.patch.private_destinations;
+        if nets.len() > MAX_PRIVATE_DESTINATIONS {
+            return fail(
+                KEY,
+                format!(
+                    "{} networks: at most {MAX_PRIVATE_DESTINATIONS}",
+                    nets.len()
+                ),
+            );
+        }
+        let ranges = crate::schema::private_ranges();
+        for (i, net) in nets.iter().enumerate() {
+            if net.trunc() != *net {
+                return fail(
+                    KEY,
+                    format!("{net} has host bits set: write {}", net.trunc()),
+                );
+            }
+            if !ranges.iter().any(|r| r.contains(net)) {
+                return fail(
+                    KEY,
+                    format!("{net} is not inside the private ranges 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7"),
+                );
+            }
+            if nets[..i].contains(net) {
+                return fail(KEY, format!("{net} is listed more than once"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_net(&self) -> Result<(), ConfigError> {
@@ -548,6 +584,42 @@ mod tests {
         let err = refused(&[("cache.origin_ca", "-----BEGIN CERTIFICATE-----\nMIIB\n")]);
         assert!(
             err.message.contains("has no -----END CERTIFICATE-----"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn private_destinations_are_private_networks_listed_once() {
+        for (value, says) in [
+            ("8.8.8.0/24", "not inside the private ranges"),
+            ("127.0.0.0/8", "not inside the private ranges"),
+            ("10.0.0.0/7", "not inside the private ranges"),
+            ("10.1.2.3/16", "host bits set: write 10.1.0.0/16"),
+            ("10.1.0.0/16,10.1.0.0/16", "listed more than once"),
+        ] {
+            let err = refused(&[("patch.private_destinations", value)]);
+            assert_eq!(err.key, "patch.private_destinations", "{value}");
+            assert!(err.message.contains(says), "{value}: {err}");
+        }
+        let mut c = Config::default();
+        c.set("patch.private_destinations", "10.20.0.0/16,fd00::/8")
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.get("patch.private_destinations").unwrap(),
+            "10.20.0.0/16,fd00::/8"
+        );
+        c.set("patch.private_destinations", "none").unwrap();
+        assert!(c.patch.private_destinations.is_empty());
+        assert_eq!(c.get("patch.private_destinations").unwrap(), "none");
+        c.set("patch.private_destinations", "").unwrap();
+        assert_eq!(
+            c.get("patch.private_destinations").unwrap(),
+            "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        );
+        let err = c.set("patch.private_destinations", "ten").unwrap_err();
+        assert!(
+            err.to_string().contains("not a network in CIDR form"),
             "{err}"
         );
     }

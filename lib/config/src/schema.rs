@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 /// The schema version written by this build. A store holding a newer
@@ -253,6 +253,23 @@ pub struct Patch {
     pub enabled: bool,
     /// The smallest patch disk patch mode accepts, GiB.
     pub min_disk_gib: u32,
+    /// The private networks patch-mode clients may reach (every other
+    /// private address is refused after resolution); by default all of
+    /// [`PRIVATE_RANGES`]. Loopback, link-local and the like are refused in
+    /// every mode whatever this says.
+    pub private_destinations: Vec<IpNet>,
+}
+
+/// The private ranges: RFC 1918's three IPv4 networks and IPv6 unique local
+/// addresses (RFC 4193).
+pub const PRIVATE_RANGES: [&str; 4] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+
+/// [`PRIVATE_RANGES`], parsed.
+pub fn private_ranges() -> Vec<IpNet> {
+    PRIVATE_RANGES
+        .iter()
+        .filter_map(|r| r.parse().ok())
+        .collect()
 }
 
 /// QGS asks for a patch disk of at least 250 GB: counted in GiB, as the
@@ -264,6 +281,7 @@ impl Default for Patch {
         Patch {
             enabled: false,
             min_disk_gib: DEFAULT_MIN_DISK_GIB,
+            private_destinations: private_ranges(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Where tunnels and requests go instead of direct, when set.
     pub upstream: Option<Upstream>,
+    /// In patch mode, the private networks a destination may be in
+    /// (egress refuses other private addresses after resolution).
+    pub private_destinations: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxyConfig {
@@ -41,6 +44,7 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(600),
             max_connections: 16_384,
             upstream: None,
+            private_destinations: gateway_config::schema::private_ranges(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl ToProxyConfig for ProxySettings {
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
             max_connections: self.max_connections,
             upstream,
+            private_destinations: self.private_destinations.clone(),
             ..ProxyConfig::default()
         })
     }

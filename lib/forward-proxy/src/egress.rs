@@ -1,7 +1,8 @@
 //! Reaching a destination: resolving its name (the hosts map first), the
-//! patch-mode rule against local addresses, connecting within the timeout,
-//! and asking the upstream proxy for a tunnel when one is chained. Errors
-//! are the status a client gets and a reason in words.
+//! rules on the addresses it resolves to (never a local one; in patch mode a
+//! private one only inside `private_destinations`), connecting within the
+//! timeout, and asking the upstream proxy for a tunnel when one is chained.
+//! Errors are the status a client gets and a reason in words.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -39,16 +40,15 @@ pub async fn connect(
     else {
         return Err((502, format!("{host} has no address")));
     };
-    // In patch mode any name is a destination, and a name may resolve to the
-    // appliance itself or a link-local service: those are refused unless the
-    // administrator mapped the name so in the hosts map. (In cache mode only
-    // the platform's and the administrator's own domains are reachable.)
-    let patch = config.policy.mode() == Mode::Patch;
-    if patch && !allow_local && !config.resolver.is_mapped(host) && is_local_address(addr.ip()) {
-        return Err((
-            403,
-            format!("{host} resolves to {}, a local address", addr.ip()),
-        ));
+    // A name the policy allowed may still resolve to the appliance itself,
+    // a link-local service (169.254.169.254, a cloud's metadata) or a
+    // broadcast address: refused in every mode, before any connect, for
+    // every address the name has (one that answers loopback beside a public
+    // address is not to be trusted with the other either). The exceptions
+    // are the administrator's own: a name the hosts map maps, the upstream
+    // proxy (`allow_local`).
+    if !allow_local && !config.resolver.is_mapped(host) {
+        check_addresses(host, &addrs, config)?;
     }
     match timeout(config.connect_timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
@@ -66,16 +66,56 @@ pub async fn connect(
     }
 }
 
+/// The rules on the addresses `host` resolved to: none local; in patch mode
+/// (where any name is a destination) a private one only inside
+/// `private_destinations`. The error is a 403 naming the address and why.
+pub fn check_addresses(
+    host: &str,
+    addrs: &[SocketAddr],
+    config: &ProxyConfig,
+) -> Result<(), (u16, String)> {
+    let patch = config.policy.mode() == Mode::Patch;
+    for ip in addrs.iter().map(|a| unmapped(a.ip())) {
+        if is_local_address(ip) {
+            return Err((403, format!("{host} resolves to {ip}, a local address")));
+        }
+        let allowed = || {
+            config
+                .private_destinations
+                .iter()
+                .any(|net| net.contains(&ip))
+        };
+        if patch && is_private_address(ip) && !allowed() {
+            return Err((
+                403,
+                format!(
+                    "{host} resolves to {ip}, a private address outside patch.private_destinations"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// RFC 1918 and unique local (fc00::/7) addresses.
+pub fn is_private_address(ip: IpAddr) -> bool {
+    match unmapped(ip) {
+        IpAddr::V4(v4) => v4.is_private(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
 /// Loopback, unspecified, link-local, multicast and broadcast addresses.
 pub fn is_local_address(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    match ip {
+    match unmapped(ip) {
         IpAddr::V4(v4) => {
             v4.is_loopback()
                 || v4.is_unspecified()
@@ -133,6 +173,70 @@ pub async fn upstream_connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{default_agent_networks, AllowedDomains, Policy};
+
+    fn config(mode: Mode, private: &[&str]) -> ProxyConfig {
+        ProxyConfig {
+            policy: Policy::new(mode, AllowedDomains::default(), default_agent_networks()),
+            private_destinations: private.iter().map(|n| n.parse().unwrap()).collect(),
+            ..ProxyConfig::default()
+        }
+    }
+
+    fn check(addrs: &[&str], config: &ProxyConfig) -> Result<(), (u16, String)> {
+        let addrs: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.parse().unwrap(), 443))
+            .collect();
+        check_addresses("x.example.com", &addrs, config)
+    }
+
+    #[test]
+    fn local_answers_are_refused_in_every_mode_for_any_address_of_the_name() {
+        for mode in [Mode::Cache, Mode::Patch] {
+            let c = config(mode, &["10.0.0.0/8"]);
+            for addrs in [
+                &["127.0.0.1"][..],
+                &["169.254.169.254"],
+                &["203.0.113.7", "127.0.0.1"],
+                &["::ffff:169.254.169.254"],
+                &["0.0.0.0"],
+                &["fe80::1"],
+            ] {
+                let (status, why) = check(addrs, &c).unwrap_err();
+                assert_eq!(status, 403, "{addrs:?}");
+                assert!(why.contains("a local address"), "{why}");
+            }
+            assert_eq!(check(&["203.0.113.7"], &c), Ok(()));
+        }
+    }
+
+    #[test]
+    fn patch_mode_reaches_only_the_private_networks_it_lists() {
+        let patch = config(Mode::Patch, &["10.20.0.0/16"]);
+        assert_eq!(check(&["10.20.1.1"], &patch), Ok(()));
+        for a in ["10.30.0.1", "192.168.1.1", "172.16.0.1", "fd00::1"] {
+            let (status, why) = check(&[a], &patch).unwrap_err();
+            assert_eq!(status, 403, "{a}");
+            assert!(why.contains("outside patch.private_destinations"), "{why}");
+        }
+        // None listed: no private destination at all.
+        assert!(check(&["10.20.1.1"], &config(Mode::Patch, &[])).is_err());
+        // The default lists every private range.
+        let default = ProxyConfig {
+            policy: Policy::new(
+                Mode::Patch,
+                AllowedDomains::default(),
+                default_agent_networks(),
+            ),
+            ..ProxyConfig::default()
+        };
+        for a in ["10.30.0.1", "192.168.1.1", "172.16.0.1", "fd00::1"] {
+            assert_eq!(check(&[a], &default), Ok(()), "{a}");
+        }
+        // Cache mode reaches only allowed domains anyway: no private rule.
+        assert_eq!(check(&["192.168.1.1"], &config(Mode::Cache, &[])), Ok(()));
+    }
 
     #[test]
     fn local_addresses_are_recognised() {

@@ -108,7 +108,11 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     O: AsyncRead + AsyncWrite + Unpin,
 {
-    let request = origin_request(ex.head, ex.via.map(|u| u.authorization()), ex.body);
+    let request = origin_request(
+        &target_authority_as_host(ex.head),
+        ex.via.map(|u| u.authorization()),
+        ex.body,
+    );
     if origin.write_all(&request).await.is_err() {
         let why = "the origin closed before the request was sent";
         stats.refused("upstream");
@@ -523,6 +527,23 @@ pub fn origin_request(head: &RequestHead, via: Option<Option<String>>, body: Bod
     out
 }
 
+/// The head with the client's `Host` fields dropped when its target is in
+/// absolute form: a proxy ignores them and sends the target's authority
+/// (RFC 9112 3.2.2), which [`origin_request`] writes when no `Host` is
+/// left. Otherwise a client could name one host in the URL (the one the
+/// policy allowed and the connection went to) and another to the origin.
+/// An origin-form head (a request inside a connection the cache
+/// terminated) keeps its `Host`: there is no other authority to send.
+fn target_authority_as_host(head: &RequestHead) -> std::borrow::Cow<'_, RequestHead> {
+    let absolute = matches!(head.target, Target::Absolute { .. });
+    if !absolute || head.header("host").is_none() {
+        return std::borrow::Cow::Borrowed(head);
+    }
+    let mut own = head.clone();
+    own.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+    std::borrow::Cow::Owned(own)
+}
+
 fn host_header(target: &Target) -> String {
     let (host, port) = (target.host(), target.port());
     let host = if host.contains(':') {
@@ -570,6 +591,28 @@ mod tests {
         assert_eq!(
             out,
             "GET http://a.b:8080/x HTTP/1.1\r\nProxy-Authorization: Basic b3Vycw==\r\nHost: a.b:8080\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_request_carries_its_target_as_host_not_the_clients() {
+        let raw = "GET http://a.b:8080/x HTTP/1.1\r\nHost: internal.corp\r\nAccept: */*\r\n\r\n";
+        let head = head::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        let out = origin_request(&target_authority_as_host(&head), None, BodyKind::None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: a.b:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        // An origin-form head keeps its Host: it is the only authority.
+        let raw = "GET /x HTTP/1.1\r\nHost: a.b\r\n\r\n";
+        let head = head::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            target_authority_as_host(&head).header("host"),
+            Some(&b"a.b"[..])
         );
     }
 

@@ -11,10 +11,13 @@
 //! a read that fills the 64 KiB buffer switches that direction to splice(2)
 //! through a pipe, socket to socket, until the source is drained.
 
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gateway_http::access::Outcome;
 use nix::fcntl::{splice, SpliceFFlags};
+use nix::sys::socket::Shutdown;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
@@ -69,6 +72,15 @@ pub async fn tunnel(
 /// nothing moved for `idle`. Returns bytes up (from `a`), bytes down and why
 /// it ended.
 ///
+/// Each direction is its own state machine (wait for its source, move what
+/// it holds, wait for its destination when that is full), polled side by
+/// side in this one task: a write waiting on a full destination stalls only
+/// its own direction. (One loop serving a direction at a time deadlocks a
+/// peer that echoes: the tunnel waits to write to it while it waits to
+/// write back to the tunnel.) The directions borrow the sockets shared,
+/// which the readiness calls allow, so an idle tunnel is still its task and
+/// its two sockets.
+///
 /// The idle timer is armed once and re-armed only when it fires: activity
 /// just records the time. (A timeout around each wait would insert and
 /// remove a timer for every read, which shows in the tunnel rate.)
@@ -78,79 +90,86 @@ pub async fn pump(
     idle: Duration,
     stats: &Stats,
 ) -> (u64, u64, &'static str) {
-    let (mut up, mut down) = (0u64, 0u64);
-    let (mut a_open, mut b_open) = (true, true);
-    let mut last = tokio::time::Instant::now();
-    let timer = tokio::time::sleep_until(last + idle);
+    let (a, b) = (&*a, &*b);
+    let started = tokio::time::Instant::now();
+    // Milliseconds from `started` to the last bytes moved either way,
+    // counted as they move: a bulk burst that never drains is activity
+    // all along.
+    let last_ms = AtomicU64::new(0);
+    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let moved = |total: &AtomicU64, n: u64| {
+        total.fetch_add(n, Ordering::Relaxed);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last_ms.fetch_max(ms, Ordering::Relaxed);
+    };
+    let count_up = |n: u64| {
+        stats.add_bytes(n, 0);
+        moved(&up, n);
+    };
+    let count_down = |n: u64| {
+        stats.add_bytes(0, n);
+        moved(&down, n);
+    };
+    let upward = direction(a, b, &count_up);
+    let downward = direction(b, a, &count_down);
+    tokio::pin!(upward, downward);
+    let (mut up_open, mut down_open) = (true, true);
+    let timer = tokio::time::sleep_until(started + idle);
     tokio::pin!(timer);
-    while a_open || b_open {
-        let ready = tokio::select! {
-            r = a.readable(), if a_open => Some((true, r)),
-            r = b.readable(), if b_open => Some((false, r)),
-            () = &mut timer => None,
-        };
-        let from_a = match ready {
-            None => {
-                let deadline = last + idle;
+    let why = loop {
+        if !up_open && !down_open {
+            break "closed";
+        }
+        tokio::select! {
+            flow = &mut upward, if up_open => {
+                up_open = false;
+                if flow == Flow::WriteFailed {
+                    break "upstream write failed";
+                }
+            }
+            flow = &mut downward, if down_open => {
+                down_open = false;
+                if flow == Flow::WriteFailed {
+                    break "client write failed";
+                }
+            }
+            () = &mut timer => {
+                let deadline = started
+                    + Duration::from_millis(last_ms.load(Ordering::Relaxed))
+                    + idle;
                 if tokio::time::Instant::now() >= deadline {
-                    return (up, down, "idle timeout");
+                    break "idle timeout";
                 }
                 timer.as_mut().reset(deadline);
-                continue;
             }
-            Some((from_a, Ok(()))) => from_a,
-            Some((from_a, Err(_))) => {
-                // The socket failed: that side is done.
-                if from_a {
-                    a_open = false;
-                } else {
-                    b_open = false;
-                }
-                continue;
-            }
-        };
-        let (src, dst) = if from_a {
-            (&mut *a, &mut *b)
-        } else {
-            (&mut *b, &mut *a)
-        };
-        let count = |n: u64| {
-            if from_a {
-                stats.add_bytes(n, 0)
-            } else {
-                stats.add_bytes(0, n)
-            }
-        };
-        let (moved, flow) = relay_ready(src, dst, &count).await;
-        if from_a {
-            up += moved;
-        } else {
-            down += moved;
         }
-        match flow {
+    };
+    (
+        up.load(Ordering::Relaxed),
+        down.load(Ordering::Relaxed),
+        why,
+    )
+}
+
+/// One direction of a tunnel, `src` to `dst`, until `src` ends (the
+/// half-close passed on to `dst`) or `dst` refuses bytes.
+async fn direction(src: &TcpStream, dst: &TcpStream, count: &impl Fn(u64)) -> Flow {
+    loop {
+        if src.readable().await.is_err() {
+            // The socket failed: this side is done.
+            return Flow::End;
+        }
+        match relay_ready(src, dst, count).await {
             Flow::Drained => {}
-            Flow::WriteFailed if from_a => return (up, down, "upstream write failed"),
-            Flow::WriteFailed => return (up, down, "client write failed"),
-            // End of stream or a failed socket on this side: pass the
-            // half-close on and stop reading it. When the other side has
-            // ended too, its close (the caller drops it) sends the FIN: no
-            // shutdown call of its own.
+            Flow::WriteFailed => return Flow::WriteFailed,
+            // End of stream: pass the half-close on. (The shutdown of a
+            // socket whose peer is gone fails harmlessly.)
             Flow::End => {
-                let other_open = if from_a { b_open } else { a_open };
-                if other_open {
-                    let _ = dst.shutdown().await;
-                }
-                if from_a {
-                    a_open = false;
-                } else {
-                    b_open = false;
-                }
+                let _ = nix::sys::socket::shutdown(dst.as_raw_fd(), Shutdown::Write);
+                return Flow::End;
             }
         }
-        // Activity, including a write that waited on a slow reader.
-        last = tokio::time::Instant::now();
     }
-    (up, down, "closed")
 }
 
 /// How a burst of relaying ended.
@@ -165,23 +184,18 @@ enum Flow {
 }
 
 /// Moves what `src` holds to `dst`: copied through a pooled buffer, or
-/// spliced once a read fills that buffer (a bulk flow).
-async fn relay_ready(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
-    count: &impl Fn(u64),
-) -> (u64, Flow) {
-    let mut moved = 0u64;
+/// spliced once a read fills that buffer (a bulk flow). `count` is told of
+/// the bytes as they are written.
+async fn relay_ready(src: &TcpStream, dst: &TcpStream, count: &impl Fn(u64)) -> Flow {
     let mut buf = buffers::take();
     let flow = loop {
         buf.clear();
         match read_ready(src, &mut buf) {
             Ok(0) => break Flow::End,
             Ok(n) => {
-                if dst.write_all(&buf[..n]).await.is_err() {
+                if write_all(dst, &buf[..n]).await.is_err() {
                     break Flow::WriteFailed;
                 }
-                moved += n as u64;
                 count(n as u64);
                 if n < buf.capacity() {
                     break Flow::Drained;
@@ -189,8 +203,7 @@ async fn relay_ready(
                 // A full buffer: the rest goes socket to socket. Without a
                 // pipe (out of descriptors), copying goes on.
                 if let Some(pipe) = pipes::take() {
-                    let (n, flow) = splice_ready(src, dst, &pipe, count).await;
-                    moved += n;
+                    let flow = splice_ready(src, dst, &pipe, count).await;
                     // A refused write can leave bytes in the pipe: not reused.
                     if flow != Flow::WriteFailed {
                         pipes::give_back(pipe);
@@ -203,7 +216,21 @@ async fn relay_ready(
         }
     };
     buffers::give_back(buf);
-    (moved, flow)
+    flow
+}
+
+/// Writes all of `bytes` to `dst`, waiting for room when it is full,
+/// through a shared borrow (the other direction reads the same socket).
+async fn write_all(dst: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match dst.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads what `src` holds into `buf`'s spare capacity (no zeroing). A
@@ -238,18 +265,17 @@ async fn splice_ready(
     dst: &TcpStream,
     pipe: &pipes::Pipe,
     count: &impl Fn(u64),
-) -> (u64, Flow) {
+) -> Flow {
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    let mut moved = 0u64;
     loop {
         let r = src.try_io(Interest::READABLE, || {
             splice(src, None, &pipe.write, None, pipes::SIZE, flags).map_err(std::io::Error::from)
         });
         let n = match r {
-            Ok(0) => return (moved, Flow::End),
+            Ok(0) => return Flow::End,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (moved, Flow::Drained),
-            Err(_) => return (moved, Flow::End),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Flow::Drained,
+            Err(_) => return Flow::End,
         };
         let mut left = n;
         while left > 0 {
@@ -257,18 +283,21 @@ async fn splice_ready(
                 splice(&pipe.read, None, dst, None, left, flags).map_err(std::io::Error::from)
             });
             match r {
-                Ok(0) => return (moved, Flow::WriteFailed),
+                Ok(0) => return Flow::WriteFailed,
                 Ok(m) => left -= m.min(left),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if dst.writable().await.is_err() {
-                        return (moved, Flow::WriteFailed);
+                        return Flow::WriteFailed;
                     }
                 }
-                Err(_) => return (moved, Flow::WriteFailed),
+                Err(_) => return Flow::WriteFailed,
             }
         }
-        moved += n as u64;
         count(n as u64);
+        // A source that never drains into a destination that never fills
+        // would keep this loop from ever waiting: give the task's other
+        // direction (and the thread's other tunnels) their turn now and then.
+        tokio::task::consume_budget().await;
     }
 }
 

@@ -104,6 +104,10 @@ pub enum HeadError {
     RequestLineTooLong { limit: usize },
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// RFC 9112 3.2: a request with more than one `Host` field line is a
+    /// 400; which one an origin would take is anyone's guess.
+    #[error("malformed request: more than one Host header field")]
+    DuplicateHost,
     #[error("bad request target {target:?}: {reason}")]
     BadTarget {
         target: String,
@@ -117,7 +121,7 @@ impl HeadError {
         match self {
             HeadError::HeadTooLarge { .. } | HeadError::TooManyHeaders { .. } => 431,
             HeadError::RequestLineTooLong { .. } => 414,
-            HeadError::Malformed(_) | HeadError::BadTarget { .. } => 400,
+            HeadError::Malformed(_) | HeadError::DuplicateHost | HeadError::BadTarget { .. } => 400,
         }
     }
 }
@@ -172,11 +176,18 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HeadErr
     } else {
         parse_absolute(raw_target)?
     };
-    let headers = req
+    let headers: Vec<(String, Vec<u8>)> = req
         .headers
         .iter()
         .map(|h| (h.name.to_owned(), h.value.to_vec()))
         .collect();
+    let hosts = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts > 1 {
+        return Err(HeadError::DuplicateHost);
+    }
     Ok(Some(RequestHead {
         method: method.to_owned(),
         target,
@@ -435,6 +446,27 @@ mod tests {
             HeadError::TooManyHeaders { limit: 4 }
         );
         assert_eq!(parse(many.as_bytes(), &limits).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn two_host_fields_are_a_400_whatever_their_values() {
+        for raw in [
+            "GET http://a.b/ HTTP/1.1\r\nHost: a.b\r\nHost: c.d\r\n\r\n",
+            "GET http://a.b/ HTTP/1.1\r\nHost: a.b\r\nhost: a.b\r\n\r\n",
+            "CONNECT a.b:443 HTTP/1.1\r\nHOST: a.b\r\nHost: c.d\r\n\r\n",
+        ] {
+            let e = parse(raw.as_bytes(), &Limits::default()).unwrap_err();
+            assert_eq!(
+                (e.clone(), e.status()),
+                (HeadError::DuplicateHost, 400),
+                "{raw:?}"
+            );
+        }
+        let one = parse(
+            b"GET http://a.b/ HTTP/1.1\r\nHost: a.b\r\n\r\n",
+            &Limits::default(),
+        );
+        assert!(matches!(one, Ok(Some(_))));
     }
 
     #[test]

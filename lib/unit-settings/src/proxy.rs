@@ -28,6 +28,10 @@ pub struct ProxySettings {
     /// Empty: the default agent networks (RFC 1918 and loopback).
     #[serde(default)]
     pub agent_networks: Vec<ipnet::IpNet>,
+    /// In patch mode, the private networks a destination may be in
+    /// (`patch.private_destinations`); by default all private ranges.
+    #[serde(default = "gateway_config::schema::private_ranges")]
+    pub private_destinations: Vec<ipnet::IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSettings>,
     #[serde(default = "default_head_timeout")]
@@ -93,6 +97,7 @@ impl Default for ProxySettings {
             resolv_conf: default_resolv_conf(),
             patch: false,
             agent_networks: Vec::new(),
+            private_destinations: gateway_config::schema::private_ranges(),
             upstream: None,
             head_timeout_s: default_head_timeout(),
             idle_timeout_s: default_idle_timeout(),
@@ -113,6 +118,7 @@ impl ProxySettings {
                 .map(|(k, v)| (k.clone(), IpAddr::V4(*v)))
                 .collect(),
             patch: c.patch.enabled,
+            private_destinations: c.patch.private_destinations.clone(),
             upstream: UpstreamSettings::from_config(c),
             ..ProxySettings::default()
         }

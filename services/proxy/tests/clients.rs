@@ -106,6 +106,83 @@ fn plain_http_absolute_form_is_forwarded_in_origin_form() {
     );
 }
 
+/// An origin that answers each request with the `Host` fields it received,
+/// one per line: its port and how many requests it has read.
+fn host_echo_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = origin.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for mut s in origin.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            let hosts: String = String::from_utf8_lossy(&head)
+                .lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{hosts}",
+                    hosts.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (port, requests)
+}
+
+#[test]
+fn the_origin_gets_the_urls_authority_as_host_and_two_hosts_are_refused() {
+    let (port, requests) = host_echo_origin();
+    let proxy = start_proxy(config_for(
+        &[format!("{PLAIN_NAME}:{port}")],
+        &[(PLAIN_NAME, LOOPBACK)],
+    ));
+    // The client names an allowed host in the URL and another in Host: the
+    // origin must see only the URL's (RFC 9112 3.2.2).
+    let (ok, body, err) = curl(&[
+        "--proxy",
+        &proxy.addr.to_string(),
+        "-H",
+        "Host: metadata.internal",
+        &format!("http://{PLAIN_NAME}:{port}/x"),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(body, format!("Host: {PLAIN_NAME}:{port}\n"));
+
+    // Two Host fields, equal or not: 400, and nothing reaches the origin.
+    for second in [
+        format!("{PLAIN_NAME}:{port}"),
+        "metadata.internal".to_owned(),
+    ] {
+        let request = format!(
+            "GET http://{PLAIN_NAME}:{port}/x HTTP/1.1\r\nHost: {PLAIN_NAME}:{port}\r\nHost: {second}\r\n\r\n"
+        );
+        let answer = raw_exchange(proxy.addr, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("more than one Host"),
+            "{answer}"
+        );
+    }
+    let read = || requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(read(), 1, "a refused request reached the origin");
+    let (ok, body, err) = curl(&[
+        "--proxy",
+        &proxy.addr.to_string(),
+        &format!("http://{PLAIN_NAME}:{port}/y"),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(body, format!("Host: {PLAIN_NAME}:{port}\n"));
+    assert_eq!(read(), 2);
+}
+
 #[test]
 fn oversized_heads_get_431_and_long_lines_414() {
     let proxy = start_proxy(config_for(&[], &[]));

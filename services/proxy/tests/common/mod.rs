@@ -38,10 +38,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A runtime and a listener on a free loopback port.
 pub fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    listener_at(SocketAddr::new(LOOPBACK, 0))
+}
+
+/// A runtime and a listener on `addr` (port 0: a free one).
+pub fn listener_at(addr: SocketAddr) -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
     let rt = runtime();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
     let port = listener.local_addr().unwrap().port();
     (rt, listener, port)
 }
@@ -84,6 +87,11 @@ pub struct TlsOrigin {
 }
 
 pub fn start_tls_origin() -> TlsOrigin {
+    start_tls_origin_at(SocketAddr::new(LOOPBACK, 0))
+}
+
+/// [`start_tls_origin`] listening on `addr` (port 0: a free one).
+pub fn start_tls_origin_at(addr: SocketAddr) -> TlsOrigin {
     let certified = rcgen::generate_simple_self_signed(vec![TLS_NAME.to_string()]).unwrap();
     let mut ca_pem = tempfile::NamedTempFile::new().unwrap();
     ca_pem.write_all(certified.cert.pem().as_bytes()).unwrap();
@@ -97,7 +105,7 @@ pub fn start_tls_origin() -> TlsOrigin {
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let (rt, listener, port) = loopback_listener();
+    let (rt, listener, port) = listener_at(addr);
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { return };
