@@ -83,8 +83,9 @@ pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
 /// encodings' hex digits uppercased and those of unreserved characters
 /// (ALPHA / DIGIT / `-` `.` `_` `~`) decoded (6.2.2.1, 6.2.2.2) in both;
 /// an empty path is `/`; dot segments removed from the path only
-/// (6.2.2.3: in a query `.` and `..` are data). Only for the key: the
-/// origin is asked with the target as the client sent it.
+/// (6.2.2.3: in a query `.` and `..` are data). The cache asks the origin
+/// with this same target (serve.rs), so a key and what is stored under it
+/// always come from one request.
 pub fn normalise_target(target: &str) -> String {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),

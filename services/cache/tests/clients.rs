@@ -678,8 +678,9 @@ fn spellings_of_one_path_share_one_object() {
         "{}",
         r.stderr
     );
-    // The origin is asked with the client's spelling, unchanged.
-    assert_eq!(w.origin.hits("/a/%7euser/x"), 1);
+    // The origin is asked with the key's target: the normalised spelling.
+    assert_eq!(w.origin.hits("/a/~user/x"), 1);
+    assert_eq!(w.origin.hits("/a/%7euser/x"), 0);
     let r = w.curl(&w.https_url("/a/~user/x"), &[]);
     assert_eq!(
         (r.status, r.body.as_slice(), r.header("x-cache")),
@@ -689,4 +690,38 @@ fn spellings_of_one_path_share_one_object() {
     );
     assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(w.stats()["memory_objects"], 1);
+}
+
+#[test]
+fn the_origin_is_asked_for_the_target_the_object_is_stored_under() {
+    let mut w = World::new();
+    w.start_cache("");
+    // An origin that reads an encoded dot segment literally: what it serves
+    // for /x/%2e%2e/f is not /f. Stored under /f's key, that answer would
+    // reach everyone asking for /f.
+    w.origin.set(
+        "/x/%2e%2e/f",
+        Resource::ok(b"planted".to_vec(), &[("Cache-Control", "max-age=3600")]),
+    );
+    w.origin.set(
+        "/f",
+        Resource::ok(b"genuine".to_vec(), &[("Cache-Control", "max-age=3600")]),
+    );
+    let r = w.curl(&w.https_url("/x/%2e%2e/f"), &["--path-as-is"]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"genuine"[..]),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(w.origin.hits("/x/%2e%2e/f"), 0);
+    assert_eq!(w.origin.hits("/f"), 1);
+    let r = w.curl(&w.https_url("/f"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("x-cache")),
+        (200, &b"genuine"[..], Some("HIT")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
