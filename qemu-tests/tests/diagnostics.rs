@@ -133,11 +133,28 @@ fn field<'a>(answer: &'a str, label: &str) -> &'a str {
 #[test]
 fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secrets() {
     let (ssh_port, proxy) = (free_port(), free_port());
+    // The upstream proxy: a listener on the host that QEMU's next hop
+    // (10.0.2.2) forwards to, which records the head it is sent and refuses.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    let (heads_tx, heads) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for mut s in upstream.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            let _ = heads_tx.send(String::from_utf8_lossy(&head).into_owned());
+            let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
     let a = Artifacts::get();
     let dir = tempfile::tempdir().unwrap();
     let disk = a.disk_copy(dir.path());
     let cmdline = format!(
-        "{} gateway.ntp.servers=10.0.2.2 gateway.upstream.proxy=10.0.2.2:3128 \
+        "{} gateway.ntp.servers=10.0.2.2 gateway.upstream.proxy=10.0.2.2:{upstream_port} \
          gateway.upstream.user=support gateway.upstream.password={SECRET} gateway.selftest=serial",
         a.cmdline
     );
@@ -180,6 +197,31 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
             && s.read_to_string(&mut answer).is_ok()
             && answer.starts_with("HTTP/1.1 403")
     });
+    // An allowed destination: the proxy asks the upstream with its
+    // credentials, across the captured link.
+    let token = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("support:{SECRET}"))
+    };
+    until("the upstream's refusal", Duration::from_secs(60), || {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", proxy)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut answer = String::new();
+        s.write_all(b"CONNECT qualys.com:443 HTTP/1.1\r\nHost: qualys.com:443\r\n\r\n")
+            .is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 502")
+            && answer.contains("403")
+    });
+    // (The agent may have asked the upstream too: any head will do.)
+    let crossed = format!("Proxy-Authorization: Basic {token}\r\n");
+    let seen: Vec<String> = heads.try_iter().collect();
+    assert!(
+        seen.iter().any(|h| h.contains(&crossed)),
+        "the credentials did not cross the link: {seen:?}"
+    );
     let stopped = vm.command("capture-stop", COMMAND).unwrap();
     assert!(stopped.contains("capture: done"), "{stopped}");
     assert!(stopped.contains("next hop 10.0.2.2"), "{stopped}");
@@ -339,7 +381,7 @@ fn a_capture_and_a_report_are_downloaded_once_over_sftp_and_decrypt_without_secr
                 continue;
             }
             let bytes = std::fs::read(&p).unwrap();
-            for secret in [SECRET, password.as_str(), "PRIVATE KEY"] {
+            for secret in [SECRET, token.as_str(), password.as_str(), "PRIVATE KEY"] {
                 assert!(
                     !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                     "{} holds {secret:?}",

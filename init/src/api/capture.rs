@@ -29,7 +29,8 @@ pub fn start(a: &Appliance, seconds: Option<u32>) -> Result<Response, ApiError> 
             "a capture is already running: stop it first (capture_stop)",
         ));
     }
-    let (request, what) = request(seconds)?;
+    let (mut request, what) = request(seconds)?;
+    request.redact = upstream_secrets(&a.config());
     let stop = a.capture_stop();
     stop.store(false, Ordering::SeqCst);
     let started = CaptureStatus {
@@ -72,6 +73,28 @@ fn request(seconds: u32) -> Result<(CaptureRequest, String), ApiError> {
         None => format!("{interface}, every frame (no next hop in the ARP table)"),
     };
     Ok((request, what))
+}
+
+/// What the capture hides besides every `Proxy-Authorization` value: the
+/// upstream proxy's Basic token and, when long enough not to blank out
+/// ordinary bytes, its password (a password is sent only base64-encoded,
+/// but a client could type it into a plain request).
+fn upstream_secrets(c: &gateway_config::Config) -> capture::Redactions {
+    use base64::Engine;
+    let mut secrets = Vec::new();
+    if let Some(password) = &c.upstream.password {
+        let user = c.upstream.user.as_deref().unwrap_or_default();
+        let token = format!("{user}:{}", password.expose());
+        secrets.push(
+            base64::engine::general_purpose::STANDARD
+                .encode(token)
+                .into_bytes(),
+        );
+        if password.expose().len() >= 4 {
+            secrets.push(password.expose().as_bytes().to_vec());
+        }
+    }
+    capture::Redactions { secrets }
 }
 
 /// The capture thread: runs it, publishing its progress, then its end.

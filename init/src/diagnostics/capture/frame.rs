@@ -49,6 +49,60 @@ fn ethertype_at(frame: &[u8], offset: usize) -> Option<u16> {
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
+/// The field whose value [`redact`] hides, matched without regard to case.
+const PROXY_AUTHORIZATION: &[u8] = b"proxy-authorization:";
+
+/// What a capture hides in each frame before it is written.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Redactions {
+    /// Byte strings overwritten wherever they appear (the upstream proxy's
+    /// Basic token and password). Empty strings are ignored.
+    pub secrets: Vec<Vec<u8>>,
+}
+
+/// The secrets themselves never reach a log.
+impl std::fmt::Debug for Redactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactions({} secrets)", self.secrets.len())
+    }
+}
+
+/// Overwrites with `*`, in a frame about to be written, what must not leave
+/// the appliance in a diagnostics report: the value of every
+/// `Proxy-Authorization` field (to the end of its line, or of the frame),
+/// whoever sent it, and every occurrence of `secrets` (so a field whose
+/// name and value a segment boundary separates still loses its value).
+/// The frame keeps its length, so every header's lengths stay true; its TCP
+/// checksum no longer matches, which tcpdump reports and Wireshark ignores by
+/// default.
+pub fn redact(frame: &mut [u8], redactions: &Redactions) {
+    let n = PROXY_AUTHORIZATION.len();
+    let mut i = 0;
+    while i + n <= frame.len() {
+        if frame[i..i + n].eq_ignore_ascii_case(PROXY_AUTHORIZATION) {
+            let mut j = i + n;
+            while j < frame.len() && frame[j] != b'\r' && frame[j] != b'\n' {
+                frame[j] = b'*';
+                j += 1;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    for secret in redactions.secrets.iter().filter(|s| !s.is_empty()) {
+        let mut i = 0;
+        while i + secret.len() <= frame.len() {
+            if frame[i..i + secret.len()] == secret[..] {
+                frame[i..i + secret.len()].fill(b'*');
+                i += secret.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
 /// The number of bytes of a packet of `orig_len` bytes that go into the file:
 /// the packet cut to the snapshot length, like tcpdump's `-s`.
 pub fn captured_len(orig_len: usize, snaplen: u32) -> usize {
@@ -179,5 +233,39 @@ mod tests {
         let mut huge = SizeBound::new(u64::MAX).unwrap();
         assert!(huge.try_add(1 << 20));
         assert!(!huge.try_add(usize::MAX) || usize::BITS < 64, "no overflow");
+    }
+
+    #[test]
+    fn proxy_authorization_values_and_secrets_are_overwritten_in_place() {
+        let frame = b"\x00\x01CONNECT a.b:443 HTTP/1.1\r\nPROXY-Authorization: Basic c3VwcG9ydDpzM2NyZXQ=\r\nHost: a.b\r\n\r\n";
+        let mut f = frame.to_vec();
+        redact(&mut f, &Redactions::default());
+        assert_eq!(f.len(), frame.len());
+        let text = String::from_utf8_lossy(&f);
+        let hidden = "*".repeat(" Basic c3VwcG9ydDpzM2NyZXQ=".len());
+        assert!(
+            text.contains(&format!("PROXY-Authorization:{hidden}\r\nHost: a.b\r\n")),
+            "{text}"
+        );
+        assert!(!text.contains("c3VwcG9y"), "{text}");
+
+        // A segment that starts inside the value (the name was in the one
+        // before): only the known secret tells what to hide.
+        let secrets = Redactions {
+            secrets: vec![
+                b"c3VwcG9ydDpzM2NyZXQ=".to_vec(),
+                b"s3cret".to_vec(),
+                Vec::new(),
+            ],
+        };
+        let mut f = b"xx c3VwcG9ydDpzM2NyZXQ=\r\npass=s3cret&s3cret".to_vec();
+        redact(&mut f, &secrets);
+        assert_eq!(f, b"xx ********************\r\npass=******&******".to_vec());
+
+        // A field cut by the end of the frame loses what the frame holds.
+        let mut f = b"GET / HTTP/1.1\r\nproxy-authorization: Bas".to_vec();
+        redact(&mut f, &Redactions::default());
+        assert_eq!(f, b"GET / HTTP/1.1\r\nproxy-authorization:****".to_vec());
+        assert_eq!(format!("{secrets:?}"), "Redactions(3 secrets)");
     }
 }

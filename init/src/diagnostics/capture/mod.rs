@@ -23,7 +23,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 pub use file::unfinished;
-pub use frame::{captured_len, keep_frame, SizeBound, PCAP_HEADER_LEN, PCAP_RECORD_HEADER_LEN};
+pub use frame::{
+    captured_len, keep_frame, redact, Redactions, SizeBound, PCAP_HEADER_LEN,
+    PCAP_RECORD_HEADER_LEN,
+};
 pub use next_hop::{default_gateway, format_mac, neighbour_mac, next_hop, parse_mac};
 
 /// The longest capture: long enough to catch an intermittent fault, short
@@ -68,6 +71,8 @@ pub struct CaptureRequest {
     /// The final file, e.g. `/var/lib/gateway/diagnostics/upstream.pcap`;
     /// written as a temporary file beside it and renamed at the end.
     pub path: PathBuf,
+    /// What is hidden in each frame before it is written ([`redact`]).
+    pub redact: Redactions,
 }
 
 impl CaptureRequest {
@@ -81,6 +86,7 @@ impl CaptureRequest {
             max_bytes: MAX_BYTES,
             snaplen: DEFAULT_SNAPLEN,
             path: path.into(),
+            redact: Redactions::default(),
         }
     }
 
@@ -280,10 +286,11 @@ pub fn run(
                 })
             }
         };
-        let data = &buf[..captured_len(len, req.snaplen)];
+        let data = &mut buf[..captured_len(len, req.snaplen)];
         if !keep_frame(req.peer_mac, data) {
             continue;
         }
+        redact(data, &req.redact);
         if !file.write(SystemTime::now(), len, data)? {
             break EndReason::SizeLimit;
         }
