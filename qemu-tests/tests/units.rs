@@ -481,7 +481,9 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "mount /run ro,",
         "mount /tmp ro,",
         "mount /dev/shm ro,",
-        "mount /var/lib/units/proxy rw,",
+        "mount /var/lib/units/proxy rw,nosuid,nodev,noexec",
+        "pids.max 1024",
+        "hidepid=invisible",
     ] {
         assert!(
             sandbox.contains(expected),
@@ -504,6 +506,11 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "connect /run/gateway/control.sock: denied (Permission denied (os error 13))",
         "setuid 0: denied (Operation not permitted (os error 1))",
         "no_new_privs: 1",
+        // What it wrote it cannot run (noexec), PID 1's process is not in
+        // its /proc (hidepid), and no namespace (seccomp, and none allowed).
+        "exec /var/lib/units/proxy/probe-exec: denied (Permission denied (os error 13))",
+        "read /proc/1/cmdline: denied (No such file or directory (os error 2))",
+        "unshare user namespace: denied (Operation not permitted (os error 1))",
     ] {
         assert!(probe.contains(expected), "{expected:?} not in:\n{probe}");
     }
@@ -516,6 +523,14 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         .parse()
         .unwrap();
     assert!((60 << 20..=64 << 20).contains(&max), "memory.max {max}");
+    // Reclaim starts at 90 % of it, before the OOM killer at the limit.
+    let high: u64 = sandbox
+        .lines()
+        .find_map(|l| l.strip_prefix("memory.high "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(high, max / 100 * 90, "memory.high");
     // The stats, through the control API, give the same limit and the
     // memory the proxy uses under it.
     let s = stats_once_running(&mut vm, &["proxy"]);

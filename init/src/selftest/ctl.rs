@@ -182,18 +182,25 @@ fn proc_info(pid: i32) -> Vec<String> {
     let cgroup = read("cgroup");
     out.push(format!("cgroup {}", cgroup.trim()));
     if let Some(path) = cgroup.trim().strip_prefix("0::") {
-        let max =
-            std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).unwrap_or_default();
-        out.push(format!("memory.max {}", max.trim()));
+        for file in ["memory.max", "memory.high", "pids.max"] {
+            let value =
+                std::fs::read_to_string(format!("/sys/fs/cgroup{path}/{file}")).unwrap_or_default();
+            out.push(format!("{file} {}", value.trim()));
+        }
     }
     if let Ok(limits) = std::fs::read_to_string(format!("/proc/{pid}/limits")) {
         if let Some(l) = limits.lines().find(|l| l.starts_with("Max open files")) {
             out.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
-    // mountinfo: mount point (field 5) and its options (field 6).
+    // mountinfo: mount point (field 5) and its options (field 6); for
+    // /proc also the filesystem's own (the last field, after " - ").
     for line in read("mountinfo").lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 5 && f[4] == "/proc" {
+            let own = f.last().copied().unwrap_or_default();
+            out.push(format!("mount /proc {} {own}", f[5]));
+        }
         if f.len() > 5
             && ([
                 "/",

@@ -2,7 +2,8 @@
 //! `init selftest escape` in the unit's real sandbox (same user, mount
 //! namespace, no_new_privs, capabilities; no cgroup), and the probe tries
 //! what a compromised service would: write outside its state directory,
-//! read the configuration, reach the control socket, become root.
+//! read the configuration, reach the control socket, become root, run a
+//! program it wrote, see PID 1's process, make a user namespace.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -101,6 +102,26 @@ pub fn escape() -> ExitCode {
     );
     let r = nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).map_err(std::io::Error::from);
     let _ = writeln!(out, "setuid 0: {}", outcome(r));
+    // A program written where the unit may write: refused to run (noexec
+    // answers EACCES; without it the kernel would try and say ENOEXEC).
+    let program = own.join("probe-exec");
+    let r = std::fs::write(&program, b"\x7fELF not really")
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        })
+        .and_then(|()| Command::new(&program).status());
+    let _ = std::fs::remove_file(&program);
+    let _ = writeln!(out, "exec {}: {}", program.display(), outcome(r));
+    let r = std::fs::read("/proc/1/cmdline");
+    let _ = writeln!(out, "read /proc/1/cmdline: {}", outcome(r));
+    // SAFETY: unshare(2) with a flag: it changes only this process.
+    let r = if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    let _ = writeln!(out, "unshare user namespace: {}", outcome(r));
     // SAFETY: prctl(PR_GET_NO_NEW_PRIVS) reads a flag of this process.
     let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
     let _ = writeln!(out, "no_new_privs: {nnp}");

@@ -11,6 +11,7 @@ pub mod command;
 pub mod listener;
 pub mod runner;
 pub mod sandbox;
+pub mod seccomp;
 pub mod table;
 
 use std::collections::HashMap;

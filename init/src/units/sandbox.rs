@@ -1,10 +1,13 @@
 //! The sandbox a unit runs in: its own user and group with no supplementary
 //! groups, no_new_privs, only the capabilities the table gives it (as
 //! ambient capabilities, so they survive exec without file capabilities),
-//! its own cgroup (v2) with a memory limit, a mount namespace where /var,
-//! /run, /tmp, /dev/shm and /sys are read-only except its own state
-//! directory, its own session (with its terminal as controlling terminal,
-//! for a console), and an open-files limit.
+//! its own cgroup (v2) with a memory limit (`memory.high` below
+//! `memory.max`, so the kernel reclaims before it kills) and a task limit
+//! (`pids.max`), a mount namespace where /var, /run, /tmp, /dev/shm and /sys
+//! are read-only except its own state directory, nothing writable is
+//! executable, and /proc is a procfs of its own that shows only the unit's
+//! own processes (`hidepid=invisible`), its own session (with its terminal
+//! as controlling terminal, for a console), and an open-files limit.
 //!
 //! [`Prepared`] does everything that allocates or may fail in words, in the
 //! parent; [`Prepared::enter`] runs in the child between fork and exec and
@@ -30,6 +33,16 @@ pub const RUNTIME_ROOT: &str = "/run/units";
 /// without it a compromised unit could leave files there for another.
 const READ_ONLY: [&str; 5] = ["/var", "/run", "/tmp", "/dev/shm", "/sys"];
 
+/// The most tasks (processes and threads) a unit's cgroup holds: far above
+/// what a service needs (its runtime's workers and a blocking pool that
+/// grows under load), far below what would exhaust the appliance.
+pub const PIDS_MAX: u32 = 1024;
+
+/// `memory.high` as a share of `memory.max`, in percent: above it the
+/// kernel throttles the unit and reclaims its memory, so a unit that grows
+/// slows down before the OOM killer ends it at `memory.max`.
+pub const MEMORY_HIGH_PERCENT: u64 = 90;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("{what} {path}: {source}")]
@@ -40,6 +53,8 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Write(#[from] AtomicWriteError),
+    #[error(transparent)]
+    Filter(#[from] super::seccomp::FilterError),
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SandboxError + 'a {
@@ -74,6 +89,8 @@ pub struct Prepared {
     /// is mounted.
     pub patch_path: Option<PathBuf>,
     pub runtime_path: PathBuf,
+    /// Its system-call filters, compiled here, installed last in the child.
+    filters: super::seccomp::Filters,
 }
 
 /// A directory owned by the unit, mode 0700.
@@ -121,6 +138,11 @@ pub fn cgroup(spec: &UnitSpec, memory_max: u64) -> Result<PathBuf, SandboxError>
     }
     let max = dir.join("memory.max");
     std::fs::write(&max, memory_max.to_string()).map_err(io_err("write", &max))?;
+    let high = dir.join("memory.high");
+    let high_bytes = memory_max / 100 * MEMORY_HIGH_PERCENT;
+    std::fs::write(&high, high_bytes.to_string()).map_err(io_err("write", &high))?;
+    let pids = dir.join("pids.max");
+    std::fs::write(&pids, PIDS_MAX.to_string()).map_err(io_err("write", &pids))?;
     Ok(dir)
 }
 
@@ -168,6 +190,7 @@ impl Prepared {
             state_path,
             patch_path,
             runtime_path,
+            filters: super::seccomp::filters(&spec.syscalls)?,
         })
     }
 
@@ -186,8 +209,8 @@ impl Prepared {
     }
 
     /// In the child, between fork and exec: a session of its own, its
-    /// limits and cgroup, its mounts, its user and capabilities, then no
-    /// new privileges.
+    /// limits and cgroup, its mounts, its user and capabilities, no new
+    /// privileges, then its system-call filters (which allow the exec).
     ///
     /// # Safety
     /// Only system calls on data prepared before the fork: no allocation,
@@ -199,7 +222,8 @@ impl Prepared {
             self.enter_session()?;
             self.enter_mounts()?;
             self.enter_identity()?;
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            super::seccomp::install(&self.filters)
         }
     }
 
@@ -242,7 +266,8 @@ impl Prepared {
     }
 
     /// [`Prepared::enter`]'s mounts: a mount namespace of its own, its
-    /// writable directories bound onto themselves, the rest read-only.
+    /// writable directories bound onto themselves, the rest read-only,
+    /// nothing writable executable, and a /proc of its own.
     ///
     /// # Safety
     /// As [`Prepared::enter`]: in the child between fork and exec only.
@@ -279,10 +304,37 @@ impl Prepared {
                         | libc::MS_BIND
                         | libc::MS_RDONLY
                         | libc::MS_NOSUID
-                        | libc::MS_NODEV,
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC,
                     std::ptr::null(),
                 ))?;
             }
+            // What the unit may write it may not run: a compromised unit
+            // cannot drop a program and execute it.
+            for dir in &self.writable {
+                check(libc::mount(
+                    std::ptr::null(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT
+                        | libc::MS_BIND
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ))?;
+            }
+            // A procfs instance of its own over /proc (per-instance options
+            // since Linux 5.8): the unit sees its own processes only, not
+            // PID 1's nor another unit's (their command lines, environment,
+            // open files), and still its own /proc/self.
+            check(libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"hidepid=invisible".as_ptr().cast(),
+            ))?;
         }
         Ok(())
     }

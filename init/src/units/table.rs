@@ -115,6 +115,9 @@ pub struct UnitSpec {
     /// A socket PID 1 binds at this path and hands to the unit as
     /// descriptor 3 ([`super::listener`]).
     pub listener: Option<&'static str>,
+    /// What its seccomp allow-list adds to the common part
+    /// (`units::seccomp`).
+    pub syscalls: super::seccomp::Syscalls,
 }
 
 pub use gateway_unit_settings::settings_path;
@@ -219,6 +222,7 @@ const fn console(name: &'static str, tty: &'static str) -> UnitSpec {
         tty: Some(tty),
         patch_dir: false,
         listener: None,
+        syscalls: super::seccomp::CONSOLE,
     }
 }
 
@@ -244,6 +248,7 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: false,
         listener: None,
+        syscalls: super::seccomp::SERVICE,
     },
     UnitSpec {
         name: "cache",
@@ -266,6 +271,7 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: true,
         listener: None,
+        syscalls: super::seccomp::SERVICE,
     },
     UnitSpec {
         name: "agent",
@@ -291,6 +297,7 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: false,
         listener: Some(gateway_control::protocol::AGENT_SOCKET),
+        syscalls: super::seccomp::SERVICE,
     },
     UnitSpec {
         name: "sftp",
@@ -315,6 +322,7 @@ pub const UNITS: &[UnitSpec] = &[
         tty: None,
         patch_dir: false,
         listener: None,
+        syscalls: super::seccomp::SERVICE,
     },
     // The VM's screen (VMware, Hyper-V) and its first serial port.
     console("console-tty1", "tty1"),
