@@ -1,11 +1,14 @@
 //! The client side of a service port (the proxy's, the cache's): the accept
-//! loop with its cap on connections, reading each request head within its
+//! loop with its caps on connections (in all, and from one address: a
+//! single host must not take every slot, nor the memory their pending heads
+//! hold), reading each request head within its
 //! time and size limits, the answers to refusals (counted in [`Stats`]),
 //! the local endpoints (`/health`, `/stats`), and the close after a final
 //! answer.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway_http::access::Outcome;
@@ -13,20 +16,101 @@ use gateway_http::answer::{reason_phrase, respond};
 use gateway_http::head::{self, HeadError, Limits, RequestHead};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
 use crate::config::ProxyConfig;
 use crate::stats::Stats;
 
+/// Who is served: at most `total` connections at once (across the
+/// listeners of a service, so a port change keeps the count), at most
+/// `per_client` of them from one address. Read at start only.
+#[derive(Debug)]
+pub struct Admission {
+    total: Arc<Semaphore>,
+    total_limit: usize,
+    per_client: usize,
+    clients: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// The service holds its `limit` connections.
+    Total { limit: usize },
+    /// This address holds its `limit` connections.
+    Client { ip: IpAddr, limit: usize },
+}
+
+/// An admitted connection's place, given back when it is dropped.
+pub struct Admitted {
+    _slot: OwnedSemaphorePermit,
+    ip: IpAddr,
+    admission: Arc<Admission>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut clients = self
+            .admission
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(total: usize, per_client: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            total: Arc::new(Semaphore::new(total)),
+            total_limit: total,
+            per_client,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a connection from `ip` (an IPv4-mapped address counts
+    /// as the IPv4 address it is), or why there is none.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Over> {
+        let ip = ip.to_canonical();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let held = clients.get(&ip).copied().unwrap_or(0);
+        if held >= self.per_client {
+            return Err(Over::Client {
+                ip,
+                limit: self.per_client,
+            });
+        }
+        let slot = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Over::Total {
+                limit: self.total_limit,
+            })?;
+        clients.insert(ip, held + 1);
+        Ok(Admitted {
+            _slot: slot,
+            ip,
+            admission: self.clone(),
+        })
+    }
+}
+
 /// The accept loop of a service port (the proxy's, the cache's): each
 /// connection is its own task, `handle`d with the value `current` holds
-/// when it arrives; above the connections `slots` allows, `over_capacity`
-/// answers it instead.
+/// when it arrives; one that `admission` refuses gets `over_capacity`'s
+/// answer instead.
 pub async fn accept_loop<C, H, HF, R, RF>(
     listener: TcpListener,
     current: watch::Receiver<Arc<C>>,
-    slots: Arc<Semaphore>,
+    admission: Arc<Admission>,
     handle: H,
     over_capacity: R,
 ) -> std::io::Result<()>
@@ -34,7 +118,7 @@ where
     C: Send + Sync + 'static,
     H: Fn(TcpStream, SocketAddr, Arc<C>) -> HF,
     HF: std::future::Future<Output = ()> + Send + 'static,
-    R: Fn(TcpStream, Arc<C>) -> RF,
+    R: Fn(TcpStream, Arc<C>, Over) -> RF,
     RF: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {
@@ -48,24 +132,29 @@ where
             }
         };
         let value = current.borrow().clone();
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match admission.admit(peer.ip()) {
+            Ok(place) => {
                 let task = handle(client, peer, value);
                 tokio::spawn(async move {
                     task.await;
-                    drop(permit);
+                    drop(place);
                 });
             }
-            Err(_) => {
-                tokio::spawn(over_capacity(client, value));
+            Err(over) => {
+                tokio::spawn(over_capacity(client, value, over));
             }
         }
     }
 }
 
-/// 503 for a connection above the cap.
-pub async fn refuse_capacity(mut client: TcpStream, stats: &Stats, service: &str, limit: usize) {
-    let body = format!("{service}: too many connections (limit {limit})");
+/// 503 for a connection above a cap, naming it.
+pub async fn refuse_capacity(mut client: TcpStream, stats: &Stats, service: &str, over: Over) {
+    let body = match over {
+        Over::Total { limit } => format!("{service}: too many connections (limit {limit})"),
+        Over::Client { ip, limit } => {
+            format!("{service}: too many connections from {ip} (limit {limit} per client)")
+        }
+    };
     refuse(&mut client, stats, "capacity", 503, &body).await;
 }
 /// Closes after a final answer: our side first (the client reads the end of

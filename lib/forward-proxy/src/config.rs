@@ -26,6 +26,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; above it a client gets 503.
     pub max_connections: usize,
+    /// Of those, from one address; above it that client gets 503.
+    pub max_connections_per_client: usize,
     /// Where tunnels and requests go instead of direct, when set.
     pub upstream: Option<Upstream>,
     /// In patch mode, the private networks a destination may be in
@@ -43,6 +45,8 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_connections: 16_384,
+            max_connections_per_client:
+                gateway_unit_settings::proxy::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             upstream: None,
             private_destinations: gateway_config::schema::private_ranges(),
         }
@@ -89,6 +93,12 @@ impl ToProxyConfig for ProxySettings {
         if self.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
+        if self.max_connections_per_client == 0 {
+            return Err(invalid(
+                "max_connections_per_client",
+                "must be at least 1".into(),
+            ));
+        }
         let upstream = match &self.upstream {
             None => None,
             Some(u) => {
@@ -133,6 +143,7 @@ impl ToProxyConfig for ProxySettings {
             head_timeout: Duration::from_secs(self.head_timeout_s),
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
             upstream,
             private_destinations: self.private_destinations.clone(),
             ..ProxyConfig::default()

@@ -40,7 +40,15 @@ pub struct ProxySettings {
     pub idle_timeout_s: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Of those, from one client address.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
+
+/// Connections one address may hold at once: enough for a NAT in front of
+/// hundreds of agents (each holds one or two), far from the memory of the
+/// whole cap (a pending head holds up to 16 KiB).
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 2048;
 
 /// The upstream proxy, as the proxy, the cache and the agent read it. The
 /// password is in clear in the file (the unit's own, mode 0600) and
@@ -87,6 +95,9 @@ fn default_idle_timeout() -> u64 {
 fn default_max_connections() -> usize {
     16_384
 }
+fn default_max_connections_per_client() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+}
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -102,6 +113,7 @@ impl Default for ProxySettings {
             head_timeout_s: default_head_timeout(),
             idle_timeout_s: default_idle_timeout(),
             max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
         }
     }
 }

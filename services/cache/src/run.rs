@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use gateway_forward_proxy::client::Admission;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::leaf::Leaves;
 use crate::server::{serve, Service};
@@ -90,7 +91,10 @@ pub fn run(path: PathBuf) -> Result<(), ExitCode> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| fail(format!("listen on {listen}: {e}")))?;
-        let slots = Arc::new(Semaphore::new(svc.config.proxy.max_connections));
+        let slots = Admission::new(
+            svc.config.proxy.max_connections,
+            svc.config.proxy.max_connections_per_client,
+        );
         let (services, rx) = watch::channel(Arc::new(svc));
         let mut accepting = tokio::spawn(serve(listener, rx.clone(), slots.clone()));
         tracing::info!("listening on {listen}");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_forward_proxy::client::{
-    accept_loop, linger_close, next_head, refuse, refuse_capacity, service_endpoint,
+    accept_loop, linger_close, next_head, refuse, refuse_capacity, service_endpoint, Admission,
 };
 use gateway_forward_proxy::egress;
 use gateway_forward_proxy::policy::{domain_matches, Decision, Method};
@@ -20,7 +20,7 @@ use gateway_http::answer::respond_error;
 use gateway_http::head::{RequestHead, Target};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::fetch::Origin;
 use crate::leaf::MinVersion;
@@ -33,16 +33,15 @@ pub use crate::service::{Next, Service};
 pub async fn serve(
     listener: TcpListener,
     services: watch::Receiver<Arc<Service>>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Admission>,
 ) -> std::io::Result<()> {
     accept_loop(
         listener,
         services,
         slots,
         |client, peer, svc| async move { handle(client, peer, &svc).await },
-        |client, svc| async move {
-            let limit = svc.config.proxy.max_connections;
-            refuse_capacity(client, &svc.stats, "gateway cache", limit).await
+        |client, svc, over| async move {
+            refuse_capacity(client, &svc.stats, "gateway cache", over).await
         },
     )
     .await

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use clap::Parser;
 
+use gateway_forward_proxy::client::Admission;
 use gateway_forward_proxy::config::{ProxyConfig, ToProxyConfig};
 use gateway_forward_proxy::policy::{default_agent_networks, AllowedDomains, Mode, Policy};
 use gateway_forward_proxy::stats::Stats;
@@ -267,7 +268,7 @@ fn run_with_file(path: PathBuf) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let slots = Admission::new(config.max_connections, config.max_connections_per_client);
         let stats = Arc::new(Stats::default());
         let (configs, rx) = watch::channel(Arc::new(config));
         let mut accepting = tokio::spawn(serve_with(listener, rx.clone(), slots.clone(), stats.clone()));

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use gateway_forward_proxy::client::{
     accept_loop, linger_close, next_head, refuse, refuse_capacity, refuse_malformed,
-    service_endpoint,
+    service_endpoint, Admission,
 };
 use gateway_forward_proxy::config::ProxyConfig;
 use gateway_forward_proxy::egress::{connect, upstream_connect};
@@ -28,7 +28,7 @@ use gateway_http::access::{self, Outcome};
 use gateway_http::body::{self, BodyKind};
 use gateway_http::head::{RequestHead, Target};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// Accepts clients on `listener` with one fixed configuration.
 pub async fn serve(
@@ -36,34 +36,35 @@ pub async fn serve(
     config: Arc<ProxyConfig>,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let admission = Admission::new(config.max_connections, config.max_connections_per_client);
     // The sender goes away at once: the receiver keeps the one value.
     let (_, configs) = watch::channel(config);
-    serve_with(listener, configs, slots, stats).await
+    serve_with(listener, configs, admission, stats).await
 }
 
 /// Accepts clients on `listener`; each connection is its own task and takes
 /// the configuration current when it arrives, so a reload changes what new
-/// connections get and never drops established ones. `slots` caps the
-/// connections served at once across listeners (a port change keeps them).
+/// connections get and never drops established ones. `admission` caps the
+/// connections served at once, in all and per client, across listeners (a
+/// port change keeps them).
 pub async fn serve_with(
     listener: TcpListener,
     configs: watch::Receiver<Arc<ProxyConfig>>,
-    slots: Arc<Semaphore>,
+    admission: Arc<Admission>,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
     let full = stats.clone();
     accept_loop(
         listener,
         configs,
-        slots,
+        admission,
         move |client, peer, config| {
             let stats = stats.clone();
             async move { handle(client, peer, &config, &stats).await }
         },
-        move |client, config| {
+        move |client, _, over| {
             let stats = full.clone();
-            async move { refuse_capacity(client, &stats, "gateway proxy", config.max_connections).await }
+            async move { refuse_capacity(client, &stats, "gateway proxy", over).await }
         },
     )
     .await

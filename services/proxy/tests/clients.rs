@@ -240,6 +240,82 @@ fn connections_above_the_cap_are_refused_with_503() {
 }
 
 #[test]
+fn one_host_holding_its_share_of_half_sent_heads_leaves_the_others_served() {
+    let proxy = start_proxy(ProxyConfig {
+        max_connections_per_client: 50,
+        ..config_for(&[], &[])
+    });
+    // 200 connections from 127.0.0.1, each with half a head and no end:
+    // the first 50 are held (until the head timeout), the rest refused at
+    // once with a 503 naming the address and the limit.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.write_all(b"CONNECT qualys.com:443 HTTP/1.1\r\nX-Half: ")
+            .unwrap();
+        held.push(s);
+    }
+    // The refused ones first: their answers are there at once.
+    held.reverse();
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(
+                answer.contains("too many connections from 127.0.0.1 (limit 50 per client)"),
+                "{answer}"
+            );
+            refused += 1;
+        } else {
+            // Held: nothing yet, or the head timeout's 408 for the ones
+            // read last.
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+                "a held connection got {answer}"
+            );
+        }
+    }
+    assert_eq!(refused, 150);
+    // Another host (127.0.0.2: the loopback network is all local) is
+    // served meanwhile, and the health check answers.
+    let other = connect_from("127.0.0.2", proxy.addr);
+    let answer = exchange_on(other, b"GET /health HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Once the host lets go, it is admitted again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = raw_exchange(proxy.addr, b"GET /health HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A connection to `to` from the local address `from` (port chosen by the
+/// system).
+fn connect_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
+    let from: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    let rt = runtime();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(from).unwrap();
+        socket.connect(to).await.unwrap()
+    });
+    let std = stream.into_std().unwrap();
+    std.set_nonblocking(false).unwrap();
+    std
+}
+
+fn exchange_on(mut s: TcpStream, request: &[u8]) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
 fn patch_mode_refuses_clients_outside_the_agent_networks() {
     let policy = Policy::new(
         Mode::Patch,

@@ -15,7 +15,7 @@ use gateway_cache::server::{serve, Service};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// The origin's name, mapped to 127.0.0.1 in the cache's hosts map.
 pub const NAME: &str = "gw-test.example.com";
@@ -400,7 +400,7 @@ impl World {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (_tx, rx) = watch::channel(service.clone());
-        let slots = Arc::new(Semaphore::new(1000));
+        let slots = gateway_forward_proxy::client::Admission::new(1000, 1000);
         let task = self.rt.spawn(async move {
             let _keep = _tx;
             serve(listener, rx, slots).await
