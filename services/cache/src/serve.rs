@@ -358,7 +358,7 @@ impl FillTask {
         // Chunked: stored from its first byte while it fits (the last
         // chunk proves it whole); its growth is checked by the fill.
         let checked = length.or((framing == Framing::Chunked).then_some(0));
-        let tier = match rules::storable(
+        let mut tier = match rules::storable(
             resp.head.status,
             &resp.head.headers,
             checked,
@@ -373,7 +373,31 @@ impl FillTask {
                 None
             }
         };
-        if tier.is_none() && !(share && rules::shareable(resp.head.status, &resp.head.headers)) {
+        let window = self.store.transient_window();
+        // Admission: the memory this fill may hold, within what the fills
+        // under way may hold together (Store::reserve_fill). A disk fill
+        // holds a block at a time; a memory one its length (or, growing,
+        // what it may grow to or hold as a window once it outgrows that).
+        let mut reservation = None;
+        if tier == Some(Tier::Memory) {
+            let bytes = match length {
+                Some(n) => n,
+                None => self.store.growing_limit().max(window),
+            };
+            reservation = self.store.reserve_fill(bytes);
+            if reservation.is_none() {
+                tracing::debug!(
+                    "not stored (the fills under way hold the memory budget): {}",
+                    rules::loggable(&self.primary)
+                );
+                tier = None;
+            }
+        }
+        let shared = share && rules::shareable(resp.head.status, &resp.head.headers);
+        if tier.is_none() && shared {
+            reservation = self.store.reserve_fill(window);
+        }
+        if tier.is_none() && reservation.is_none() {
             return Err(Box::new(resp));
         }
         let vary = rules::vary_names(&resp.head.headers).unwrap_or_default();
@@ -399,7 +423,7 @@ impl FillTask {
         let plan = FillPlan {
             stored: tier.is_some(),
             max_len: self.config.max_object_bytes,
-            window: self.store.transient_window(),
+            window,
             idle: self.config.proxy.idle_timeout,
             grace: self.config.proxy.idle_timeout.min(SLOW_READER_GRACE),
         };
@@ -454,14 +478,19 @@ impl FillTask {
         // could otherwise run a window ahead and stop before this request
         // reads its first byte.
         let own = if o.follows() { o.source().ok() } else { None };
-        tokio::spawn(fetch::fill(
+        let filling = fetch::fill(
             o.clone(),
             resp,
             tmp,
             self.store.clone(),
             self.stats.clone(),
             plan,
-        ));
+        );
+        tokio::spawn(async move {
+            filling.await;
+            // Held for as long as the fill runs.
+            drop(reservation);
+        });
         Ok(Started { object: o, own })
     }
 }

@@ -102,6 +102,22 @@ pub struct Store {
     index: Mutex<Index>,
     pub memory_budget: u64,
     pub disk: Option<Disk>,
+    /// Memory the fills under way may come to hold (see [`Store::reserve_fill`]).
+    filling: Mutex<u64>,
+}
+
+/// Memory a fill under way may hold (the length of a memory object it
+/// fills, or a transient object's window), counted until the fill ends.
+pub struct FillReservation {
+    store: Arc<Store>,
+    bytes: u64,
+}
+
+impl Drop for FillReservation {
+    fn drop(&mut self) {
+        let mut filling = self.store.filling.lock().unwrap_or_else(|e| e.into_inner());
+        *filling = filling.saturating_sub(self.bytes);
+    }
 }
 
 impl Index {
@@ -171,6 +187,7 @@ impl Store {
             index: Mutex::new(Index::default()),
             memory_budget,
             disk,
+            filling: Mutex::new(0),
         });
         store.load_disk();
         store
@@ -284,6 +301,30 @@ impl Store {
     /// fill under way holds up to this much besides the memory tier).
     pub fn transient_window(&self) -> u64 {
         (self.memory_budget / 4).clamp(1 << 20, 64 << 20)
+    }
+
+    /// Admission for a fill that may hold `bytes` of memory: granted while
+    /// the fills under way, this one included, may hold at most the memory
+    /// budget. Complete objects can be evicted to make room; a filling one
+    /// cannot, so without this many concurrent misses (whose clients may
+    /// have left: a stored fill goes on) would hold their whole lengths
+    /// beyond the budget and the unit's memory limit. A fill refused here
+    /// is relayed to its own client instead of being stored or shared.
+    pub fn reserve_fill(self: &Arc<Self>, bytes: u64) -> Option<FillReservation> {
+        let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+        if filling.saturating_add(bytes) > self.memory_budget {
+            return None;
+        }
+        *filling += bytes;
+        Some(FillReservation {
+            store: self.clone(),
+            bytes,
+        })
+    }
+
+    /// The memory the fills under way may hold, reserved.
+    pub fn filling_bytes(&self) -> u64 {
+        *self.filling.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The largest object of unknown length kept in memory as it fills.

@@ -396,3 +396,107 @@ fn concurrent_misses_answered_with_an_error_make_one_origin_request() {
     assert_eq!(w.origin.hits("/busy"), 2);
     assert_eq!(w.stats()["memory_objects"], 0);
 }
+
+/// A plain-HTTP request through the cache that reads the answer's head and
+/// first body bytes, then leaves (the connection is dropped).
+fn fetch_first_bytes_and_leave(w: &World, path: &str) {
+    use std::io::{Read, Write};
+    let url = w.http_url(path);
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(w.cache_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .is_some_and(|end| got.len() > end + 4)
+    {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before the body: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn twenty_misses_whose_clients_leave_stay_within_the_memory_budget() {
+    const LEN: usize = 5 << 20;
+    const BUDGET: u64 = 32 << 20;
+    let mut w = World::new();
+    w.start_cache(&format!(r#", "memory_bytes": {BUDGET}"#));
+    // Twenty distinct 5 MiB objects, each storable in memory on its own
+    // (up to half the budget), which the origin sends 1 MiB of and then
+    // holds: twenty fills under way at once, 100 MiB if all were stored.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    for i in 0..20 {
+        let mut r = Resource::ok(pattern(LEN, i), &[("Cache-Control", "max-age=3600")]);
+        r.mode = Mode::Gate(1 << 20, gate.clone());
+        w.origin.set(&format!("/f{i}"), r);
+    }
+    w.origin.set(
+        "/small",
+        Resource::ok(b"small".to_vec(), &[("Cache-Control", "max-age=3600")]),
+    );
+    for i in 0..20 {
+        fetch_first_bytes_and_leave(&w, &format!("/f{i}"));
+    }
+    assert_eq!(w.origin.count.load(std::sync::atomic::Ordering::SeqCst), 20);
+    // The fills admitted hold what the budget allows, not their clients'
+    // worth: the memory tier counts every object it stores, filling ones
+    // included.
+    let stats = w.stats();
+    let memory = stats["memory_bytes"].as_u64().unwrap();
+    assert!(
+        memory <= BUDGET,
+        "the memory tier holds {memory} bytes, over its budget of {BUDGET}: {stats}"
+    );
+    assert!(stats["memory_objects"].as_u64().unwrap() >= 1, "{stats}");
+    // Meanwhile the cache answers its health check and serves others.
+    let health = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{}/health", w.cache_addr()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "ok");
+    let r = w.curl(&w.http_url("/small"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"small"[..]),
+        "{}",
+        r.stderr
+    );
+    gate.notify_waiters();
+    // The admitted fills complete and are served from the cache; the
+    // others were their clients' own and ended with them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = w.stats();
+        let memory = stats["memory_bytes"].as_u64().unwrap();
+        assert!(memory <= BUDGET, "{stats}");
+        let complete = (0..20).any(|i| {
+            let r = w.curl(&w.http_url(&format!("/f{i}")), &["--max-time", "2"]);
+            r.header("x-cache") == Some("HIT") && r.body.len() == LEN
+        });
+        if complete {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fill completed: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
