@@ -483,6 +483,8 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         "mount /dev/shm ro,",
         "mount /var/lib/units/proxy rw,nosuid,nodev,noexec",
         "pids.max 1024",
+        // A quarter of its 64 MiB floor, kept under the others' pressure.
+        "memory.low 16777216",
         "hidepid=invisible",
     ] {
         assert!(

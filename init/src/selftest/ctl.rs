@@ -182,7 +182,7 @@ fn proc_info(pid: i32) -> Vec<String> {
     let cgroup = read("cgroup");
     out.push(format!("cgroup {}", cgroup.trim()));
     if let Some(path) = cgroup.trim().strip_prefix("0::") {
-        for file in ["memory.max", "memory.high", "pids.max"] {
+        for file in ["memory.max", "memory.high", "memory.low", "pids.max"] {
             let value =
                 std::fs::read_to_string(format!("/sys/fs/cgroup{path}/{file}")).unwrap_or_default();
             out.push(format!("{file} {}", value.trim()));

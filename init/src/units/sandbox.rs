@@ -2,7 +2,8 @@
 //! groups, no_new_privs, only the capabilities the table gives it (as
 //! ambient capabilities, so they survive exec without file capabilities),
 //! its own cgroup (v2) with a memory limit (`memory.high` below
-//! `memory.max`, so the kernel reclaims before it kills) and a task limit
+//! `memory.max`, so the kernel reclaims before it kills; `memory.low`, what
+//! it keeps under the others' pressure) and a task limit
 //! (`pids.max`), a mount namespace where /var, /run, /tmp, /dev/shm and /sys
 //! are read-only except its own state directory, nothing writable is
 //! executable, and /proc is a procfs of its own that shows only the unit's
@@ -141,6 +142,8 @@ pub fn cgroup(spec: &UnitSpec, memory_max: u64) -> Result<PathBuf, SandboxError>
     let high = dir.join("memory.high");
     let high_bytes = memory_max / 100 * MEMORY_HIGH_PERCENT;
     std::fs::write(&high, high_bytes.to_string()).map_err(io_err("write", &high))?;
+    let low = dir.join("memory.low");
+    std::fs::write(&low, spec.memory.low_bytes().to_string()).map_err(io_err("write", &low))?;
     let pids = dir.join("pids.max");
     std::fs::write(&pids, PIDS_MAX.to_string()).map_err(io_err("write", &pids))?;
     Ok(dir)

@@ -37,6 +37,17 @@ impl MemoryLimit {
             }
         }
     }
+
+    /// The memory the unit keeps under pressure from the others (its
+    /// cgroup's `memory.low`): a quarter of its floor. The limits may
+    /// overcommit RAM (each is a ceiling); these protections must not,
+    /// so that together they leave room for PID 1 and the kernel on the
+    /// smallest appliance (`the_memory_protections_fit_the_smallest_ram`).
+    pub fn low_bytes(self) -> u64 {
+        match self {
+            MemoryLimit::ShareOfRam { min_mib, .. } => (min_mib << 20) / 4,
+        }
+    }
 }
 
 /// Restart with exponential backoff: `first`, doubling up to `max`; after
@@ -427,6 +438,27 @@ mod tests {
             [CAP_NET_BIND_SERVICE]
         );
         assert!((unit("proxy").unwrap().capabilities)(&Config::default()).is_empty());
+    }
+
+    #[test]
+    fn the_memory_protections_fit_the_smallest_ram() {
+        let protected: u64 = UNITS.iter().map(|u| u.memory.low_bytes()).sum();
+        let smallest = crate::requirements::MIN_RAM_MIB << 20;
+        // Half the smallest RAM at most: the rest is PID 1's, the kernel's
+        // and the page cache's.
+        assert!(
+            protected <= smallest / 2,
+            "{} MiB protected of {} MiB",
+            protected >> 20,
+            smallest >> 20
+        );
+        for u in UNITS {
+            assert!(
+                u.memory.low_bytes() < u.memory.bytes(smallest),
+                "{}",
+                u.name
+            );
+        }
     }
 
     #[test]
