@@ -70,7 +70,7 @@ unit-test:
 	$(CARGO) test --locked --workspace --exclude qemu-tests
 
 qemu-test: images
-	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test console --test images --test platform --test diagnostics
+	$(CARGO) test --locked -p qemu-tests --test boot --test config --test network --test units --test disks --test console --test images --test platform --test diagnostics --test hostile
 
 test: deps lint unit-test qemu-test
 

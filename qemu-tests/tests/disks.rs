@@ -546,3 +546,206 @@ fn patch_mode_serves_a_large_object_from_the_disk_tier_across_a_reboot() {
     assert!(access.contains("result=\"200 HIT\""), "{access}");
     poweroff(&mut vm);
 }
+
+/// An origin like [`Origin`] whose first answer for each path stops after
+/// `half` bytes and then holds the connection (a fill the test cuts in the
+/// middle); later requests for the path get the whole object. Counts the
+/// requests per path; stopped when dropped.
+struct CutOrigin {
+    port: u16,
+    requests: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    held: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CutOrigin {
+    fn start(body: Arc<Vec<u8>>, half: usize) -> CutOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let held = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counted, holding, stopping) = (requests.clone(), held.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let (body, counted, holding, stopping) = (
+                    body.clone(),
+                    counted.clone(),
+                    holding.clone(),
+                    stopping.clone(),
+                );
+                std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let path = String::from_utf8_lossy(&head)
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let nth = {
+                        let mut r = counted.lock().unwrap();
+                        let n = r.entry(path).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                         Content-Length: {}\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    if nth > 1 {
+                        let _ = s.write_all(&body);
+                        return;
+                    }
+                    let _ = s.write_all(&body[..half]);
+                    holding.fetch_add(1, Ordering::SeqCst);
+                    while !stopping.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
+        CutOrigin {
+            port,
+            requests,
+            held,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for CutOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Power cuts in the middle of disk-tier fills: after each, the appliance
+/// boots, every unit starts, the object whose fill was cut is fetched again
+/// from the origin (nothing of the cut fill is served) and then served
+/// whole from the disk tier.
+#[test]
+fn power_cuts_during_disk_tier_fills_never_serve_a_damaged_object() {
+    const CUTS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let body = Arc::new(object(OBJECT_BYTES));
+    let original = dir.path().join("origin.bin");
+    std::fs::write(&original, &*body).unwrap();
+    let origin_sha = sha256(&original);
+    let origin = CutOrigin::start(body, OBJECT_BYTES / 2);
+    let root = Artifacts::get().disk_copy(dir.path());
+    let patch = blank(dir.path(), "patch.qcow2", "2G");
+    let fetched = dir.path().join("fetched");
+    std::fs::create_dir(&fetched).unwrap();
+    let vm_for = |name: &str, port: u16| {
+        let mut cfg = config(
+            name,
+            &root,
+            &[&patch],
+            &format!(
+                "gateway.patch.min_disk_gib=1 gateway.patch.enabled=true \
+                 gateway.hosts={ORIGIN_NAME}={ORIGIN_ADDR}"
+            ),
+        )
+        .user_net(true, &[&format!("tcp:127.0.0.1:{port}-:8080")]);
+        cfg.nic += &format!(
+            ",guestfwd=tcp:{ORIGIN_ADDR}:80-cmd:{} 127.0.0.1:{}",
+            env!("CARGO_BIN_EXE_tcp-relay"),
+            origin.port
+        );
+        let mut vm = Vm::start(&cfg).unwrap();
+        vm.wait_for("unit cache: started", BOOT).unwrap();
+        vm
+    };
+    let mut checked = 0;
+    for cut in 0..=CUTS {
+        let port = free_port();
+        let mut vm = vm_for(&format!("disk-cut-{cut}"), port);
+        let log = vm.serial();
+        assert!(!log.contains("unit cache: failed"), "{log}");
+        // The object cut at the last boot: asked of the origin again and
+        // served whole, then a hit.
+        if cut > 0 {
+            let path = format!("/patches/cut-{}.bin", cut - 1);
+            let url = format!("http://{ORIGIN_NAME}{path}");
+            let again = fetch_until(port, &url, &fetched, Duration::from_secs(120));
+            assert!(again.head.starts_with("HTTP/1.1 200"), "{}", again.head);
+            assert_eq!(
+                (again.len, again.sha256.as_str()),
+                (OBJECT_BYTES as u64, origin_sha.as_str())
+            );
+            assert_eq!(
+                origin.requests(&path),
+                2,
+                "the cut fill was served from the disk"
+            );
+            let hit = fetch(port, &url, &fetched).unwrap();
+            assert!(hit.head.contains("X-Cache: HIT"), "{}", hit.head);
+            assert_eq!(
+                (hit.len, hit.sha256.as_str()),
+                (OBJECT_BYTES as u64, origin_sha.as_str())
+            );
+            checked += 2;
+        }
+        if cut == CUTS {
+            let s = stats_with_a_disk_object(&mut vm);
+            let cache = s
+                .cache
+                .clone()
+                .unwrap_or_else(|| panic!("no cache in {s:?}"));
+            assert_eq!(cache.disk_damaged, 0, "{cache:?}");
+            poweroff(&mut vm);
+            break;
+        }
+        // A fill the origin holds half-way: the cache has written blocks of
+        // it to the patch disk when the plug is pulled.
+        let url = format!("http://{ORIGIN_NAME}/patches/cut-{cut}.bin");
+        let held = origin.held.load(Ordering::SeqCst);
+        let mut client = Command::new("curl")
+            .args(["-sS", "--max-time", "120", "-o", "/dev/null", "-x"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg(&url)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while origin.held.load(Ordering::SeqCst) == held {
+            assert!(Instant::now() < deadline, "the fill did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        vm.kill();
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    eprintln!(
+        "power cuts: {CUTS} during disk-tier fills, {checked} fetches of the cut objects checked"
+    );
+}

@@ -532,7 +532,7 @@ fn a_killed_unit_comes_back_then_fails_and_restarts_on_request_in_its_sandbox() 
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(high, max / 100 * 90, "memory.high");
+    assert_eq!(high, max / 100 * 90 / 4096 * 4096, "memory.high");
     // The stats, through the control API, give the same limit and the
     // memory the proxy uses under it.
     let s = stats_once_running(&mut vm, &["proxy"]);
@@ -668,7 +668,8 @@ fn the_proxy_unit_holds_ten_thousand_idle_tunnels() {
     // Restricted networking: eth0 gets an address (the unit waits for one)
     // and the guest reaches nothing; the tunnels stay inside it.
     let cmdline = format!(
-        "{} gateway.ntp.servers=10.0.2.2 gateway.allowed_domains=127.0.0.1:7070 gateway.selftest=serial",
+        "{} gateway.ntp.servers=10.0.2.2 gateway.hosts=tunnels.selftest=127.0.0.1 \
+         gateway.allowed_domains=tunnels.selftest:7070 gateway.selftest=serial",
         a.cmdline
     );
     let mut cfg = VmConfig::new("tunnels", &disk)

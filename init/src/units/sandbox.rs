@@ -140,7 +140,8 @@ pub fn cgroup(spec: &UnitSpec, memory_max: u64) -> Result<PathBuf, SandboxError>
     let max = dir.join("memory.max");
     std::fs::write(&max, memory_max.to_string()).map_err(io_err("write", &max))?;
     let high = dir.join("memory.high");
-    let high_bytes = memory_max / 100 * MEMORY_HIGH_PERCENT;
+    // In whole pages, as the kernel keeps it.
+    let high_bytes = memory_max / 100 * MEMORY_HIGH_PERCENT / 4096 * 4096;
     std::fs::write(&high, high_bytes.to_string()).map_err(io_err("write", &high))?;
     let low = dir.join("memory.low");
     std::fs::write(&low, spec.memory.low_bytes().to_string()).map_err(io_err("write", &low))?;
