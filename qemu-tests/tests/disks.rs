@@ -729,15 +729,24 @@ fn power_cuts_during_disk_tier_fills_never_serve_a_damaged_object() {
         // it to the patch disk when the plug is pulled.
         let url = format!("http://{ORIGIN_NAME}/patches/cut-{cut}.bin");
         let held = origin.held.load(Ordering::SeqCst);
-        let mut client = Command::new("curl")
-            .args(["-sS", "--max-time", "120", "-o", "/dev/null", "-x"])
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg(&url)
-            .spawn()
-            .unwrap();
+        let spawn = || {
+            Command::new("curl")
+                .args(["-sS", "--max-time", "120", "-o", "/dev/null", "-x"])
+                .arg(format!("http://127.0.0.1:{port}"))
+                .arg(&url)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        // Again while the cache is still binding its port (curl ends at once).
+        let mut client = spawn();
         let deadline = Instant::now() + Duration::from_secs(120);
         while origin.held.load(Ordering::SeqCst) == held {
             assert!(Instant::now() < deadline, "the fill did not start");
+            if client.try_wait().unwrap().is_some() {
+                std::thread::sleep(Duration::from_millis(500));
+                client = spawn();
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_secs(2));
