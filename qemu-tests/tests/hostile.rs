@@ -168,16 +168,20 @@ fn the_hardening_probes_fail_against_a_booted_appliance() {
     vm.wait_for("unit cache: started", BOOT).unwrap();
 
     // A cloud's metadata address, though allowed by name: refused before any
-    // connect, through both ports.
-    for port in [proxy, cache] {
-        let answer = exchange_until(
-            port,
-            b"CONNECT 169.254.169.254:443 HTTP/1.1\r\n\r\n",
-            "HTTP/1.1 403",
-        );
+    // connect, through both ports. (The cache answers a CONNECT with 200 to
+    // intercept the TLS inside and reaches the origin only for a request:
+    // it is asked in plain HTTP.)
+    for (port, request) in [
+        (proxy, &b"CONNECT 169.254.169.254:443 HTTP/1.1\r\n\r\n"[..]),
+        (
+            cache,
+            b"GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        ),
+    ] {
+        let answer = exchange_until(port, request, "HTTP/1.1 403");
         assert!(
             answer.starts_with("HTTP/1.1 403") && answer.contains("a local address"),
-            "port {port}: {answer}"
+            "port {port} (proxy {proxy}, cache {cache}): {answer}"
         );
     }
 
