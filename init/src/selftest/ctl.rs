@@ -126,9 +126,9 @@ fn run(command: &str) -> Vec<String> {
             .flat_map(proc_info)
             .collect(),
         ["sandbox", unit] => super::sandbox::probe(unit),
-        ["tunnels", n, port] => match (n.parse(), port.parse()) {
-            (Ok(n), Ok(port)) => super::tunnels::hold(n, port),
-            _ => vec!["usage: tunnels N PORT".into()],
+        ["tunnels", n, port, addr] => match (n.parse(), port.parse(), addr.parse()) {
+            (Ok(n), Ok(port), Ok(addr)) => super::tunnels::hold(n, port, addr),
+            _ => vec!["usage: tunnels N PORT ADDR".into()],
         },
         _ => gatewayctl(command, &words),
     }

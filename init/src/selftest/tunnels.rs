@@ -1,4 +1,4 @@
-//! The `tunnels N PORT` selftest command: many idle tunnels through the
+//! The `tunnels N PORT ADDR` selftest command: many idle tunnels through the
 //! proxy unit, inside the appliance (where the open-files limits are the
 //! appliance's own, not those of a build machine). Blocking sockets: this
 //! is a test program, not part of PID 1's life.
@@ -9,10 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PROXY: (&str, u16) = ("127.0.0.1", 1080);
-
-/// The tunnels' destination: this appliance's own listener, named in the
-/// hosts map.
-pub const TUNNEL_NAME: &str = "tunnels.selftest";
 
 fn raise_open_files(n: u64) {
     let limit = libc::rlimit {
@@ -50,11 +46,13 @@ fn proxy_memory() -> String {
     format!("rss_kib={rss} cgroup_bytes={}", cgroup.trim())
 }
 
-/// Opens `n` tunnels; the report, one string per line.
-pub fn hold(n: usize, port: u16) -> Vec<String> {
+/// Opens `n` tunnels to a listener of its own on `addr:port`: the
+/// appliance's eth0 address (the proxy refuses loopback destinations); the
+/// report, one string per line.
+pub fn hold(n: usize, port: u16, addr: std::net::Ipv4Addr) -> Vec<String> {
     raise_open_files((2 * n + 1024) as u64);
     let mut out = Vec::new();
-    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+    let listener = match TcpListener::bind((addr, port)) {
         Ok(l) => l,
         Err(e) => return vec![format!("tunnels: listen on {port}: {e}")],
     };
@@ -73,11 +71,7 @@ pub fn hold(n: usize, port: u16) -> Vec<String> {
     let before = proxy_memory();
     let start = Instant::now();
     let mut clients = Vec::with_capacity(n);
-    // By a name the hosts map gives as 127.0.0.1 (`tunnels.selftest` in the
-    // QEMU test's seed): the proxy refuses a local address it was not told
-    // about by the administrator.
-    let request =
-        format!("CONNECT {TUNNEL_NAME}:{port} HTTP/1.1\r\nHost: {TUNNEL_NAME}:{port}\r\n\r\n");
+    let request = format!("CONNECT {addr}:{port} HTTP/1.1\r\nHost: {addr}:{port}\r\n\r\n");
     for i in 0..n {
         let opened = TcpStream::connect(PROXY).and_then(|mut c| {
             c.set_read_timeout(Some(Duration::from_secs(30)))?;
