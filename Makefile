@@ -127,7 +127,7 @@ fuzz-sftp:
 # and the input under <crate>/fuzz/artifacts/.
 FUZZ_TARGETS = services/proxy:head services/proxy:chunked services/cache:rules \
 	services/sftp:requests .:gpt .:config .:ntp .:management_api \
-	.:dhcp .:icmp .:ovf .:ext4 .:pem
+	.:dhcp .:icmp .:ovf .:ext4 .:pem .:target
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \
