@@ -121,10 +121,13 @@ fuzz-sftp:
 # Every fuzz target, FUZZ_SECONDS each: the services' (above) and those of
 # the lib/ and init/ parsers that face the network or the hypervisor (fuzz/:
 # the GPT, the configuration's text forms, NTP packets, the management API's
-# HTTP and JSON). Prints each target's executions; a finding stops the run
-# with libFuzzer's report and the input under <crate>/fuzz/artifacts/.
+# HTTP and JSON, DHCP, ICMP echo replies, the OVF environment, ext4
+# superblocks, PEM certificates and the cache's request targets). Prints
+# each target's executions; a finding stops the run with libFuzzer's report
+# and the input under <crate>/fuzz/artifacts/.
 FUZZ_TARGETS = services/proxy:head services/proxy:chunked services/cache:rules \
-	services/sftp:requests .:gpt .:config .:ntp .:management_api
+	services/sftp:requests .:gpt .:config .:ntp .:management_api \
+	.:dhcp .:icmp .:ovf .:ext4 .:pem .:target
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \

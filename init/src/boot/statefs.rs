@@ -293,7 +293,9 @@ pub fn mount_state(device: &Path) -> Result<(), StatefsError> {
 
 /// Whether the filesystem is smaller than its partition by at least a block.
 pub fn needs_resize(fs: &Superblock, partition_bytes: u64) -> bool {
-    fs.size_bytes() + fs.block_size <= partition_bytes
+    fs.size_bytes()
+        .checked_add(fs.block_size)
+        .is_some_and(|needed| needed <= partition_bytes)
 }
 
 /// resize2fs on the mounted filesystem: ext4 grows online, so no forced
@@ -400,5 +402,17 @@ mod tests {
         assert!(!needs_resize(&sb, 4096 * 1000));
         assert!(!needs_resize(&sb, 4096 * 1000 + 4095));
         assert!(needs_resize(&sb, 4096 * 1001));
+    }
+
+    #[test]
+    fn a_filesystem_larger_than_any_disk_needs_no_resize() {
+        // Found by the ext4 fuzz target: the size saturates, and a block
+        // more is past any partition.
+        let sb = Superblock {
+            label: "STATE".into(),
+            block_size: 65536,
+            blocks: u64::MAX,
+        };
+        assert!(!needs_resize(&sb, u64::MAX));
     }
 }

@@ -43,8 +43,10 @@ impl Superblock {
         })
     }
 
+    /// The filesystem's size; a block count no disk can hold (a damaged or
+    /// hostile superblock) saturates rather than wraps.
     pub fn size_bytes(&self) -> u64 {
-        self.blocks * self.block_size
+        self.blocks.saturating_mul(self.block_size)
     }
 }
 
@@ -85,6 +87,14 @@ mod tests {
             Superblock::parse(&sb("x", 2, big, false)).unwrap().blocks,
             5
         );
+    }
+
+    #[test]
+    fn a_block_count_past_u64_bytes_saturates() {
+        // Found by the ext4 fuzz target: 64 KiB blocks, 2^64 - 1 of them.
+        let s = Superblock::parse(&sb("x", 6, u64::MAX, true)).unwrap();
+        assert_eq!(s.block_size, 65536);
+        assert_eq!(s.size_bytes(), u64::MAX);
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn check_host_name(name: &str) -> Result<(), &'static str> {
 /// or in 240.0.0.0/4.
 /// The base64 bodies of the PEM certificates in `text`, whitespace removed:
 /// line breaks may have become spaces on the kernel command line. Checks the
-/// armour and the alphabet only; the TLS library parses the certificates.
+/// armour and that each body is base64 the agent decodes (standard
+/// alphabet, padded); the TLS library parses the certificates.
 pub fn pem_certificates(text: &str) -> Result<Vec<String>, String> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
@@ -107,8 +108,13 @@ pub fn pem_certificates(text: &str) -> Result<Vec<String>, String> {
             return Err(format!("certificate {} has no {END}", bodies.len() + 1));
         };
         let body: String = body.split_whitespace().collect();
-        let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
-        if body.is_empty() || !body.bytes().all(base64) {
+        let decodes = || {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(&body)
+                .is_ok()
+        };
+        if body.is_empty() || !decodes() {
             return Err(format!(
                 "certificate {} is not base64 between its markers",
                 bodies.len() + 1
@@ -519,17 +525,35 @@ mod tests {
                 "not base64",
             ),
             ("-----BEGIN CERTIFICATE----- MIIB", "has no"),
+            // Found by the pem fuzz target: the alphabet, but not base64
+            // (the agent's decoding refused it after the key was set).
+            (
+                "-----BEGIN CERTIFICATE-----0-----END CERTIFICATE-----",
+                "not base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE----- MIIB== -----END CERTIFICATE-----",
+                "not base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE----- QR== -----END CERTIFICATE-----",
+                "not base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE----- Q=Q= -----END CERTIFICATE-----",
+                "not base64",
+            ),
         ] {
             let err = refused(&[("platform.ca_bundle", bundle)]);
             assert!(err.message.contains(words), "{bundle}: {err}");
         }
         assert_eq!(
             pem_certificates(
-                "-----BEGIN CERTIFICATE-----\nMII\nB==\n-----END CERTIFICATE-----\n\
+                "-----BEGIN CERTIFICATE-----\nMII\nBQQ==\n-----END CERTIFICATE-----\n\
                  -----BEGIN CERTIFICATE----- QQ== -----END CERTIFICATE-----"
             )
             .unwrap(),
-            ["MIIB==", "QQ=="]
+            ["MIIBQQ==", "QQ=="]
         );
         assert!(refused(&[("platform.pod", "qualys")])
             .message

@@ -82,7 +82,9 @@ pub fn cache_key(https: bool, host: &str, port: u16, path: &str) -> String {
 /// RFC 3986 section 6.2.2 on a request target (path and query): percent
 /// encodings' hex digits uppercased and those of unreserved characters
 /// (ALPHA / DIGIT / `-` `.` `_` `~`) decoded (6.2.2.1, 6.2.2.2) in both;
-/// an empty path is `/`; dot segments removed from the path only
+/// a path is rooted (an empty one is `/`, and `x` is `/x`: the key puts the
+/// target right after the host, where `.other.example/x` would name
+/// another host); dot segments removed from the path only
 /// (6.2.2.3: in a query `.` and `..` are data). The cache asks the origin
 /// with this same target (serve.rs), so a key and what is stored under it
 /// always come from one request.
@@ -91,12 +93,11 @@ pub fn normalise_target(target: &str) -> String {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let path = normalise_percent(path);
-    let mut out = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        remove_dot_segments(&path)
-    };
+    let mut path = normalise_percent(path);
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let mut out = remove_dot_segments(&path);
     if let Some(q) = query {
         out.push('?');
         out.push_str(&normalise_percent(q));
@@ -123,7 +124,14 @@ fn normalise_percent(s: &str) -> String {
             b.get(i + 2).copied().and_then(hex),
         ) {
             let v = (hi * 16 + lo) as u8;
-            if is_unreserved(v) {
+            // A hex digit decoded after a lone `%` (and maybe one hex digit)
+            // would make an encoding that the next pass decodes: `%%333`
+            // would be `%33`, then `3`. It stays encoded.
+            let n = out.len();
+            let makes_encoding = v.is_ascii_hexdigit()
+                && (out.last() == Some(&b'%')
+                    || (n >= 2 && out[n - 2] == b'%' && out[n - 1].is_ascii_hexdigit()));
+            if is_unreserved(v) && !makes_encoding {
                 out.push(v);
             } else {
                 out.push(b'%');
@@ -522,9 +530,23 @@ mod tests {
         // A lone or broken % is left alone.
         assert_eq!(k("/100%"), "GET https://h/100%");
         assert_eq!(k("/%zz%4"), "GET https://h/%zz%4");
+        // A digit decoded after a lone % would make a new encoding (found
+        // by the target fuzz target): it stays encoded, so normalising is
+        // idempotent.
+        assert_eq!(k("/%%333"), "GET https://h/%%333");
+        assert_eq!(k("/%4%31"), "GET https://h/%4%31");
+        assert_eq!(k("/%%41"), "GET https://h/%%41");
+        assert_eq!(k("/%%47"), "GET https://h/%G");
         // Empty path; an empty path with a query.
         assert_eq!(k(""), "GET https://h/");
         assert_eq!(k("?q=1"), "GET https://h/?q=1");
+        // A path without its leading '/' gets one (found by the target fuzz
+        // target: "@" and "." kept no '/', "." and "" then keyed apart).
+        assert_eq!(k("@"), "GET https://h/@");
+        assert_eq!(k(".other.example/x"), "GET https://h/.other.example/x");
+        assert_eq!(k("."), k(""));
+        assert_eq!(k("../x"), "GET https://h/x");
+        assert_eq!(normalise_target("a/../b?q"), "/b?q");
         // Dot segments, also encoded ones, out of the path.
         assert_eq!(k("/a/./b/../c"), "GET https://h/a/c");
         assert_eq!(k("/a/%2E%2e/c"), "GET https://h/c");
