@@ -803,66 +803,25 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
             return Sent::Dropped;
         }
     };
-    let len = meta.length;
-    // Of a length not known yet: chunked to an HTTP/1.1 client, else until
-    // the connection closes.
-    let chunked_out = !sized && head.version != 0;
-    let keep = body::client_persistent(head.version, &head.headers) && (sized || chunked_out);
-    let label = match served {
-        Served::Miss => "MISS",
-        Served::Collapsed => "HIT-COLLAPSED",
-        Served::Revalidated => "REVALIDATED",
-        _ => "HIT",
-    };
-    let (etag, lm) = (meta.header("etag"), meta.header("last-modified"));
-    let range = match rules::header(&head.headers, "if-range") {
-        // A range applies only to the representation the client has.
-        Some(v)
-            if Some(String::from_utf8_lossy(v).as_ref()) != etag
-                && Some(String::from_utf8_lossy(v).as_ref()) != lm =>
-        {
-            RangeAnswer::Full
-        }
-        _ => rules::range(&head.headers, len),
-    };
-    let (status, reason, start, end) = if meta.status != 200 {
-        // A shared answer that is not stored (a 404, a 503): as it came.
-        (
-            meta.status,
-            meta.reason.as_str(),
-            0,
-            if sized { len } else { u64::MAX },
-        )
-    } else if rules::not_modified(&head.headers, etag, lm) {
-        (304, "Not Modified", 0, 0)
-    } else if !sized {
-        (200, meta.reason.as_str(), 0, u64::MAX)
-    } else {
-        match range {
-            RangeAnswer::Full => (meta.status, meta.reason.as_str(), 0, len),
-            RangeAnswer::Partial { start, end } => (206, "Partial Content", start, end + 1),
-            RangeAnswer::Unsatisfiable => (416, "Range Not Satisfiable", 0, 0),
-        }
-    };
-    let body_wanted = !is_head && !matches!(status, 204 | 304 | 416);
-    // Disk reads go a block at a time: each is read and checked whole.
-    let chunk_max = match o.tier {
-        Tier::Disk => crate::disk::BLOCK as usize,
-        Tier::Memory => READ_CHUNK,
-    };
-    let read = |at: u64| {
-        let want = ((end - at) as usize).min(chunk_max);
-        o.read_counted(&src, at, want)
+    let plan = ObjectAnswer::plan(head, &meta, sized, served);
+    let body = BodyOut {
+        o,
+        src: &src,
+        key: &meta.key,
+        svc,
+        chunk_max: match o.tier {
+            // Disk reads go a block at a time: each is read and checked whole.
+            Tier::Disk => crate::disk::BLOCK as usize,
+            Tier::Memory => READ_CHUNK,
+        },
+        counted: served != Served::Miss,
     };
     // A complete object's first bytes before the head (a filling one's
     // come as the origin sends them: the head goes first).
     let mut first = None;
-    if body_wanted && start < end && o.is_complete() {
-        match read(start).await {
-            Ok((c, n)) if !c.is_empty() => {
-                svc.cache_stats.blocks_verified(n);
-                first = Some(c);
-            }
+    if plan.body_wanted && plan.start < plan.end && o.is_complete() {
+        match body.read(plan.start, plan.end).await {
+            Ok(c) if !c.is_empty() => first = Some(c),
             other => {
                 unreadable(svc, o, &meta.key, other.err());
                 return Sent::Dropped;
@@ -872,39 +831,9 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
     if served != Served::Miss {
         svc.cache_stats.served(served);
     }
-    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
-    for (n, v) in &meta.headers {
-        out.push_str(&format!("{n}: {v}\r\n"));
-    }
-    match status {
-        304 => {}
-        206 => out.push_str(&format!(
-            "Content-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n",
-            end - start,
-            end - 1
-        )),
-        416 => out.push_str(&format!(
-            "Content-Length: 0\r\nContent-Range: bytes */{len}\r\n"
-        )),
-        _ if sized => out.push_str(&format!("Content-Length: {len}\r\n")),
-        _ if chunked_out => out.push_str("Transfer-Encoding: chunked\r\n"),
-        _ => {}
-    }
-    if !meta
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("accept-ranges"))
-    {
-        out.push_str("Accept-Ranges: bytes\r\n");
-    }
-    out.push_str(&format!("X-Cache: {label}\r\n"));
-    if !keep {
-        out.push_str("Connection: close\r\n");
-    } else if head.version == 0 {
-        out.push_str("Connection: keep-alive\r\n");
-    }
-    out.push_str("\r\n");
+    let out = plan.head_text(&meta, head.version);
     let idle = svc.config.proxy.idle_timeout;
+    let (status, label) = (plan.status, plan.label);
     let outcome = |down, result: String| Outcome {
         destination: dest(origin),
         result,
@@ -920,97 +849,234 @@ async fn send_object<S: AsyncRead + AsyncWrite + Unpin>(
             Next::Close,
         );
     }
-    let mut down = out.len() as u64;
-    let mut at = start;
-    while body_wanted && at < end {
-        let chunk = match first.take() {
-            Some(c) => c,
-            None => match read(at).await {
-                Ok((c, n)) if !c.is_empty() => {
-                    svc.cache_stats.blocks_verified(n);
-                    c
-                }
-                // Of unknown length: the fill ended there.
-                Ok(_) if !sized => break,
-                Ok(_) | Err(ReadError::Failed) => {
-                    return Sent::Done(
-                        outcome(down, format!("{status} {label}, origin transfer failed")),
-                        Next::Close,
-                    );
-                }
-                Err(ReadError::Detached) => {
-                    return Sent::Done(
-                        outcome(
-                            down,
-                            format!("{status} {label}, too slow for a fill not stored"),
-                        ),
-                        Next::Close,
-                    );
-                }
-                Err(e) => {
-                    // The head is out: the response ends short (the
-                    // connection closes), so the client never takes what
-                    // it has for the whole.
-                    let damaged = matches!(e, ReadError::Damaged(_));
-                    unreadable(svc, o, &meta.key, Some(e));
-                    let what = if damaged {
-                        "stored object damaged"
-                    } else {
-                        "stored object unreadable"
-                    };
-                    return Sent::Done(
-                        outcome(down, format!("{status} {label}, {what}")),
-                        Next::Close,
-                    );
-                }
-            },
-        };
-        let n = chunk.len() as u64;
-        let framed = if chunked_out {
-            let mut f = Vec::with_capacity(chunk.len() + 16);
-            f.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-            f.extend_from_slice(&chunk);
-            f.extend_from_slice(b"\r\n");
-            f
-        } else {
-            chunk
-        };
-        if timeout(idle, client.write_all(&framed))
-            .await
-            .map_or(true, |r| r.is_err())
-        {
-            return Sent::Done(
-                outcome(down, format!("{status} {label}, client gone")),
-                Next::Close,
-            );
-        }
-        at += n;
-        down += framed.len() as u64;
-        if served != Served::Miss {
-            svc.cache_stats.from_cache(n);
-        }
-    }
-    // The last chunk only once the fill is whole: a failed one ended the
-    // response above without it, so the client knows it is short.
-    if chunked_out
-        && body_wanted
-        && timeout(idle, client.write_all(b"0\r\n\r\n"))
-            .await
-            .map_or(true, |r| r.is_err())
-    {
-        return Sent::Done(
-            outcome(down, format!("{status} {label}, client gone")),
-            Next::Close,
-        );
-    }
-    if chunked_out && body_wanted {
-        down += 5;
-    }
+    let sent = if plan.body_wanted {
+        body.send(client, &plan, first, idle).await
+    } else {
+        Ok(0)
+    };
     let _ = client.flush().await;
-    Sent::Done(
-        outcome(down, format!("{status} {label}")),
-        if keep { Next::Request } else { Next::Close },
-    )
+    match sent {
+        Ok(n) => Sent::Done(
+            outcome(out.len() as u64 + n, format!("{status} {label}")),
+            if plan.keep {
+                Next::Request
+            } else {
+                Next::Close
+            },
+        ),
+        Err((n, why)) => Sent::Done(
+            outcome(out.len() as u64 + n, format!("{status} {label}, {why}")),
+            Next::Close,
+        ),
+    }
+}
+
+/// What a response from an object is: its status, the part of the body it
+/// carries (`start..end`; `u64::MAX` as the end of a length not known yet),
+/// its framing and whether the connection goes on. Decided from the request
+/// and the object's metadata alone, before anything is read or sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ObjectAnswer {
+    status: u16,
+    reason: String,
+    start: u64,
+    end: u64,
+    /// The object's length, for the `Content-Range` of a partial answer.
+    len: u64,
+    sized: bool,
+    body_wanted: bool,
+    /// Of a length not known yet, to an HTTP/1.1 client.
+    chunked_out: bool,
+    keep: bool,
+    label: &'static str,
+}
+
+impl ObjectAnswer {
+    fn plan(head: &RequestHead, meta: &Meta, sized: bool, served: Served) -> ObjectAnswer {
+        let len = meta.length;
+        // Of a length not known yet: chunked to an HTTP/1.1 client, else
+        // until the connection closes.
+        let chunked_out = !sized && head.version != 0;
+        let keep = body::client_persistent(head.version, &head.headers) && (sized || chunked_out);
+        let label = match served {
+            Served::Miss => "MISS",
+            Served::Collapsed => "HIT-COLLAPSED",
+            Served::Revalidated => "REVALIDATED",
+            _ => "HIT",
+        };
+        let (etag, lm) = (meta.header("etag"), meta.header("last-modified"));
+        let range = match rules::header(&head.headers, "if-range") {
+            // A range applies only to the representation the client has.
+            Some(v)
+                if Some(String::from_utf8_lossy(v).as_ref()) != etag
+                    && Some(String::from_utf8_lossy(v).as_ref()) != lm =>
+            {
+                RangeAnswer::Full
+            }
+            _ => rules::range(&head.headers, len),
+        };
+        let reason = meta.reason.as_str();
+        let (status, reason, start, end) = if meta.status != 200 {
+            // A shared answer that is not stored (a 404, a 503): as it came.
+            (meta.status, reason, 0, if sized { len } else { u64::MAX })
+        } else if rules::not_modified(&head.headers, etag, lm) {
+            (304, "Not Modified", 0, 0)
+        } else if !sized {
+            (200, reason, 0, u64::MAX)
+        } else {
+            match range {
+                RangeAnswer::Full => (meta.status, reason, 0, len),
+                RangeAnswer::Partial { start, end } => (206, "Partial Content", start, end + 1),
+                RangeAnswer::Unsatisfiable => (416, "Range Not Satisfiable", 0, 0),
+            }
+        };
+        ObjectAnswer {
+            status,
+            reason: reason.to_owned(),
+            start,
+            end,
+            len,
+            sized,
+            body_wanted: head.method != "HEAD" && !matches!(status, 204 | 304 | 416),
+            chunked_out,
+            keep,
+            label,
+        }
+    }
+
+    /// The response head: the stored fields, the framing, `X-Cache`.
+    fn head_text(&self, meta: &Meta, version: u8) -> String {
+        let (status, start, end, len) = (self.status, self.start, self.end, self.len);
+        let mut out = format!("HTTP/1.1 {status} {}\r\n", self.reason);
+        for (n, v) in &meta.headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        match status {
+            304 => {}
+            206 => out.push_str(&format!(
+                "Content-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+                end - start,
+                end - 1
+            )),
+            416 => out.push_str(&format!(
+                "Content-Length: 0\r\nContent-Range: bytes */{len}\r\n"
+            )),
+            _ if self.sized => out.push_str(&format!("Content-Length: {len}\r\n")),
+            _ if self.chunked_out => out.push_str("Transfer-Encoding: chunked\r\n"),
+            _ => {}
+        }
+        if !meta
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("accept-ranges"))
+        {
+            out.push_str("Accept-Ranges: bytes\r\n");
+        }
+        out.push_str(&format!("X-Cache: {}\r\n", self.label));
+        if !self.keep {
+            out.push_str("Connection: close\r\n");
+        } else if version == 0 {
+            out.push_str("Connection: keep-alive\r\n");
+        }
+        out.push_str("\r\n");
+        out
+    }
+}
+
+/// The body side of a response from an object: reads `src` a chunk at a
+/// time (a disk block, checked whole), counting what was verified and, but
+/// for a miss, what the cache served.
+struct BodyOut<'a> {
+    o: &'a Arc<Object>,
+    src: &'a Source,
+    key: &'a str,
+    svc: &'a Service,
+    chunk_max: usize,
+    counted: bool,
+}
+
+impl BodyOut<'_> {
+    async fn read(&self, at: u64, end: u64) -> Result<Vec<u8>, ReadError> {
+        let want = ((end - at) as usize).min(self.chunk_max);
+        let (c, verified) = self.o.read_counted(self.src, at, want).await?;
+        self.svc.cache_stats.blocks_verified(verified);
+        Ok(c)
+    }
+
+    /// Sends `plan.start..plan.end` (`first` already read), framed as the
+    /// plan says, then the last chunk of a chunked answer once the fill is
+    /// whole. The bytes sent, or with them why the response ended short
+    /// (the connection then closes, so the client never takes a part for
+    /// the whole).
+    async fn send<S: AsyncWrite + Unpin>(
+        &self,
+        client: &mut S,
+        plan: &ObjectAnswer,
+        mut first: Option<Vec<u8>>,
+        idle: std::time::Duration,
+    ) -> Result<u64, (u64, &'static str)> {
+        let mut down = 0u64;
+        let mut at = plan.start;
+        while at < plan.end {
+            let chunk = match first.take() {
+                Some(c) => c,
+                None => match self.read(at, plan.end).await {
+                    Ok(c) if !c.is_empty() => c,
+                    // Of unknown length: the fill ended there.
+                    Ok(_) if !plan.sized => break,
+                    Ok(_) | Err(ReadError::Failed) => return Err((down, "origin transfer failed")),
+                    Err(ReadError::Detached) => {
+                        return Err((down, "too slow for a fill not stored"))
+                    }
+                    Err(e) => {
+                        let damaged = matches!(e, ReadError::Damaged(_));
+                        unreadable(self.svc, self.o, self.key, Some(e));
+                        return Err((
+                            down,
+                            if damaged {
+                                "stored object damaged"
+                            } else {
+                                "stored object unreadable"
+                            },
+                        ));
+                    }
+                },
+            };
+            let n = chunk.len() as u64;
+            let framed = if plan.chunked_out {
+                let mut f = Vec::with_capacity(chunk.len() + 16);
+                f.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                f.extend_from_slice(&chunk);
+                f.extend_from_slice(b"\r\n");
+                f
+            } else {
+                chunk
+            };
+            if timeout(idle, client.write_all(&framed))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return Err((down, "client gone"));
+            }
+            at += n;
+            down += framed.len() as u64;
+            if self.counted {
+                self.svc.cache_stats.from_cache(n);
+            }
+        }
+        // The last chunk only once the fill is whole: a failed one ended
+        // the response above without it, so the client knows it is short.
+        if plan.chunked_out {
+            if timeout(idle, client.write_all(b"0\r\n\r\n"))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return Err((down, "client gone"));
+            }
+            down += 5;
+        }
+        Ok(down)
+    }
 }
 
 /// A stored object could not be read (`e`; none: it read as empty): it is
@@ -1036,4 +1102,80 @@ fn unreadable(svc: &Service, o: &Arc<Object>, key: &str, e: Option<ReadError>) {
         ),
     }
     svc.store.remove(key, o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_http::head::{parse, Limits};
+
+    fn head(raw: &str) -> RequestHead {
+        parse(raw.as_bytes(), &Limits::default()).unwrap().unwrap()
+    }
+
+    fn meta(len: u64) -> Meta {
+        Meta {
+            key: "GET http://a.b/x".into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![("ETag".into(), "\"v1\"".into())],
+            length: len,
+            fresh_until: 0,
+            vary: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_answer_is_planned_from_the_request_and_the_metadata_alone() {
+        let m = meta(1000);
+        let whole = ObjectAnswer::plan(&head("GET /x HTTP/1.1\r\n\r\n"), &m, true, Served::Hit);
+        assert_eq!(
+            (whole.status, whole.start, whole.end, whole.keep),
+            (200, 0, 1000, true)
+        );
+        assert!(whole
+            .head_text(&m, 1)
+            .contains("Content-Length: 1000\r\nAccept-Ranges: bytes\r\nX-Cache: HIT\r\n\r\n"));
+
+        let part = ObjectAnswer::plan(
+            &head("GET /x HTTP/1.1\r\nRange: bytes=10-19\r\n\r\n"),
+            &m,
+            true,
+            Served::Hit,
+        );
+        assert_eq!((part.status, part.start, part.end), (206, 10, 20));
+        assert!(part
+            .head_text(&m, 1)
+            .contains("Content-Range: bytes 10-19/1000\r\n"));
+
+        let same = ObjectAnswer::plan(
+            &head("GET /x HTTP/1.1\r\nIf-None-Match: \"v1\"\r\n\r\n"),
+            &m,
+            true,
+            Served::Revalidated,
+        );
+        assert_eq!(
+            (same.status, same.body_wanted, same.label),
+            (304, false, "REVALIDATED")
+        );
+
+        // Of a length not known yet: chunked to HTTP/1.1, until the close
+        // to HTTP/1.0 (which then cannot keep the connection).
+        let filling = ObjectAnswer::plan(&head("GET /x HTTP/1.1\r\n\r\n"), &m, false, Served::Miss);
+        assert_eq!(
+            (filling.chunked_out, filling.end, filling.label),
+            (true, u64::MAX, "MISS")
+        );
+        assert!(filling
+            .head_text(&m, 1)
+            .contains("Transfer-Encoding: chunked\r\n"));
+        let old = ObjectAnswer::plan(
+            &head("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            &m,
+            false,
+            Served::Miss,
+        );
+        assert_eq!((old.chunked_out, old.keep), (false, false));
+        assert!(old.head_text(&m, 0).contains("Connection: close\r\n"));
+    }
 }
