@@ -46,6 +46,22 @@ fn proxy_memory() -> String {
     format!("rss_kib={rss} cgroup_bytes={}", cgroup.trim())
 }
 
+/// Agents per source address: each tunnel's client comes from one of the
+/// loopback network's addresses, at most this many from each, as from
+/// that many agents behind one address. (The proxy holds at most
+/// `max_connections_per_client`, 2048 by default, from one address.)
+const PER_ADDRESS: usize = 1000;
+
+/// A connection to the proxy from 127.0.0.(2 + i / PER_ADDRESS).
+fn connect_as_agent(i: usize) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let host = u8::try_from(2 + i / PER_ADDRESS).unwrap_or(u8::MAX);
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, host], 0)).into())?;
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], PROXY.1)).into())?;
+    Ok(socket.into())
+}
+
 /// Opens `n` tunnels to a listener of its own on `addr:port`: the
 /// appliance's eth0 address (the proxy refuses loopback destinations); the
 /// report, one string per line.
@@ -73,7 +89,7 @@ pub fn hold(n: usize, port: u16, addr: std::net::Ipv4Addr) -> Vec<String> {
     let mut clients = Vec::with_capacity(n);
     let request = format!("CONNECT {addr}:{port} HTTP/1.1\r\nHost: {addr}:{port}\r\n\r\n");
     for i in 0..n {
-        let opened = TcpStream::connect(PROXY).and_then(|mut c| {
+        let opened = connect_as_agent(i).and_then(|mut c| {
             c.set_read_timeout(Some(Duration::from_secs(30)))?;
             c.write_all(request.as_bytes())?;
             let mut head = [0u8; 39];
