@@ -16,6 +16,7 @@ use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
+const LISTENING: &str = "selftest serial: listening on ttyS1";
 
 /// A server on the host's loopback (10.0.2.2 to the guest), stopped when
 /// dropped. `reply` answers one connection.
@@ -258,6 +259,59 @@ fn the_proxy_unit_serves_curl_and_follows_a_port_change_keeping_its_tunnels() {
     assert!(
         status.contains(&format!("| unit      proxy active: running, pid {pid}\n")),
         "{status}"
+    );
+}
+
+/// Power cuts while the cache makes the appliance CA at its first start
+/// (QEMU killed at three moments after the unit started): the CA is written
+/// as one file, so whatever a cut left, the next boot's cache starts once,
+/// stays up and exports a CA, the same one at the boot after.
+#[test]
+fn power_cuts_while_the_cache_makes_its_ca_leave_one_it_starts_with() {
+    let a = Artifacts::get();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = a.disk_copy(dir.path());
+    let cmdline = format!(
+        "{} gateway.ntp.servers=10.0.2.2 gateway.selftest=serial",
+        a.cmdline
+    );
+    let start = |name: &str| {
+        let cfg = VmConfig::new(name, &disk)
+            .direct_kernel(&a.kernel, &cmdline)
+            .user_net(true, &[])
+            .control_serial();
+        let mut vm = Vm::start(&cfg).unwrap();
+        vm.wait_for("unit cache: started", BOOT).unwrap();
+        vm
+    };
+    let cuts = [0u64, 150, 500];
+    for (i, delay) in cuts.iter().enumerate() {
+        let mut vm = start(&format!("ca-cut-{i}"));
+        std::thread::sleep(Duration::from_millis(*delay));
+        vm.kill();
+    }
+    let fingerprint = |vm: &mut Vm| {
+        let export = vm.command("ca-export", COMMAND).unwrap();
+        export
+            .lines()
+            .find_map(|l| l.split("SHA-256 fingerprint: ").nth(1))
+            .unwrap_or_else(|| panic!("no CA exported: {export}"))
+            .trim()
+            .to_owned()
+    };
+    let mut vm = start("ca-cut-after");
+    vm.wait_for(LISTENING, BOOT).unwrap();
+    let first = fingerprint(&mut vm);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = vm.serial();
+    assert_eq!(log.matches("unit cache: started").count(), 1, "{log}");
+    vm.kill();
+    let mut vm = start("ca-cut-again");
+    vm.wait_for(LISTENING, BOOT).unwrap();
+    assert_eq!(fingerprint(&mut vm), first);
+    eprintln!(
+        "power cuts: {} while the cache made its CA (at {cuts:?} ms after its start), CA {first} kept",
+        cuts.len()
     );
 }
 
