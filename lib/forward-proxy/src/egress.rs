@@ -75,7 +75,7 @@ pub fn check_addresses(
     config: &ProxyConfig,
 ) -> Result<(), (u16, String)> {
     let patch = config.policy.mode() == Mode::Patch;
-    for ip in addrs.iter().map(|a| unmapped(a.ip())) {
+    for ip in addrs.iter().map(|a| a.ip().to_canonical()) {
         if is_local_address(ip) {
             return Err((403, format!("{host} resolves to {ip}, a local address")));
         }
@@ -97,25 +97,17 @@ pub fn check_addresses(
     Ok(())
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// RFC 1918 and unique local (fc00::/7) addresses.
 pub fn is_private_address(ip: IpAddr) -> bool {
-    match unmapped(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.is_private(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+        IpAddr::V6(v6) => v6.is_unique_local(),
     }
 }
 
 /// Loopback, unspecified, link-local, multicast and broadcast addresses.
 pub fn is_local_address(ip: IpAddr) -> bool {
-    match unmapped(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
             v4.is_loopback()
                 || v4.is_unspecified()
@@ -127,7 +119,7 @@ pub fn is_local_address(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_unicast_link_local()
         }
     }
 }

@@ -64,13 +64,21 @@ fn path_of(head: &RequestHead) -> &str {
 /// one target both the key and the origin request are made from. Were the
 /// origin asked with the client's spelling, an origin that reads
 /// `/x/%2e%2e/f` otherwise than `/f` would have its answer stored under
-/// `/f`'s key and served to everyone who asks for `/f`.
-fn with_normalised_target(head: &RequestHead) -> RequestHead {
+/// `/f`'s key and served to everyone who asks for `/f`. The head is copied
+/// only when its target changes (most are normal already).
+fn with_normalised_target(head: &RequestHead) -> std::borrow::Cow<'_, RequestHead> {
+    let (Target::Origin { path } | Target::Absolute { path, .. }) = &head.target else {
+        return std::borrow::Cow::Borrowed(head);
+    };
+    let normal = rules::normalise_target(path);
+    if normal == *path {
+        return std::borrow::Cow::Borrowed(head);
+    }
     let mut own = head.clone();
     if let Target::Origin { path } | Target::Absolute { path, .. } = &mut own.target {
-        *path = rules::normalise_target(path);
+        *path = normal;
     }
-    own
+    std::borrow::Cow::Owned(own)
 }
 
 pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
@@ -80,7 +88,7 @@ pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
     origin: &Origin,
     svc: &Service,
 ) -> (Outcome, Next) {
-    let head = &with_normalised_target(head);
+    let head = &*with_normalised_target(head);
     match rules::classify_request(&head.method, &head.headers) {
         RequestClass::PassThrough(why) => pass_through(client, head, buf, origin, svc, why).await,
         class => shared(client, head, origin, svc, class == RequestClass::Head).await,
