@@ -9,11 +9,13 @@
 
 pub mod artifacts;
 pub mod chrony;
+pub mod host;
 pub mod qmp;
 pub mod screen;
 pub mod vm;
 
 pub use artifacts::Artifacts;
+pub use host::HostServer;
 pub use vm::{Bus, Vm, VmConfig};
 
 /// A loopback port free now (for a host forward or a peer the test runs).

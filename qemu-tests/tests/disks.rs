@@ -6,17 +6,17 @@
 //! disk below `patch.min_disk_gib` is refused with the reason; in patch
 //! mode the cache keeps a large object on the disk, across a reboot.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway_control::protocol::Stats;
-use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
+use qemu_tests::{free_port, Artifacts, HostServer, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
@@ -261,49 +261,73 @@ const OBJECT_BYTES: usize = (8 << 20) + 12_345;
 
 /// An HTTP origin on the host's loopback answering every request with one
 /// cacheable object (Content-Length, `max-age=3600`) and counting the
-/// requests; stopped when dropped.
+/// requests per path. With `cut`, its first answer for each path stops after
+/// that many bytes and holds the connection until the origin is dropped (a
+/// fill the test cuts in the middle); later ones are whole.
 struct Origin {
-    port: u16,
-    requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    requests: Arc<Mutex<HashMap<String, usize>>>,
+    held: Arc<AtomicUsize>,
+    release: Arc<AtomicBool>,
+    server: HostServer,
 }
 
 impl Origin {
     fn start(body: Arc<Vec<u8>>) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counted, stopping) = (requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        let (body, counted) = (body.clone(), counted.clone());
-                        std::thread::spawn(move || answer(s, &body, &counted));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
+        Origin::start_cut(body, None)
+    }
+
+    fn start_cut(body: Arc<Vec<u8>>, cut: Option<usize>) -> Origin {
+        let requests = Arc::new(Mutex::new(HashMap::new()));
+        let held = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(AtomicBool::new(false));
+        let (counted, holding, released) = (requests.clone(), held.clone(), release.clone());
+        let server =
+            HostServer::start(move |s| answer(s, &body, cut, &counted, &holding, &released));
         Origin {
-            port,
             requests,
-            stop,
-            thread: Some(thread),
+            held,
+            release,
+            server,
         }
     }
 
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Requests for `path`.
+    fn requests_for(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests in all.
     fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.requests.lock().unwrap().values().sum()
     }
 }
 
-/// Reads one request head, counts it and sends the object.
-fn answer(mut s: TcpStream, body: &[u8], counted: &AtomicUsize) {
-    s.set_nonblocking(false).unwrap();
+impl Drop for Origin {
+    fn drop(&mut self) {
+        // Held answers end before the server joins its accept loop.
+        self.release.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads one request head, counts it for its path and sends the object
+/// (the first answer for a path only up to `cut`, then held).
+fn answer(
+    mut s: TcpStream,
+    body: &[u8],
+    cut: Option<usize>,
+    counted: &Mutex<HashMap<String, usize>>,
+    held: &AtomicUsize,
+    release: &AtomicBool,
+) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -313,21 +337,33 @@ fn answer(mut s: TcpStream, body: &[u8], counted: &AtomicUsize) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    counted.fetch_add(1, Ordering::SeqCst);
+    let path = String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let nth = {
+        let mut r = counted.lock().unwrap();
+        let n = r.entry(path).or_insert(0);
+        *n += 1;
+        *n
+    };
     let _ = write!(
         s,
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
          Content-Length: {}\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = s.write_all(body);
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    match cut {
+        Some(half) if nth == 1 => {
+            let _ = s.write_all(&body[..half]);
+            held.fetch_add(1, Ordering::SeqCst);
+            while !release.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        _ => {
+            let _ = s.write_all(body);
         }
     }
 }
@@ -427,6 +463,34 @@ fn stats_with_a_disk_object(vm: &mut Vm) -> Stats {
     }
 }
 
+/// Patch mode seeded on `patch`, the cache port forwarded to the host's
+/// `port`, and the guest's only way out QEMU's relay to `origin`
+/// (restricted networking).
+fn patch_cache_config(
+    name: &str,
+    root: &Path,
+    patch: &Path,
+    port: u16,
+    origin: &Origin,
+) -> VmConfig {
+    let mut cfg = config(
+        name,
+        root,
+        &[patch],
+        &format!(
+            "gateway.patch.min_disk_gib=1 gateway.patch.enabled=true \
+             gateway.hosts={ORIGIN_NAME}={ORIGIN_ADDR}"
+        ),
+    )
+    .user_net(true, &[&format!("tcp:127.0.0.1:{port}-:8080")]);
+    cfg.nic += &format!(
+        ",guestfwd=tcp:{ORIGIN_ADDR}:80-cmd:{} 127.0.0.1:{}",
+        env!("CARGO_BIN_EXE_tcp-relay"),
+        origin.port()
+    );
+    cfg
+}
+
 /// Patch mode as an administrator sees it: a large object fetched through
 /// the cache port is kept on the patch disk, shown there in the stats, and
 /// still served from it, without asking the origin, after a reboot.
@@ -441,23 +505,14 @@ fn patch_mode_serves_a_large_object_from_the_disk_tier_across_a_reboot() {
     let root = Artifacts::get().disk_copy(dir.path());
     let patch = blank(dir.path(), "patch.qcow2", "2G");
     let port = free_port();
-    let mut cfg = config(
+    let mut vm = Vm::start(&patch_cache_config(
         "disk-patch-cache",
         &root,
-        &[&patch],
-        &format!(
-            "gateway.patch.min_disk_gib=1 gateway.patch.enabled=true \
-             gateway.hosts={ORIGIN_NAME}={ORIGIN_ADDR}"
-        ),
-    )
-    // Restricted: the guest reaches the origin's relay and nothing else.
-    .user_net(true, &[&format!("tcp:127.0.0.1:{port}-:8080")]);
-    cfg.nic += &format!(
-        ",guestfwd=tcp:{ORIGIN_ADDR}:80-cmd:{} 127.0.0.1:{}",
-        env!("CARGO_BIN_EXE_tcp-relay"),
-        origin.port
-    );
-    let mut vm = Vm::start(&cfg).unwrap();
+        &patch,
+        port,
+        &origin,
+    ))
+    .unwrap();
     vm.wait_for(LISTENING, BOOT).unwrap();
     // The cache waits for the patch disk, then starts with its disk tier.
     let log = vm.wait_for("unit cache: started", BOOT).unwrap();
@@ -547,107 +602,6 @@ fn patch_mode_serves_a_large_object_from_the_disk_tier_across_a_reboot() {
     poweroff(&mut vm);
 }
 
-/// An origin like [`Origin`] whose first answer for each path stops after
-/// `half` bytes and then holds the connection (a fill the test cuts in the
-/// middle); later requests for the path get the whole object. Counts the
-/// requests per path; stopped when dropped.
-struct CutOrigin {
-    port: u16,
-    requests: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    held: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl CutOrigin {
-    fn start(body: Arc<Vec<u8>>, half: usize) -> CutOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-        let held = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counted, holding, stopping) = (requests.clone(), held.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                let (body, counted, holding, stopping) = (
-                    body.clone(),
-                    counted.clone(),
-                    holding.clone(),
-                    stopping.clone(),
-                );
-                std::thread::spawn(move || {
-                    s.set_nonblocking(false).unwrap();
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let path = String::from_utf8_lossy(&head)
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_owned();
-                    let nth = {
-                        let mut r = counted.lock().unwrap();
-                        let n = r.entry(path).or_insert(0);
-                        *n += 1;
-                        *n
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
-                         Content-Length: {}\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    if nth > 1 {
-                        let _ = s.write_all(&body);
-                        return;
-                    }
-                    let _ = s.write_all(&body[..half]);
-                    holding.fetch_add(1, Ordering::SeqCst);
-                    while !stopping.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                });
-            }
-        });
-        CutOrigin {
-            port,
-            requests,
-            held,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn requests(&self, path: &str) -> usize {
-        self.requests
-            .lock()
-            .unwrap()
-            .get(path)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for CutOrigin {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Power cuts in the middle of disk-tier fills: after each, the appliance
 /// boots, every unit starts, the object whose fill was cut is fetched again
 /// from the origin (nothing of the cut fill is served) and then served
@@ -660,28 +614,13 @@ fn power_cuts_during_disk_tier_fills_never_serve_a_damaged_object() {
     let original = dir.path().join("origin.bin");
     std::fs::write(&original, &*body).unwrap();
     let origin_sha = sha256(&original);
-    let origin = CutOrigin::start(body, OBJECT_BYTES / 2);
+    let origin = Origin::start_cut(body, Some(OBJECT_BYTES / 2));
     let root = Artifacts::get().disk_copy(dir.path());
     let patch = blank(dir.path(), "patch.qcow2", "2G");
     let fetched = dir.path().join("fetched");
     std::fs::create_dir(&fetched).unwrap();
     let vm_for = |name: &str, port: u16| {
-        let mut cfg = config(
-            name,
-            &root,
-            &[&patch],
-            &format!(
-                "gateway.patch.min_disk_gib=1 gateway.patch.enabled=true \
-                 gateway.hosts={ORIGIN_NAME}={ORIGIN_ADDR}"
-            ),
-        )
-        .user_net(true, &[&format!("tcp:127.0.0.1:{port}-:8080")]);
-        cfg.nic += &format!(
-            ",guestfwd=tcp:{ORIGIN_ADDR}:80-cmd:{} 127.0.0.1:{}",
-            env!("CARGO_BIN_EXE_tcp-relay"),
-            origin.port
-        );
-        let mut vm = Vm::start(&cfg).unwrap();
+        let mut vm = Vm::start(&patch_cache_config(name, &root, &patch, port, &origin)).unwrap();
         vm.wait_for("unit cache: started", BOOT).unwrap();
         vm
     };
@@ -703,7 +642,7 @@ fn power_cuts_during_disk_tier_fills_never_serve_a_damaged_object() {
                 (OBJECT_BYTES as u64, origin_sha.as_str())
             );
             assert_eq!(
-                origin.requests(&path),
+                origin.requests_for(&path),
                 2,
                 "the cut fill was served from the disk"
             );

@@ -6,62 +6,15 @@
 //! appliance before any connect.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
+use qemu_tests::{free_port, Artifacts, HostServer, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
 const ORIGIN: &str = "hostile.example.net";
-
-/// A server on the host's loopback, stopped when dropped; `reply` serves
-/// one connection.
-struct Server {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(reply: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let reply = Arc::new(reply);
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        s.set_nonblocking(false).unwrap();
-                        let reply = reply.clone();
-                        std::thread::spawn(move || reply(s));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Server {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn read_head(s: &mut TcpStream) -> String {
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
@@ -104,7 +57,7 @@ fn the_hardening_probes_fail_against_a_booted_appliance() {
     // Content-Length and one byte (a hostile origin), by path.
     let hosts_seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = hosts_seen.clone();
-    let origin = Server::start(move |mut s| {
+    let origin = HostServer::start(move |mut s| {
         let head = read_head(&mut s);
         let path = head
             .split_whitespace()
@@ -134,7 +87,7 @@ fn the_hardening_probes_fail_against_a_booted_appliance() {
         };
     });
     // A sequential echo peer for the tunnel.
-    let echo = Server::start(|s| {
+    let echo = HostServer::start(|s| {
         let mut r = s.try_clone().unwrap();
         let mut w = s;
         let mut buf = vec![0u8; 64 * 1024];

@@ -4,62 +4,17 @@
 //! dying and restarts on request, and runs in its sandbox.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway_control::protocol::{Stats, UnitStats};
-use qemu_tests::{free_port, Artifacts, Vm, VmConfig};
+use qemu_tests::{free_port, Artifacts, HostServer, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
 const LISTENING: &str = "selftest serial: listening on ttyS1";
-
-/// A server on the host's loopback (10.0.2.2 to the guest), stopped when
-/// dropped. `reply` answers one connection.
-struct Server {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(reply: fn(TcpStream)) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        s.set_nonblocking(false).unwrap();
-                        std::thread::spawn(move || reply(s));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Server {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Requests the cacheable origin answered.
 static CACHEABLE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
@@ -199,8 +154,8 @@ fn started_pid(log: &str) -> String {
 
 #[test]
 fn the_proxy_unit_serves_curl_and_follows_a_port_change_keeping_its_tunnels() {
-    let origin = Server::start(hello);
-    let echoes = Server::start(echo);
+    let origin = HostServer::start(hello);
+    let echoes = HostServer::start(echo);
     let (old, new) = (free_port(), free_port());
     let (_d, mut vm) = boot(
         "proxy-unit",
@@ -319,7 +274,7 @@ fn power_cuts_while_the_cache_makes_its_ca_leave_one_it_starts_with() {
 /// TLS with a leaf signed by the appliance CA exported through gatewayctl.
 #[test]
 fn the_cache_unit_serves_from_its_cache_and_intercepts_tls_with_the_exported_ca() {
-    let origin = Server::start(cacheable);
+    let origin = HostServer::start(cacheable);
     let certs = tempfile::tempdir().unwrap();
     let tls = TlsOrigin::start(certs.path());
     let port = free_port();
